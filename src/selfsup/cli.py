@@ -1,0 +1,151 @@
+"""The `selfsup` command. Argument parsing only: every command calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import SelfSupError
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="selfsup",
+        description="Self-supervised pretraining on your unlabeled data, with an honest label-efficiency report.",
+    )
+    parser.add_argument("--version", action="version", version=f"selfsup {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show library logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("pretrain", help="pretrain an encoder on unlabeled data (resumes an existing RUN_DIR)")
+    p.add_argument("data", metavar="DATA", help="folder of images (any depth; class folders ignored) or a .txt list of image paths")
+    p.add_argument("--method", help="pretext method (see `selfsup methods`); default simclr")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder: config.yaml, checkpoints/, metrics.csv")
+    p.add_argument("--encoder", help="backbone, e.g. tiny_cnn, resnet18, resnet18_cifar, vit_micro (default: the method's)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-minutes", type=float, help="stop after this much training time (a checkpoint is kept)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--image-size", type=int, help="images are resized (shorter side) and centre-cropped to this")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--precision", help="Lightning precision: 32-true (default), bf16-mixed, 16-mixed")
+    p.add_argument("--strict", action="store_true", default=None, help="stop at the first unreadable file instead of skipping it")
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML with sections data, method, encoder, optim, trainer")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any setting, e.g. --set optim.lr=0.001 --set method.temperature=0.2")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("evaluate", help="label-efficiency evaluation: pretrained vs scratch at label fractions")
+    e.add_argument("run", metavar="RUN_DIR")
+    e.add_argument("--train", required=True, metavar="LABELED", help="folder with one subfolder of images per class")
+    e.add_argument("--test", required=True, metavar="LABELED")
+    e.add_argument("--protocol", type=_names, default=["knn", "linear", "finetune"], help="comma list of knn, linear, finetune")
+    e.add_argument("--label-fractions", type=_floats, default=[0.01, 0.1, 1.0], help="comma list, e.g. 0.01,0.1,1.0")
+    e.add_argument("--baseline", default="scratch", choices=["scratch", "none"])
+    e.add_argument("--json", metavar="OUT.json", help="where to write the results (default RUN_DIR/eval.json)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--finetune-steps", type=int, help="optimisation steps for finetune (same for both encoders)")
+
+    m = sub.add_parser("methods", help="list the registered methods")
+    m.add_argument("--modality", choices=["image", "text", "audio", "sequence"])
+    m.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    b = sub.add_parser("embed", help="embed every input under DATA with a run's encoder")
+    b.add_argument("run", metavar="RUN_DIR")
+    b.add_argument("data", metavar="DATA")
+    b.add_argument("--out", required=True, metavar="FILE", help=".npy (rows in sorted path order) or .parquet (path + embedding)")
+    b.add_argument("--batch-size", type=int, default=256)
+
+    x = sub.add_parser("export", help="export a run's encoder")
+    x.add_argument("run", metavar="RUN_DIR")
+    x.add_argument("--format", default="safetensors", choices=["safetensors"])
+    x.add_argument("--out", required=True, metavar="DIR")
+
+    d = sub.add_parser("demo", help="pretrain + label-efficiency evaluation on scikit-learn's handwritten digits (a few minutes on a CPU)")
+    d.add_argument("--out", default="runs/demo", metavar="DIR")
+    d.add_argument("--method", default="simclr")
+    d.add_argument("--epochs", type=int, default=30)
+    return parser
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    if verbose:
+        logging.basicConfig(level=logging.INFO)
+        return
+    import lightning.pytorch  # noqa: F401  (it sets its loggers' levels on import; override after)
+
+    logging.basicConfig(level=logging.WARNING, format="selfsup: %(message)s")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="lightning")
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+
+
+def _run(args: argparse.Namespace) -> None:
+    from . import api
+
+    if args.command == "pretrain":
+        run = api.pretrain(
+            args.data, args.method, args.out, encoder=args.encoder, epochs=args.epochs, max_minutes=args.max_minutes,
+            batch_size=args.batch_size, image_size=args.image_size, seed=args.seed, precision=args.precision,
+            strict=args.strict, config=args.config, overrides=args.overrides,
+            progress_bar=False if args.no_progress else None,
+        )
+        print(f"run folder: {run}")
+    elif args.command == "evaluate":
+        from .evaluate import format_table
+
+        results = api.evaluate(args.run, args.train, args.test, protocols=args.protocol,
+                               label_fractions=args.label_fractions, baseline=args.baseline, json_path=args.json,
+                               seed=args.seed, finetune_steps=args.finetune_steps, progress=print)
+        print(format_table(results))
+    elif args.command == "methods":
+        from .registry import list_methods
+
+        infos = list_methods(args.modality)
+        if args.json:
+            print(json.dumps([i.to_dict() for i in infos], indent=2))
+        else:
+            for i in infos:
+                print(f"{i.name:<10} {i.family.value:<18} {','.join(sorted(m.value for m in i.modalities)):<10} {i.paper}")
+    elif args.command == "embed":
+        print(f"embeddings: {api.embed(args.run, args.data, args.out, batch_size=args.batch_size)}")
+    elif args.command == "export":
+        print(f"exported: {api.export(args.run, args.out, format=args.format)}")
+    elif args.command == "demo":
+        from .demo import run_demo
+
+        run_demo(args.out, method=args.method, epochs=args.epochs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries(args.verbose)
+    try:
+        _run(args)
+    except SelfSupError as exc:
+        print(f"selfsup: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("selfsup: interrupted; the last checkpoint is kept, run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

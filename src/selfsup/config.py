@@ -1,0 +1,170 @@
+"""One validated run configuration: data, method, encoder, optim, trainer.
+
+A config is built from defaults, then a YAML file (``--config``), then CLI flags, then
+``--set section.key=value`` overrides, and is written resolved to ``RUN_DIR/config.yaml``.
+The ``method`` and ``encoder`` sections are open: besides ``name`` they take the method's
+hyper-parameters and the encoder builder's arguments, validated when those are built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import SelfSupError, closest
+
+
+@dataclass
+class DataConfig:
+    path: str = ""
+    modality: str = "image"
+    image_size: int = 32
+    strict: bool = False
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float | None = None  # None: the method's default for batch 256, scaled by batch_size / 256
+    weight_decay: float | None = None  # None: the method's default
+    warmup: float = 0.05  # fraction of all steps spent in linear warmup, then cosine decay
+    momentum: float = 0.9  # sgd only
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 100
+    max_minutes: float | None = None
+    batch_size: int = 256
+    precision: str = "32-true"
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: str | int = "auto"
+    num_workers: int = 0
+    log_every: int = 10
+    health_every: int = 50
+    checkpoint_every: int = 200
+    progress_bar: bool = True
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    method: dict[str, Any] = field(default_factory=lambda: {"name": "simclr"})
+    encoder: dict[str, Any] = field(default_factory=dict)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".yaml.tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        tmp.replace(path)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> RunConfig:
+        config = cls()
+        apply_dict(config, raw, source)
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise SelfSupError(f"{path}: config file not found") from None
+        except yaml.YAMLError as exc:
+            raise SelfSupError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise SelfSupError(f"{path}: expected a mapping of sections (data, method, encoder, optim, trainer)")
+        return cls.from_dict(raw, source=str(path))
+
+
+_SECTIONS = ("data", "method", "encoder", "optim", "trainer")
+
+
+def _coerce(value: Any, current: Any, key: str, source: str) -> Any:
+    """Convert ``value`` to the type of the field's current/default value where that is clear."""
+    if current is None or value is None:
+        return value
+    try:
+        if isinstance(current, bool):
+            if isinstance(value, str):
+                if value.lower() in ("true", "yes", "1", "on"):
+                    return True
+                if value.lower() in ("false", "no", "0", "off"):
+                    return False
+                raise ValueError
+            return bool(value)
+        if isinstance(current, int) and not isinstance(value, bool) and isinstance(value, (int, float, str)):
+            return int(value) if float(value) == int(float(value)) else float(value)
+        if isinstance(current, float) and isinstance(value, (int, float, str)):
+            return float(value)
+    except ValueError:
+        raise SelfSupError(f"{source}: {key}={value!r} is not a valid {type(current).__name__}") from None
+    return value
+
+
+def set_value(config: RunConfig, dotted: str, value: Any, source: str = "--set") -> None:
+    """Set ``section.key`` to ``value`` (validated against the section's fields)."""
+    section, _, key = dotted.partition(".")
+    if section not in _SECTIONS or not key:
+        hint = closest(section, _SECTIONS)
+        raise SelfSupError(
+            f"{source}: {dotted!r} is not section.key"
+            + (f" (did you mean {hint[0]}.{key or '...'}?)" if hint else "")
+            + f"; sections are {', '.join(_SECTIONS)}"
+        )
+    target = getattr(config, section)
+    if isinstance(target, dict):
+        target[key] = value
+        return
+    names = {f.name for f in fields(target)}
+    if key not in names:
+        hint = closest(key, names)
+        raise SelfSupError(
+            f"{source}: unknown setting {section}.{key}"
+            + (f" (did you mean {section}.{hint[0]}?)" if hint else "")
+            + f"; {section} settings are: {', '.join(sorted(names))}"
+        )
+    default = getattr(type(target)(), key)
+    setattr(target, key, _coerce(value, getattr(target, key) if getattr(target, key) is not None else default, f"{section}.{key}", source))
+
+
+def apply_dict(config: RunConfig, raw: dict[str, Any], source: str) -> None:
+    for section, values in raw.items():
+        if section not in _SECTIONS:
+            hint = closest(str(section), _SECTIONS)
+            raise SelfSupError(f"{source}: unknown section {section!r}" + (f" (did you mean {hint[0]}?)" if hint else ""))
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise SelfSupError(f"{source}: section {section!r} must be a mapping of key: value")
+        for key, value in values.items():
+            set_value(config, f"{section}.{key}", value, source)
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    """``["optim.lr=0.1", "method.temperature=0.2"]`` → [(key, YAML-parsed value), ...]."""
+    parsed = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SelfSupError(f"--set {item!r}: expected section.key=value, e.g. --set optim.lr=0.001")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        parsed.append((key.strip(), value))
+    return parsed
+
+
+def replace(config: RunConfig, **changes: Any) -> RunConfig:
+    return dataclasses.replace(config, **changes)

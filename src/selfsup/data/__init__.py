@@ -1,0 +1,1 @@
+"""Readers: raw files → samples."""

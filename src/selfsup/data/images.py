@@ -1,0 +1,170 @@
+"""Image reader: folders (any depth) or list files of images → uint8 tensors [3, S, S].
+
+Images are decoded once, converted to RGB, resized so the shorter side is S and centre-cropped.
+Unreadable files are skipped with a warning naming each one (``strict=True`` stops at the first).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
+
+from ..errors import SelfSupError
+
+log = logging.getLogger("selfsup")
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def find_images(path: str | Path) -> list[Path]:
+    """All image files under a folder (recursively, sorted), or listed in a text file (one per line,
+    relative paths resolved against the list file's folder)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise SelfSupError(f"{path}: no such file or folder; give a folder of images or a text file listing image paths")
+    if path.is_file():
+        if path.suffix.lower() not in LIST_EXTENSIONS:
+            raise SelfSupError(f"{path}: expected a folder of images or a .txt file listing image paths, one per line")
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+        files = [(path.parent / ln).resolve() if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln and not ln.startswith("#")]
+        missing = [f for f in files if not f.is_file()]
+        if missing:
+            raise SelfSupError(f"{path}: {len(missing)} listed file(s) do not exist, first: {missing[0]}; fix or remove those lines")
+    else:
+        files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+    if not files:
+        raise SelfSupError(
+            f"{path}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}); "
+            "point DATA at the folder that holds your images"
+        )
+    return files
+
+
+def read_image(path: Path, size: int) -> torch.Tensor:
+    """Decode one image to uint8 RGB [3, size, size] (shorter side resized, centre crop).
+
+    torchvision's decoders first (JPEG, PNG, GIF, WEBP); PIL for the other formats. Raises
+    ``ValueError`` naming the file when neither can read it.
+    """
+    try:
+        image = decode_image(str(path), mode=ImageReadMode.RGB)
+    except (RuntimeError, ValueError):
+        try:
+            with Image.open(path) as pil:
+                image = torch.from_numpy(np.asarray(pil.convert("RGB")).copy()).permute(2, 0, 1)
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise ValueError(f"{path}: cannot decode image ({exc.__class__.__name__})") from exc
+    if image.ndim == 4:  # animated GIF: first frame
+        image = image[0]
+    if image.shape[-2:] != (size, size):
+        image = TF.resize(image, size, antialias=True)
+        image = TF.center_crop(image, [size, size])
+    return image.contiguous()
+
+
+@dataclass
+class DecodeReport:
+    decoded: int
+    skipped: list[Path]
+
+
+def read_images(paths: Sequence[Path], size: int, strict: bool = False,
+                progress: bool = True) -> tuple[torch.Tensor, list[int], DecodeReport]:
+    """Decode ``paths`` into one uint8 tensor [N, 3, size, size].
+
+    Returns the tensor, the indices (into ``paths``) of the images it holds, and a report of
+    the skipped files. ``strict`` turns the first unreadable file into a SelfSupError.
+    """
+    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+    kept: list[int] = []
+    skipped: list[Path] = []
+    for i, path in enumerate(tqdm(paths, desc="decoding images", unit="img", disable=not progress, leave=False)):
+        try:
+            out[len(kept)] = read_image(path, size)
+        except ValueError as exc:
+            if strict:
+                raise SelfSupError(f"{exc}; remove or replace the file, or drop --strict to skip unreadable files") from None
+            log.warning("skipping unreadable image %s", path)
+            skipped.append(path)
+            continue
+        kept.append(i)
+    if not kept:
+        raise SelfSupError(f"none of the {len(paths)} image files could be decoded (first: {paths[0]}); check the files")
+    if skipped:
+        log.warning("skipped %d unreadable image(s) of %d", len(skipped), len(paths))
+    return out[: len(kept)], kept, DecodeReport(len(kept), skipped)
+
+
+class ImageTensorDataset(Dataset):
+    """Decoded images held in memory as one uint8 tensor; items are [3, S, S] uint8 tensors."""
+
+    def __init__(self, images: torch.Tensor, paths: Sequence[Path]) -> None:
+        self.images = images
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+
+def load_unlabeled(path: str | Path, size: int, strict: bool = False, progress: bool = True) -> ImageTensorDataset:
+    """Every image under ``path`` (labels, if any, ignored), decoded at ``size``."""
+    files = find_images(path)
+    images, kept, _ = read_images(files, size, strict=strict, progress=progress)
+    return ImageTensorDataset(images, [files[i] for i in kept])
+
+
+@dataclass
+class LabeledImages:
+    """A labeled split: uint8 images [N, 3, S, S], labels [N] in 0..C-1, class names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+
+
+def load_labeled(path: str | Path, size: int, classes: list[str] | None = None,
+                 strict: bool = False, progress: bool = True) -> LabeledImages:
+    """An image folder with one subfolder per class (images at any depth below it).
+
+    ``classes`` fixes the class order (pass the train split's to read the test split); a class
+    folder not in it is an error.
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise SelfSupError(f"{root}: not a folder; a labeled set is a folder with one subfolder of images per class")
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(found) < 2:
+        raise SelfSupError(f"{root}: found {len(found)} class subfolder(s); a labeled set needs one subfolder per class (at least 2)")
+    if classes is None:
+        classes = found
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise SelfSupError(f"{root}: class folder(s) {', '.join(unknown)} do not appear in the training set; use the same class names in both")
+    files: list[Path] = []
+    labels: list[int] = []
+    for name in found:
+        class_files = sorted(p for p in (root / name).rglob("*") if p.is_file() and is_image_file(p))
+        files += class_files
+        labels += [classes.index(name)] * len(class_files)
+    if not files:
+        raise SelfSupError(f"{root}: the class subfolders hold no images")
+    images, kept, _ = read_images(files, size, strict=strict, progress=progress)
+    return LabeledImages(images, torch.tensor([labels[i] for i in kept], dtype=torch.long), list(classes))

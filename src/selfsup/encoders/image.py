@@ -1,0 +1,148 @@
+"""Image encoders: timm backbones behind the selfsup Encoder interface.
+
+CNNs (ResNet family) return their last spatial feature map flattened to tokens [B, H*W, C] and pool
+by averaging; ViTs return their patch tokens [B, 1 + N, D] (class token first) and pool with the
+class token, as in MAE/DINO linear probing. Every encoder records the keyword arguments that rebuild
+it in ``self.config`` so exports can be reloaded without pickles.
+"""
+
+from __future__ import annotations
+
+import timm
+import torch
+from timm.models.resnet import BasicBlock, ResNet
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+from ..registry import register_encoder
+from .base import Encoder
+
+
+def _small_image_stem(model: ResNet, in_chans: int) -> None:
+    """Replace the 7x7/2 conv + max-pool stem by a 3x3/1 conv without pooling.
+
+    The CIFAR variant of ResNet (He et al. 2016 §4.2; used by SimCLR's CIFAR-10 experiments):
+    32 px images keep their resolution through the stem instead of shrinking 4x.
+    """
+    width = model.conv1.out_channels
+    model.conv1 = nn.Conv2d(in_chans, width, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+
+
+class ResNetEncoder(Encoder):
+    """A timm ResNet without its classifier; tokens are the final feature map's positions."""
+
+    def __init__(self, model: ResNet, config: dict) -> None:
+        super().__init__()
+        model.reset_classifier(0)
+        self.model = model
+        self.dim = model.num_features
+        self.config = config
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        fmap = self.model.forward_features(inputs)  # [B, C, H, W]
+        return fmap.flatten(2).transpose(1, 2)
+
+
+class ViTEncoder(Encoder):
+    """A timm VisionTransformer; ``forward(images, keep_idx)`` can drop patches (MAE).
+
+    Tokens are [B, 1 + N, D] with the class token first; ``pool`` returns the class token.
+    """
+
+    def __init__(self, model: VisionTransformer, config: dict) -> None:
+        super().__init__()
+        model.reset_classifier(0)
+        self.model = model
+        self.dim = model.embed_dim
+        self.patch_size = model.patch_embed.patch_size[0]
+        self.num_patches = model.patch_embed.num_patches
+        self.config = config
+
+    def forward(self, inputs: torch.Tensor, keep_idx: torch.Tensor | None = None) -> torch.Tensor:
+        m = self.model
+        x = m.patch_embed(inputs)  # [B, N, D]
+        x = x + m.pos_embed[:, m.num_prefix_tokens :, :]
+        if keep_idx is not None:  # keep only the visible patches (He et al. 2022)
+            x = torch.gather(x, 1, keep_idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        cls = m.cls_token + m.pos_embed[:, :1, :]
+        x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
+        x = m.blocks(m.norm_pre(x))
+        return m.norm(x)
+
+    def pool(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return tokens[:, 0]
+
+
+def _resnet(name: str, in_chans: int, small_stem: bool) -> ResNet:
+    model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)
+    if small_stem:
+        _small_image_stem(model, in_chans)
+    return model
+
+
+@register_encoder("tiny_cnn", "4-stage ResNet (1 BasicBlock each, widths 32-256) with the small-image stem; the fast CPU default")
+def tiny_cnn(image_size: int = 32, in_chans: int = 3) -> Encoder:
+    model = ResNet(block=BasicBlock, layers=(1, 1, 1, 1), channels=(32, 64, 128, 256),
+                   stem_width=32, num_classes=0, in_chans=in_chans)
+    _small_image_stem(model, in_chans)
+    return ResNetEncoder(model, {"name": "tiny_cnn", "image_size": image_size, "in_chans": in_chans})
+
+
+@register_encoder("resnet18", "standard ResNet-18 (7x7/2 stem + max-pool), for images of 64 px and up")
+def resnet18(image_size: int = 224, in_chans: int = 3) -> Encoder:
+    model = _resnet("resnet18", in_chans, small_stem=False)
+    return ResNetEncoder(model, {"name": "resnet18", "image_size": image_size, "in_chans": in_chans})
+
+
+@register_encoder("resnet18_cifar", "ResNet-18 with the small-image stem (3x3/1 conv, no max-pool), for 32 px data")
+def resnet18_cifar(image_size: int = 32, in_chans: int = 3) -> Encoder:
+    model = _resnet("resnet18", in_chans, small_stem=True)
+    return ResNetEncoder(model, {"name": "resnet18_cifar", "image_size": image_size, "in_chans": in_chans})
+
+
+@register_encoder("resnet50", "standard ResNet-50")
+def resnet50(image_size: int = 224, in_chans: int = 3) -> Encoder:
+    model = _resnet("resnet50", in_chans, small_stem=False)
+    return ResNetEncoder(model, {"name": "resnet50", "image_size": image_size, "in_chans": in_chans})
+
+
+def _default_patch_size(image_size: int) -> int:
+    """16 px patches for large images, 4 px for 32 px images, 2 px below (8x8..16x16 grids)."""
+    if image_size >= 128:
+        return 16
+    if image_size >= 32:
+        return 4 if image_size < 64 else 8
+    return 2
+
+
+def _vit(name: str, image_size: int, in_chans: int, patch_size: int | None,
+         embed_dim: int, depth: int, num_heads: int) -> Encoder:
+    patch = patch_size or _default_patch_size(image_size)
+    if image_size % patch:
+        from ..errors import SelfSupError
+
+        raise SelfSupError(
+            f"image size {image_size} is not a multiple of the ViT patch size {patch}; "
+            f"choose --image-size {image_size - image_size % patch or patch} or set encoder.patch_size"
+        )
+    model = VisionTransformer(img_size=image_size, patch_size=patch, in_chans=in_chans,
+                              embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+                              num_classes=0, mlp_ratio=4.0, qkv_bias=True)
+    config = {"name": name, "image_size": image_size, "in_chans": in_chans, "patch_size": patch}
+    return ViTEncoder(model, config)
+
+
+@register_encoder("vit_micro", "ViT with 4 blocks of width 96 (3 heads); the fast CPU ViT for MAE")
+def vit_micro(image_size: int = 32, in_chans: int = 3, patch_size: int | None = None) -> Encoder:
+    return _vit("vit_micro", image_size, in_chans, patch_size, embed_dim=96, depth=4, num_heads=3)
+
+
+@register_encoder("vit_tiny", "ViT-Tiny (12 blocks, width 192, 3 heads; Touvron et al. 2021)")
+def vit_tiny(image_size: int = 224, in_chans: int = 3, patch_size: int | None = None) -> Encoder:
+    return _vit("vit_tiny", image_size, in_chans, patch_size, embed_dim=192, depth=12, num_heads=3)
+
+
+@register_encoder("vit_small", "ViT-Small (12 blocks, width 384, 6 heads)")
+def vit_small(image_size: int = 224, in_chans: int = 3, patch_size: int | None = None) -> Encoder:
+    return _vit("vit_small", image_size, in_chans, patch_size, embed_dim=384, depth=12, num_heads=6)

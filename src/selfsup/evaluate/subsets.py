@@ -1,0 +1,37 @@
+"""Class-balanced label subsets for label-efficiency curves.
+
+The usual semi-supervised protocol (SimCLR, Chen et al. 2020, §B.5; BYOL, Grill et al. 2020)
+trains on a fixed, class-balanced fraction of the labels (e.g. 1 % and 10 % of ImageNet).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def class_balanced_subset(labels: Tensor, fraction: float, seed: int) -> Tensor:
+    """Sorted indices of a class-balanced random subset of ``labels``.
+
+    Per class ``c`` with ``n_c`` samples, ``max(1, round(fraction * n_c))`` samples are drawn
+    without replacement (round half up), using a generator seeded with ``seed``, so the same seed
+    gives the same subset. ``fraction == 1.0`` returns every index. Subsets of different
+    fractions are not nested.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    labels = torch.as_tensor(labels).reshape(-1).cpu()
+    n = labels.numel()
+    if fraction == 1.0 or n == 0:
+        return torch.arange(n, dtype=torch.long)
+    generator = torch.Generator().manual_seed(int(seed))
+    chosen: list[Tensor] = []
+    for c in torch.unique(labels).tolist():  # sorted, so the draw order is fixed
+        members = torch.nonzero(labels == c, as_tuple=False).reshape(-1)
+        n_c = members.numel()
+        take = min(n_c, max(1, math.floor(fraction * n_c + 0.5)))
+        perm = torch.randperm(n_c, generator=generator)[:take]
+        chosen.append(members[perm])
+    return torch.sort(torch.cat(chosen)).values.to(torch.long)

@@ -1,0 +1,59 @@
+"""Learned heads that sit on top of an encoder: projection/prediction MLPs and the MAE decoder."""
+
+from __future__ import annotations
+
+import torch
+from timm.models.vision_transformer import Block
+from torch import nn
+
+
+class MLP(nn.Sequential):
+    """Linear → BatchNorm → ReLU blocks, then a final Linear (optionally BatchNorm'ed).
+
+    The projection head of SimCLR (Chen et al. 2020) and the projector/predictor of BYOL
+    (Grill et al. 2020) are instances: ``MLP(d, hidden, out, num_layers=2)``.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2,
+                 last_batch_norm: bool = False) -> None:
+        layers: list[nn.Module] = []
+        dim = in_dim
+        for _ in range(num_layers - 1):
+            layers += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)]
+            dim = hidden_dim
+        layers.append(nn.Linear(dim, out_dim, bias=not last_batch_norm))
+        if last_batch_norm:
+            layers.append(nn.BatchNorm1d(out_dim, affine=False))
+        super().__init__(*layers)
+
+
+class MAEDecoder(nn.Module):
+    """The lightweight Transformer decoder of MAE (He et al. 2022, §3).
+
+    Takes the encoder's tokens of the visible patches (class token first), inserts a shared learned
+    mask token at every hidden position, un-shuffles to the original patch order, adds position
+    embeddings, and predicts the pixels of every patch: [B, N, patch_pixels].
+    """
+
+    def __init__(self, encoder_dim: int, num_patches: int, patch_pixels: int, dim: int = 128,
+                 depth: int = 2, num_heads: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Linear(encoder_dim, dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, dim))
+        self.blocks = nn.Sequential(*[Block(dim, num_heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.predict = nn.Linear(dim, patch_pixels)
+        nn.init.normal_(self.mask_token, std=0.02)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    def forward(self, tokens: torch.Tensor, restore_idx: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        cls, visible = x[:, :1], x[:, 1:]
+        batch, num_patches = restore_idx.shape
+        hidden = self.mask_token.expand(batch, num_patches - visible.shape[1], -1)
+        patches = torch.cat([visible, hidden], dim=1)
+        patches = torch.gather(patches, 1, restore_idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        x = torch.cat([cls, patches], dim=1) + self.pos_embed
+        x = self.norm(self.blocks(x))
+        return self.predict(x[:, 1:])

@@ -1,0 +1,180 @@
+"""Self-supervised losses as pure functions of tensors (no modules, no state).
+
+Every function is differentiable, works on any device/dtype and returns a scalar
+tensor (except the ``patchify`` / ``unpatchify`` reshaping helpers).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from selfsup.distributed import gather_with_grad, rank, world_size
+
+__all__ = ["info_nce", "negative_cosine", "masked_patch_mse", "patchify", "unpatchify"]
+
+
+def info_nce(z1: Tensor, z2: Tensor, temperature: float = 0.5, gather: bool = True) -> Tensor:
+    """NT-Xent (normalised temperature-scaled cross entropy) loss of SimCLR.
+
+    Chen, Kornblith, Norouzi & Hinton (2020), "A Simple Framework for Contrastive
+    Learning of Visual Representations".
+
+    ``z1[i]`` and ``z2[i]`` ([N, D], any scale: they are L2-normalised here) are two views
+    of sample i. Over the 2N embeddings, with ``sim(u, v) = u.v / (|u| |v|)``, anchor i
+    with positive p(i) (its other view) has loss::
+
+        l_i = -log( exp(sim(z_i, z_p(i)) / t) / sum_{k != i} exp(sim(z_i, z_k) / t) )
+
+    and the result is the mean of ``l_i`` over the 2N anchors. With ``gather=True`` under
+    DDP, the embeddings of all processes are gathered (with gradients) and serve as
+    extra negatives: each local anchor is contrasted with 2N * world_size candidates.
+    Computed as one ``cross_entropy`` over the similarity matrix with the self-similarity
+    masked out, in float32.
+    """
+    if z1.ndim != 2 or z1.shape != z2.shape:
+        raise ValueError(
+            f"info_nce expects z1 and z2 of the same shape [N, D], got {tuple(z1.shape)} "
+            f"and {tuple(z2.shape)}"
+        )
+    if temperature <= 0:
+        raise ValueError(f"info_nce temperature must be > 0, got {temperature}")
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2], dim=0).float(), dim=1)  # [2N, D]
+
+    offset = 0
+    candidates = z
+    if gather and world_size() > 1:
+        candidates = gather_with_grad(z)  # [2N * W, D], ordered by rank
+        offset = rank() * 2 * n
+
+    logits = z @ candidates.T / temperature  # [2N, 2N * W]
+    local = torch.arange(2 * n, device=z.device)
+    is_self = torch.zeros_like(logits, dtype=torch.bool)
+    is_self[local, local + offset] = True
+    logits = logits.masked_fill(is_self, float("-inf"))  # an anchor is not its own negative
+    positives = (local + n) % (2 * n) + offset
+    return F.cross_entropy(logits, positives)
+
+
+def negative_cosine(p: Tensor, z: Tensor) -> Tensor:
+    """BYOL regression loss between online predictions and (stop-gradient) targets.
+
+    Grill et al. (2020), "Bootstrap Your Own Latent: A New Approach to Self-Supervised
+    Learning". For prediction ``p`` and target projection ``z`` ([B, D])::
+
+        L = mean_b ( 2 - 2 * <p_b, sg(z_b)> / (|p_b| |z_b|) )
+
+    i.e. the squared distance between the L2-normalised vectors; it lies in [0, 4].
+    ``z`` is detached here, so no gradient reaches it.
+    """
+    if p.shape != z.shape:
+        raise ValueError(
+            f"negative_cosine expects p and z of the same shape, got {tuple(p.shape)} "
+            f"and {tuple(z.shape)}"
+        )
+    cos = F.cosine_similarity(p.float(), z.detach().float(), dim=-1)
+    return (2.0 - 2.0 * cos).mean()
+
+
+def masked_patch_mse(
+    pred: Tensor,
+    target: Tensor,
+    mask: Tensor,
+    normalize_target: bool = True,
+    eps: float = 1e-6,
+) -> Tensor:
+    """MAE reconstruction loss: per-pixel MSE averaged over the masked patches only.
+
+    He, Chen, Xie, Li, Dollar & Girshick (2022), "Masked Autoencoders Are Scalable
+    Vision Learners". ``pred`` and ``target`` are [B, N, P] (P pixels per patch) and
+    ``mask`` is [B, N] with 1/True for masked (predicted) patches. With
+    ``normalize_target`` each target patch is standardised by its own pixels,
+    ``t <- (t - mean(t)) / sqrt(var(t) + eps)`` (population variance over the P pixels),
+    then::
+
+        L = sum_{b,n} m_{bn} * (1/P) * sum_j (pred_{bnj} - t_{bnj})^2  /  sum_{b,n} m_{bn}
+
+    Returns 0 (still attached to ``pred``'s graph) when no patch is masked.
+    """
+    if pred.shape != target.shape or pred.ndim != 3:
+        raise ValueError(
+            f"masked_patch_mse expects pred and target of the same shape [B, N, P], got "
+            f"{tuple(pred.shape)} and {tuple(target.shape)}"
+        )
+    if mask.shape != pred.shape[:2]:
+        raise ValueError(
+            f"masked_patch_mse expects mask of shape [B, N] = {tuple(pred.shape[:2])}, "
+            f"got {tuple(mask.shape)}"
+        )
+    target = target.float()
+    if normalize_target:
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, unbiased=False, keepdim=True)
+        target = (target - mean) / torch.sqrt(var + eps)
+    per_patch = (pred.float() - target).pow(2).mean(dim=-1)  # [B, N]
+    m = mask.to(per_patch.dtype)
+    total = m.sum()
+    if total == 0:
+        return (pred * 0).sum().float()
+    return (per_patch * m).sum() / total
+
+
+def patchify(images: Tensor, patch_size: int) -> Tensor:
+    """Cut images into flattened non-overlapping square patches, MAE ordering.
+
+    ``[B, C, H, W] -> [B, (H/p) * (W/p), p * p * C]``: patches are listed row-major over
+    the patch grid and each patch is flattened in (row, column, channel) order, as in
+    He et al. (2022), "Masked Autoencoders Are Scalable Vision Learners".
+    """
+    if images.ndim != 4:
+        raise ValueError(f"patchify expects images [B, C, H, W], got shape {tuple(images.shape)}")
+    if patch_size <= 0:
+        raise ValueError(f"patchify patch_size must be positive, got {patch_size}")
+    b, c, h, w = images.shape
+    if h % patch_size or w % patch_size:
+        raise ValueError(
+            f"patchify: image size {h}x{w} is not divisible by patch_size={patch_size}; "
+            f"resize or crop the images to a multiple of {patch_size}"
+        )
+    gh, gw = h // patch_size, w // patch_size
+    x = images.reshape(b, c, gh, patch_size, gw, patch_size)
+    x = x.permute(0, 2, 4, 3, 5, 1)  # [B, gh, gw, p, p, C]
+    return x.reshape(b, gh * gw, patch_size * patch_size * c)
+
+
+def unpatchify(
+    patches: Tensor,
+    patch_size: int,
+    channels: int,
+    grid_size: tuple[int, int] | None = None,
+) -> Tensor:
+    """Inverse of :func:`patchify`: ``[B, N, p * p * C] -> [B, C, H, W]``.
+
+    The patch grid is ``grid_size = (H/p, W/p)``; when omitted it is taken to be square
+    (N must then be a perfect square).
+    """
+    if patches.ndim != 3:
+        raise ValueError(f"unpatchify expects patches [B, N, P], got shape {tuple(patches.shape)}")
+    b, n, dim = patches.shape
+    if dim != patch_size * patch_size * channels:
+        raise ValueError(
+            f"unpatchify: last dim {dim} != patch_size^2 * channels = "
+            f"{patch_size}^2 * {channels} = {patch_size * patch_size * channels}"
+        )
+    if grid_size is None:
+        side = math.isqrt(n)
+        if side * side != n:
+            raise ValueError(
+                f"unpatchify: {n} patches do not form a square grid; pass grid_size=(rows, cols)"
+            )
+        grid_size = (side, side)
+    gh, gw = grid_size
+    if gh * gw != n:
+        raise ValueError(f"unpatchify: grid_size {gh}x{gw} does not hold {n} patches")
+    x = patches.reshape(b, gh, gw, patch_size, patch_size, channels)
+    x = x.permute(0, 5, 1, 3, 2, 4)  # [B, C, gh, p, gw, p]
+    return x.reshape(b, channels, gh * patch_size, gw * patch_size)

@@ -1,0 +1,66 @@
+"""The Method interface: a pretext task + encoder + heads + loss (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..encoders.base import Encoder
+from ..errors import SelfSupError, closest
+from ..types import Family, LossOutput, Modality
+
+Pretext = Callable[[torch.Tensor, "torch.Generator | None"], dict[str, torch.Tensor]]
+"""Turns a raw batch (uint8 images [B, C, H, W] on the training device) into inputs + pseudo-labels."""
+
+
+@dataclass
+class Hparams:
+    """Base of each method's hyper-parameters (paper defaults, scaled for small images)."""
+
+
+class Method(nn.Module):
+    """Base class. Subclasses set the class attributes and implement ``pretext`` and ``loss``.
+
+    ``optim_defaults`` are the optimiser settings the method's paper recipe suggests for short runs
+    (``lr`` for batch size 256, scaled linearly by the engine; ``weight_decay``); the user's config wins.
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[Family]
+    modalities: ClassVar[frozenset[Modality]]
+    paper: ClassVar[str]
+    default_encoder: ClassVar[str] = "tiny_cnn"
+    optim_defaults: ClassVar[dict[str, float]] = {"lr": 1e-3, "weight_decay": 1e-4}
+    Hparams: ClassVar[type[Hparams]] = Hparams
+
+    def __init__(self, encoder: Encoder, input_size: int, **hparams: Any) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.input_size = input_size
+        self.hp = self.parse_hparams(hparams)
+
+    @classmethod
+    def parse_hparams(cls, values: dict[str, Any]) -> Hparams:
+        valid = {f.name for f in fields(cls.Hparams)}
+        for key in values:
+            if key not in valid:
+                hint = closest(key, valid)
+                raise SelfSupError(
+                    f"method {cls.name!r} has no setting {key!r}"
+                    + (f" (did you mean {', '.join(hint)}?)" if hint else "")
+                    + f"; its settings are: {', '.join(sorted(valid)) or 'none'}"
+                )
+        return cls.Hparams(**values)
+
+    def pretext(self, modality: Modality) -> Pretext:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def on_step_end(self, progress: float) -> None:
+        """Called after each optimiser step with training progress in [0, 1] (EMA updates etc.)."""

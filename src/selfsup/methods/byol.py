@@ -1,0 +1,72 @@
+"""BYOL — Grill et al. 2020, "Bootstrap Your Own Latent: A New Approach to Self-Supervised
+Learning" (NeurIPS).
+
+Pseudo-code (paper §3.1):
+    v1, v2 = t1(x), t2(x)                              # asymmetric augmentations
+    p1 = q(g(f(v1))); z2' = g'(f'(v2))                 # online: encoder f, projector g, predictor q
+    loss = |p1/|p1| - z2'/|z2'||^2 + (symmetric term)  # target f', g' get no gradient
+    f', g' <- tau f' + (1 - tau) f, g                  # EMA, tau from base to 1 on a cosine schedule
+Defaults: projector 256-d output, predictor of the same shape; the paper's 4096-wide hidden layer
+is 1024 here for small CPU runs, and tau_base 0.99 (the paper's 0.996 assumes ~1000 epochs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..heads import MLP
+from ..losses import negative_cosine
+from ..pretext.views import byol_augments
+from ..registry import register_method
+from ..types import Family, LossOutput, Modality
+from .base import Hparams, Method, Pretext
+from .momentum import cosine_momentum, ema_update, frozen_copy
+from .simclr import two_views
+
+
+@dataclass
+class BYOLHparams(Hparams):
+    proj_hidden_dim: int = 1024
+    proj_dim: int = 256
+    tau_base: float = 0.99
+    crop_min_scale: float = 0.08  # RandomResizedCrop scale (crop_min_scale, 1)
+    flip_p: float = 0.5
+
+
+@register_method
+class BYOL(Method):
+    name = "byol"
+    family = Family.SELF_DISTILLATION
+    modalities = frozenset({Modality.IMAGE})
+    paper = "Grill et al. 2020, Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning (NeurIPS)"
+    optim_defaults = {"lr": 2e-3, "weight_decay": 1e-4}
+    Hparams = BYOLHparams
+
+    def __init__(self, encoder, input_size: int, **hparams) -> None:
+        super().__init__(encoder, input_size, **hparams)
+        hp = self.hp
+        self.projector = MLP(encoder.dim, hp.proj_hidden_dim, hp.proj_dim)
+        self.predictor = MLP(hp.proj_dim, hp.proj_hidden_dim, hp.proj_dim)
+        self.target_encoder = frozen_copy(self.encoder)
+        self.target_projector = frozen_copy(self.projector)
+        self.momentum = hp.tau_base
+
+    def pretext(self, modality: Modality) -> Pretext:
+        return two_views(*byol_augments(self.input_size, crop_scale=(self.hp.crop_min_scale, 1.0), flip_p=self.hp.flip_p))
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
+        views = torch.cat([batch["view1"], batch["view2"]])
+        h = self.encoder.embed(views)
+        p1, p2 = self.predictor(self.projector(h)).chunk(2)
+        with torch.no_grad():
+            t1, t2 = self.target_projector(self.target_encoder.embed(views)).chunk(2)
+        loss = negative_cosine(p1, t2) + negative_cosine(p2, t1)
+        metrics = {"momentum": torch.tensor(self.momentum)}
+        return LossOutput(loss, metrics=metrics, embeddings=h.chunk(2)[0].detach())
+
+    def on_step_end(self, progress: float) -> None:
+        self.momentum = cosine_momentum(self.hp.tau_base, progress)
+        ema_update(self.target_encoder, self.encoder, self.momentum)
+        ema_update(self.target_projector, self.projector, self.momentum)

@@ -1,0 +1,66 @@
+"""SimCLR — Chen, Kornblith, Norouzi, Hinton 2020, "A Simple Framework for Contrastive Learning of
+Visual Representations" (ICML).
+
+Pseudo-code (paper Algorithm 1):
+    x1, x2 = aug(x), aug(x)                 # two views of each image: the positive pair
+    z1, z2 = g(f(x1)), g(f(x2))             # encoder f, 2-layer MLP projector g
+    loss = NT-Xent(z1, z2, t)               # the other 2N-2 views in the batch are negatives
+Defaults follow the CIFAR-10 recipe of the paper's appendix B.9: temperature 0.5, 128-d projection,
+colour-jitter strength 0.5, no blur for 32 px images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..heads import MLP
+from ..losses import info_nce
+from ..pretext.views import simclr_augment
+from ..registry import register_method
+from ..types import Family, LossOutput, Modality
+from .base import Hparams, Method, Pretext
+
+
+@dataclass
+class SimCLRHparams(Hparams):
+    temperature: float = 0.5
+    proj_hidden_dim: int = 512
+    proj_dim: int = 128
+    crop_min_scale: float = 0.08  # RandomResizedCrop scale (crop_min_scale, 1)
+    flip_p: float = 0.5
+
+
+def two_views(augment_1, augment_2) -> Pretext:
+    """The contrastive pretext: two independently augmented views of every sample."""
+
+    def pretext(images: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        return {"view1": augment_1(images, generator=generator), "view2": augment_2(images, generator=generator)}
+
+    return pretext
+
+
+@register_method
+class SimCLR(Method):
+    name = "simclr"
+    family = Family.CONTRASTIVE
+    modalities = frozenset({Modality.IMAGE})
+    paper = "Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations (ICML)"
+    optim_defaults = {"lr": 2e-3, "weight_decay": 1e-4}
+    Hparams = SimCLRHparams
+
+    def __init__(self, encoder, input_size: int, **hparams) -> None:
+        super().__init__(encoder, input_size, **hparams)
+        self.projector = MLP(encoder.dim, self.hp.proj_hidden_dim, self.hp.proj_dim)
+
+    def pretext(self, modality: Modality) -> Pretext:
+        augment = simclr_augment(self.input_size, crop_scale=(self.hp.crop_min_scale, 1.0), flip_p=self.hp.flip_p)
+        return two_views(augment, augment)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
+        views = torch.cat([batch["view1"], batch["view2"]])  # one pass: BN sees both views
+        h = self.encoder.embed(views)
+        z1, z2 = self.projector(h).chunk(2)
+        loss = info_nce(z1, z2, temperature=self.hp.temperature)
+        return LossOutput(loss, embeddings=h.chunk(2)[0].detach())

@@ -1,0 +1,88 @@
+"""Per-sample random patch masking, as in MAE (He et al. 2022, "Masked Autoencoders Are
+Scalable Vision Learners"): each sample shuffles its patches with its own random noise, keeps
+the first K, and hides the rest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["PatchMask", "gather_tokens", "num_visible", "random_patch_mask"]
+
+
+@dataclass(frozen=True)
+class PatchMask:
+    """One masking draw for a batch of ``B`` sequences of ``N`` patches.
+
+    ``keep_idx`` [B, K] (int64): indices of the visible patches, in shuffled order.
+    ``mask`` [B, N] (bool): True where the patch is masked (hidden), False where visible.
+    ``restore_idx`` [B, N] (int64): for a sequence laid out as ``[visible (K), masked (N-K)]``,
+    ``gather_tokens(seq, restore_idx)`` puts every token back at its original position.
+    """
+
+    keep_idx: Tensor
+    mask: Tensor
+    restore_idx: Tensor
+
+    @property
+    def num_keep(self) -> int:
+        return int(self.keep_idx.shape[1])
+
+    @property
+    def num_patches(self) -> int:
+        return int(self.mask.shape[1])
+
+    @property
+    def shuffle_idx(self) -> Tensor:
+        """[B, N]: the per-sample shuffle ``[keep_idx, masked_idx]`` (inverse of ``restore_idx``)."""
+        return torch.argsort(self.restore_idx, dim=1)
+
+    @property
+    def masked_idx(self) -> Tensor:
+        """[B, N-K]: indices of the masked patches, in the shuffled order ``restore_idx`` expects."""
+        return self.shuffle_idx[:, self.num_keep :]
+
+
+def num_visible(num_patches: int, mask_ratio: float) -> int:
+    """K = round(num_patches * (1 - mask_ratio)), at least 1 (and at most ``num_patches``)."""
+    if num_patches < 1:
+        raise ValueError(f"num_patches must be positive, got {num_patches}")
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+    return min(num_patches, max(1, int(round(num_patches * (1.0 - mask_ratio)))))
+
+
+def random_patch_mask(
+    batch_size: int,
+    num_patches: int,
+    mask_ratio: float,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> PatchMask:
+    """Draw an independent random mask per sample (MAE's ``random_masking``).
+
+    Noise is drawn on the generator's device (CPU without a generator, or ``device`` when no
+    generator is given) and the result is returned on ``device``.
+    """
+    k = num_visible(num_patches, mask_ratio)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    noise_device = generator.device if generator is not None else device
+    noise = torch.rand((batch_size, num_patches), generator=generator, device=noise_device).to(device)
+    shuffle_idx = torch.argsort(noise, dim=1)
+    restore_idx = torch.argsort(shuffle_idx, dim=1)
+    keep_idx = shuffle_idx[:, :k]
+    mask = torch.ones((batch_size, num_patches), dtype=torch.bool, device=device)
+    mask[:, :k] = False
+    mask = torch.gather(mask, 1, restore_idx)
+    return PatchMask(keep_idx=keep_idx, mask=mask, restore_idx=restore_idx)
+
+
+def gather_tokens(tokens: Tensor, idx: Tensor) -> Tensor:
+    """Select ``tokens`` [B, N, D] at per-sample positions ``idx`` [B, K] -> [B, K, D]."""
+    if tokens.ndim != 3 or idx.ndim != 2 or idx.shape[0] != tokens.shape[0]:
+        raise ValueError(
+            f"expected tokens [B, N, D] and idx [B, K], got {tuple(tokens.shape)} and {tuple(idx.shape)}"
+        )
+    return torch.gather(tokens, 1, idx.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))

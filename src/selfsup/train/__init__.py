@@ -1,0 +1,1 @@
+"""Lightning glue: one LightningModule for every method, callbacks, checkpoint I/O, the run."""

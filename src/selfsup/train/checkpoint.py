@@ -1,0 +1,73 @@
+"""Checkpoints that a crash cannot break: written to a temporary name, then renamed.
+
+``RUN_DIR/checkpoints/last.ckpt`` is written every ``every_n_steps`` optimiser steps and at the end
+of every epoch and of training; ``best.ckpt`` whenever the epoch's mean loss is the lowest so far.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's torch checkpoint I/O, saving to ``<path>.tmp`` and renaming over ``<path>``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)
+
+
+class RunCheckpoint(pl.Callback):
+    """Saves last.ckpt / best.ckpt into ``directory`` (only ever after a finite loss)."""
+
+    def __init__(self, directory: Path, every_n_steps: int) -> None:
+        self.directory = Path(directory)
+        self.every_n_steps = max(1, every_n_steps)
+        self.best_loss = math.inf
+        self._epoch_losses: list[float] = []
+
+    @property
+    def last_path(self) -> Path:
+        return self.directory / "last.ckpt"
+
+    def _save(self, trainer: pl.Trainer, name: str) -> None:
+        trainer.save_checkpoint(self.directory / name, weights_only=False)  # with optimiser + loop state
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self._epoch_losses.append(float(loss))
+        if trainer.global_step % self.every_n_steps == 0:
+            self._save(trainer, "last.ckpt")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._epoch_losses:
+            mean = sum(self._epoch_losses) / len(self._epoch_losses)
+            self._epoch_losses = []
+            if mean < self.best_loss:
+                self.best_loss = mean
+                self._save(trainer, "best.ckpt")
+        self._save(trainer, "last.ckpt")
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._save(trainer, "last.ckpt")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_loss": self.best_loss}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_loss = state_dict.get("best_loss", math.inf)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load one of our own checkpoints without unpickling arbitrary objects."""
+    return torch.load(path, map_location="cpu", weights_only=True)

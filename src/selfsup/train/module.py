@@ -1,0 +1,87 @@
+"""The one LightningModule that trains every method.
+
+Methods own the science (pretext, heads, loss, teacher updates); this module owns the loop:
+pretext on the accelerator, optimiser with decoupled weight decay, linear warmup + cosine decay
+per step, logging (loss, lr, samples/s, method metrics), the NaN guard, and the progress signal
+that drives EMA schedules.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning.pytorch as pl
+import torch
+
+from ..config import OptimConfig
+from ..errors import SelfSupError
+from ..methods.base import Method
+from ..types import Modality
+
+
+class NonFiniteLossError(SelfSupError):
+    """The loss became NaN or infinite; training stops before the weights are touched."""
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    """LR multiplier: linear warmup to 1 over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on biases and normalisation weights (1-D tensors), as in the papers' code."""
+    decay, no_decay = [], []
+    for p in module.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class PretrainModule(pl.LightningModule):
+    def __init__(self, method: Method, modality: Modality, optim: OptimConfig, lr: float, weight_decay: float) -> None:
+        super().__init__()
+        self.method = method
+        self.pretext = method.pretext(modality)
+        self.optim = optim
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self._last_time: float | None = None
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> dict[str, torch.Tensor]:
+        inputs = self.pretext(batch, None)
+        out = self.method.loss(inputs)
+        if not torch.isfinite(out.loss):
+            raise NonFiniteLossError(f"loss became {out.loss.item()} at step {self.global_step}")
+        now = time.perf_counter()
+        if self._last_time is not None:
+            self.log("samples_per_s", batch.shape[0] / max(now - self._last_time, 1e-9), prog_bar=True, on_step=True)
+        self._last_time = now
+        self.log("loss", out.loss.detach(), prog_bar=True, on_step=True, on_epoch=True)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True)
+        for name, value in out.metrics.items():
+            self.log(name, value, on_step=True)
+        return {"loss": out.loss, "embeddings": out.embeddings}
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        total = max(1, self.trainer.estimated_stepping_batches)
+        self.method.on_step_end(min(1.0, self.global_step / total))
+
+    def on_train_epoch_start(self) -> None:
+        self._last_time = None
+
+    def configure_optimizers(self):
+        groups = param_groups(self.method, self.weight_decay)
+        if self.optim.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(groups, lr=self.lr)
+        elif self.optim.optimizer == "sgd":
+            optimizer = torch.optim.SGD(groups, lr=self.lr, momentum=self.optim.momentum)
+        else:
+            raise SelfSupError(f"optim.optimizer={self.optim.optimizer!r} is not supported; use adamw or sgd")
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(self.optim.warmup * total)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,131 @@
+"""A pretraining run: a folder with config.yaml, checkpoints/, metrics.csv — created or resumed."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+import warnings
+from datetime import timedelta
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import yaml
+from torch.utils.data import DataLoader
+
+from ..config import RunConfig
+from ..data.images import load_unlabeled
+from ..encoders import build_encoder
+from ..errors import SelfSupError
+from ..registry import get_method
+from ..runtime import retain_freed_memory
+from ..types import Modality
+from .checkpoint import AtomicCheckpointIO, RunCheckpoint, load_checkpoint
+from .health import HealthMonitor
+from .logger import RunCSVLogger
+from .module import NonFiniteLossError, PretrainModule
+
+log = logging.getLogger("selfsup")
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def resolve(config: RunConfig) -> RunConfig:
+    """Fill in the method's defaults (hyper-parameters, encoder) and validate names."""
+    info = get_method(config.method.get("name", ""), config.data.modality)
+    hparams = {k: v for k, v in config.method.items() if k != "name"}
+    config.method = {"name": info.name, **asdict(info.cls.parse_hparams(hparams))}
+    config.encoder = {"name": info.cls.default_encoder, **config.encoder}
+    return config
+
+
+def check_resumable(run_dir: Path, config: RunConfig) -> bool:
+    """True when ``run_dir`` holds a checkpoint of the same method and encoder to resume from."""
+    last = run_dir / CHECKPOINT_DIR / "last.ckpt"
+    saved_path = run_dir / CONFIG_FILE
+    if not last.exists():
+        return False
+    if not saved_path.exists():
+        raise SelfSupError(f"{run_dir}: has checkpoints but no {CONFIG_FILE}; choose a new --out folder")
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    for section in ("method", "encoder"):
+        before, now = (saved.get(section) or {}).get("name"), getattr(config, section).get("name")
+        if before != now:
+            raise SelfSupError(
+                f"{run_dir} was made by {section} {before!r}, not {now!r}; "
+                f"use a new --out folder, or --{section} {before} to resume it"
+            )
+    return True
+
+
+def build_method(config: RunConfig):
+    """Encoder + method exactly as the (resolved) config describes them."""
+    info = get_method(config.method["name"], config.data.modality)
+    encoder_cfg = {"image_size": config.data.image_size, **config.encoder}
+    encoder = build_encoder(encoder_cfg)
+    hparams = {k: v for k, v in config.method.items() if k != "name"}
+    return info.cls(encoder, config.data.image_size, **hparams)
+
+
+def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
+    """Pretrain (or resume) into ``run_dir``; returns the path of the last checkpoint."""
+    run_dir = Path(run_dir).expanduser()
+    config = resolve(config)
+    resume = check_resumable(run_dir, config)
+    if not resume and run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / CONFIG_FILE).exists():
+        raise SelfSupError(f"{run_dir}: folder exists and is not a selfsup run; choose a new --out folder")
+    pl.seed_everything(config.trainer.seed, verbose=False)
+    if config.trainer.accelerator in ("auto", "cpu") and not torch.cuda.is_available():
+        retain_freed_memory()
+
+    dataset = load_unlabeled(config.data.path, config.data.image_size, strict=config.data.strict,
+                             progress=config.trainer.progress_bar)
+    method = build_method(config)
+    tc = config.trainer
+    batch_size = min(tc.batch_size, len(dataset))
+    if batch_size < 2:
+        raise SelfSupError(f"{config.data.path}: only {len(dataset)} image(s); self-supervised training needs at least 2")
+    lr = config.optim.lr if config.optim.lr is not None else method.optim_defaults["lr"] * batch_size / 256
+    weight_decay = config.optim.weight_decay if config.optim.weight_decay is not None else method.optim_defaults["weight_decay"]
+    config.optim.lr, config.optim.weight_decay = lr, weight_decay  # resolved, for config.yaml
+    module = PretrainModule(method, Modality(config.data.modality), config.optim, lr, weight_decay)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                        num_workers=tc.num_workers, persistent_workers=tc.num_workers > 0)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / CONFIG_FILE)
+    checkpoints = RunCheckpoint(run_dir / CHECKPOINT_DIR, tc.checkpoint_every)
+    trainer = pl.Trainer(
+        max_epochs=tc.epochs,
+        max_time=timedelta(minutes=tc.max_minutes) if tc.max_minutes else None,
+        precision=tc.precision,
+        accelerator=tc.accelerator,
+        devices=tc.devices,
+        logger=RunCSVLogger(str(run_dir), flush_logs_every_n_steps=tc.log_every * 5),
+        callbacks=[checkpoints, HealthMonitor(tc.health_every)],
+        plugins=[AtomicCheckpointIO()],
+        log_every_n_steps=tc.log_every,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=tc.progress_bar,
+        num_sanity_val_steps=0,
+        default_root_dir=str(run_dir),
+    )
+    if resume:
+        log.info("resuming %s from %s", run_dir, checkpoints.last_path)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+        try:
+            trainer.fit(module, loader, ckpt_path=str(checkpoints.last_path) if resume else None,
+                        weights_only=True)
+        except NonFiniteLossError as exc:
+            kept = checkpoints.last_path
+            step = load_checkpoint(kept).get("global_step") if kept.exists() else None
+            where = f"last good checkpoint kept: {kept} (step {step})" if kept.exists() else "no checkpoint was written yet"
+            raise SelfSupError(
+                f"{exc}; training stopped, {where}. Lower the learning rate "
+                f"(--set optim.lr={lr / 10:.2g}) or use --precision 32-true"
+            ) from None
+    return checkpoints.last_path

@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny real image folders (PNG files written with PIL) for the end-to-end tests.
+
+Three visually distinct synthetic classes at 16 px:
+- ``hstripes``: horizontal stripes,
+- ``vstripes``: vertical stripes,
+- ``blob``: a bright square on a dark background,
+each with a random colour tint and jittered phase/position so no two files are identical.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CLASSES = ("hstripes", "vstripes", "blob")
+SIZE = 16
+
+
+def make_pattern(kind: str, rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
+    """One uint8 [size, size, 3] image of class ``kind``."""
+    y, x = np.mgrid[0:size, 0:size]
+    period = 4
+    phase = int(rng.integers(period))
+    if kind == "hstripes":
+        mask = ((y + phase) // (period // 2)) % 2 == 0
+    elif kind == "vstripes":
+        mask = ((x + phase) // (period // 2)) % 2 == 0
+    elif kind == "blob":
+        side = size // 2
+        top, left = rng.integers(0, size - side + 1, size=2)
+        mask = (y >= top) & (y < top + side) & (x >= left) & (x < left + side)
+    else:  # pragma: no cover - test helper misuse
+        raise ValueError(kind)
+    colour = rng.uniform(120, 255, size=3)
+    background = rng.uniform(0, 60, size=3)
+    image = np.where(mask[..., None], colour, background)
+    image = image + rng.normal(0, 6, size=image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def write_class_folder(root: Path, per_class: int, seed: int, classes=CLASSES, nested: bool = True) -> Path:
+    """``root/<class>/[deeper/]NNN.png``: every third file of a class goes two levels deeper."""
+    rng = np.random.default_rng(seed)
+    for kind in classes:
+        for i in range(per_class):
+            folder = root / kind
+            if nested and i % 3 == 2:
+                folder = folder / "deeper" / "still"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(make_pattern(kind, rng)).save(folder / f"{kind}_{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """48 PNGs (16 per class, 3 classes) in class subfolders, some nested two levels deeper."""
+    return write_class_folder(tmp_path / "images", per_class=16, seed=0)
+
+
+@pytest.fixture
+def labeled_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """A labeled train folder (3 x 16 images) and test folder (3 x 6 images), same class names."""
+    train = write_class_folder(tmp_path / "train", per_class=16, seed=1)
+    test = write_class_folder(tmp_path / "test", per_class=6, seed=2)
+    return train, test
