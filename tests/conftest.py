@@ -9,11 +9,25 @@ each with a random colour tint and jittered phase/position so no two files are i
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+# The models under test are tiny (16 px images): intra-op threading buys nothing and, on a
+# shared 2-core machine, OpenMP threads spinning against other processes made steps 3-10x
+# slower. One thread keeps the suite fast and its timings steady.
+torch.set_num_threads(1)
+
+
+def did_you_mean(message: str, name: str) -> bool:
+    """Whether an error message offers ``name`` in its 'did you mean' hint (any capitalisation/format)."""
+    found = re.search(r"did you mean\b(.*)", message, flags=re.IGNORECASE)
+    return bool(found) and re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", found.group(1)) is not None
+
 
 CLASSES = ("hstripes", "vstripes", "blob")
 SIZE = 16
@@ -66,3 +80,15 @@ def labeled_pair(tmp_path: Path) -> tuple[Path, Path]:
     train = write_class_folder(tmp_path / "train", per_class=16, seed=1)
     test = write_class_folder(tmp_path / "test", per_class=6, seed=2)
     return train, test
+
+
+@pytest.fixture(scope="session")
+def write_images():
+    """The folder writer itself, for module-scoped fixtures: ``write_images(root, per_class, seed)``."""
+    return write_class_folder
+
+
+@pytest.fixture(scope="session")
+def suggests():
+    """``suggests(message, name)``: whether an error message's 'did you mean' hint offers ``name``."""
+    return did_you_mean

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .errors import SelfSupError, closest
+from .errors import SelfSupError, did_you_mean
 
 
 @dataclass
@@ -116,11 +116,9 @@ def set_value(config: RunConfig, dotted: str, value: Any, source: str = "--set")
     """Set ``section.key`` to ``value`` (validated against the section's fields)."""
     section, _, key = dotted.partition(".")
     if section not in _SECTIONS or not key:
-        hint = closest(section, _SECTIONS)
         raise SelfSupError(
-            f"{source}: {dotted!r} is not section.key"
-            + (f" (did you mean {hint[0]}.{key or '...'}?)" if hint else "")
-            + f"; sections are {', '.join(_SECTIONS)}"
+            f"{source}: {dotted!r} is not section.key{did_you_mean(section, _SECTIONS)}; "
+            f"sections are {', '.join(_SECTIONS)}"
         )
     target = getattr(config, section)
     if isinstance(target, dict):
@@ -128,11 +126,9 @@ def set_value(config: RunConfig, dotted: str, value: Any, source: str = "--set")
         return
     names = {f.name for f in fields(target)}
     if key not in names:
-        hint = closest(key, names)
         raise SelfSupError(
-            f"{source}: unknown setting {section}.{key}"
-            + (f" (did you mean {section}.{hint[0]}?)" if hint else "")
-            + f"; {section} settings are: {', '.join(sorted(names))}"
+            f"{source}: unknown setting {section}.{key}{did_you_mean(key, names, prefix=section + '.')}; "
+            f"{section} settings are: {', '.join(sorted(names))}"
         )
     default = getattr(type(target)(), key)
     setattr(target, key, _coerce(value, getattr(target, key) if getattr(target, key) is not None else default, f"{section}.{key}", source))
@@ -141,8 +137,7 @@ def set_value(config: RunConfig, dotted: str, value: Any, source: str = "--set")
 def apply_dict(config: RunConfig, raw: dict[str, Any], source: str) -> None:
     for section, values in raw.items():
         if section not in _SECTIONS:
-            hint = closest(str(section), _SECTIONS)
-            raise SelfSupError(f"{source}: unknown section {section!r}" + (f" (did you mean {hint[0]}?)" if hint else ""))
+            raise SelfSupError(f"{source}: unknown section {section!r}{did_you_mean(str(section), _SECTIONS)}")
         if values is None:
             continue
         if not isinstance(values, dict):

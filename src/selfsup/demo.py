@@ -31,7 +31,11 @@ def write_digits(root: Path, test_fraction: float = 0.3, seed: int = 0) -> tuple
     return root / "train", root / "test"
 
 
-def run_demo(out: Path, method: str = "simclr", epochs: int = 30, say: Callable[[str], None] = print) -> list:
+DIGIT_VIEWS = {name: {"method.crop_min_scale": 0.3, "method.flip_p": 0.0} for name in ("simclr", "byol")}
+
+
+def run_demo(out: Path, method: str = "simclr", epochs: int = 30, finetune_steps: int = 150,
+             say: Callable[[str], None] = print) -> list:
     from . import api
     from .evaluate import format_table
 
@@ -42,11 +46,14 @@ def run_demo(out: Path, method: str = "simclr", epochs: int = 30, say: Callable[
         train, test = write_digits(out / "digits")
     run = out / f"run-{method}"
     say(f"pretraining {method} on {train} (labels ignored) into {run}")
-    api.pretrain(train, method, run, image_size=16, epochs=epochs, batch_size=256,
-                 overrides={"trainer.log_every": 5, "trainer.health_every": 10})
+    overrides: dict[str, object] = {"trainer.log_every": 5, "trainer.health_every": 10}
+    if method in DIGIT_VIEWS:  # handwriting is not mirror-symmetric, and 8 px leave little to crop
+        overrides.update(DIGIT_VIEWS[method])
+    api.pretrain(train, method, run, image_size=16, epochs=epochs, batch_size=128, overrides=overrides)
     say("label-efficiency evaluation: pretrained encoder vs the same network from scratch")
     results = api.evaluate(run, train, test, protocols=("knn", "linear", "finetune"),
-                           label_fractions=(0.01, 0.1, 1.0), baseline="scratch", progress=say)
+                           label_fractions=(0.01, 0.1, 1.0), baseline="scratch",
+                           finetune_steps=finetune_steps, progress=say)
     say(format_table(results))
     say(f"results: {run / 'eval.json'}   plot: {run / 'plots' / 'label_efficiency.png'}")
     return results

@@ -15,3 +15,9 @@ def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     choices = list(choices)
     found = difflib.get_close_matches(name, choices, n=n, cutoff=0.4)
     return found or [c for c in choices if name.lower() in c.lower()][:n]
+
+
+def did_you_mean(name: str, choices: Iterable[str], prefix: str = "") -> str:
+    """`` (did you mean X?)`` for the closest of ``choices``, or an empty string."""
+    hint = closest(name, choices)
+    return f" (did you mean {', '.join(prefix + h for h in hint)}?)" if hint else ""

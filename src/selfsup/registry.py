@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import SelfSupError, closest
+from .errors import SelfSupError, did_you_mean
 from .types import Family, Modality
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,11 +59,7 @@ def get_method(name: str, modality: Modality | str | None = None) -> MethodInfo:
     """Look a method up by name; a helpful SelfSupError when it is unknown or does not fit."""
     _load_builtin_methods()
     if name not in _METHODS:
-        hint = closest(name, _METHODS)
-        did_you_mean = f" Did you mean: {', '.join(hint)}?" if hint else ""
-        raise SelfSupError(
-            f"unknown method {name!r}.{did_you_mean} Run `selfsup methods` to list them all."
-        )
+        raise SelfSupError(f"unknown method {name!r}{did_you_mean(name, _METHODS)}; `selfsup methods` lists them all")
     info = _METHODS[name]
     if modality is not None and Modality(modality) not in info.modalities:
         fitting = [i.name for i in list_methods(modality)]
@@ -96,9 +92,5 @@ def encoder_names() -> dict[str, str]:
 def get_encoder_builder(name: str) -> EncoderBuilder:
     names = encoder_names()
     if name not in names:
-        hint = closest(name, names)
-        did_you_mean = f" Did you mean: {', '.join(hint)}?" if hint else ""
-        raise SelfSupError(
-            f"unknown encoder {name!r}.{did_you_mean} Known encoders: {', '.join(names)}."
-        )
+        raise SelfSupError(f"unknown encoder {name!r}{did_you_mean(name, names)}; known encoders: {', '.join(names)}")
     return _ENCODERS[name][0]

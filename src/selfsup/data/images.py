@@ -71,6 +71,8 @@ def read_image(path: Path, size: int) -> torch.Tensor:
             raise ValueError(f"{path}: cannot decode image ({exc.__class__.__name__})") from exc
     if image.ndim == 4:  # animated GIF: first frame
         image = image[0]
+    if image.dtype != torch.uint8:  # 16-bit PNG / TIFF: keep the high byte's range
+        image = TF.to_dtype(image, torch.uint8, scale=True)
     if image.shape[-2:] != (size, size):
         image = TF.resize(image, size, antialias=True)
         image = TF.center_crop(image, [size, size])
@@ -93,7 +95,7 @@ def read_images(paths: Sequence[Path], size: int, strict: bool = False,
     out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
     kept: list[int] = []
     skipped: list[Path] = []
-    for i, path in enumerate(tqdm(paths, desc="decoding images", unit="img", disable=not progress, leave=False)):
+    for i, path in enumerate(tqdm(paths, desc="decoding images", unit="img", disable=None if progress else True, leave=False)):
         try:
             out[len(kept)] = read_image(path, size)
         except ValueError as exc:

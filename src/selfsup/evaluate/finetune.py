@@ -5,7 +5,10 @@ comparison of Hénaff et al. 2020 ("Data-Efficient Image Recognition with Contra
 Coding"): the whole network plus a linear classifier is trained on the labelled subset. The
 budget is a number of optimisation *steps*, so a pretrained and a from-scratch encoder get the
 same compute whatever the label count. AdamW (Loshchilov & Hutter 2019) with a cosine schedule
-(Loshchilov & Hutter 2017, SGDR).
+(Loshchilov & Hutter 2017, SGDR). The first ``head_warmup`` fraction of the steps trains the head
+alone on frozen features, then everything trains (LP-FT, Kumar et al. 2022, "Fine-Tuning can
+Distort Pretrained Features and Underperform Out-of-Distribution"): a random head's large early
+gradients would otherwise wreck pretrained features when labels are few.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ def finetune_accuracy(
     batch_size: int = 64,
     lr: float = 1e-3,
     weight_decay: float = 0.05,
+    head_warmup: float = 0.25,
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> float:
@@ -71,6 +75,8 @@ def finetune_accuracy(
     the batch), moves them to ``device`` and applies ``train_transform(batch, generator)``, where
     ``generator`` is a ``torch.Generator`` on ``device`` seeded with ``seed``. Test inputs go
     through ``eval_transform`` with the model in eval mode. The caller's encoder is not touched.
+    During the first ``round(head_warmup * steps)`` steps the encoder is frozen (eval mode, no
+    gradients) and only the head learns.
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
@@ -92,8 +98,12 @@ def finetune_accuracy(
     index_gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed)
 
+    head_steps = int(round(head_warmup * steps))
     model.train()
-    for idx in _batch_indices(n_train, batch_size, steps, index_gen):
+    model.encoder.requires_grad_(head_steps == 0).train(head_steps == 0)
+    for step, idx in enumerate(_batch_indices(n_train, batch_size, steps, index_gen)):
+        if step == head_steps and step > 0:  # linear-probe phase over: train end to end
+            model.encoder.requires_grad_(True).train()
         x = train_transform(train_inputs[idx].to(device, non_blocking=True), aug_gen)
         y = train_labels[idx].to(device, non_blocking=True)
         loss = F.cross_entropy(model(x), y)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..encoders.base import Encoder
-from ..errors import SelfSupError, closest
+from ..errors import SelfSupError, did_you_mean
 from ..types import Family, LossOutput, Modality
 
 Pretext = Callable[[torch.Tensor, "torch.Generator | None"], dict[str, torch.Tensor]]
@@ -48,11 +48,9 @@ class Method(nn.Module):
         valid = {f.name for f in fields(cls.Hparams)}
         for key in values:
             if key not in valid:
-                hint = closest(key, valid)
                 raise SelfSupError(
-                    f"method {cls.name!r} has no setting {key!r}"
-                    + (f" (did you mean {', '.join(hint)}?)" if hint else "")
-                    + f"; its settings are: {', '.join(sorted(valid)) or 'none'}"
+                    f"method {cls.name!r} has no setting {key!r}{did_you_mean(key, valid)}; "
+                    f"its settings are: {', '.join(sorted(valid)) or 'none'}"
                 )
         return cls.Hparams(**values)
 

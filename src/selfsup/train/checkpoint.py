@@ -41,6 +41,10 @@ class RunCheckpoint(pl.Callback):
         return self.directory / "last.ckpt"
 
     def _save(self, trainer: pl.Trainer, name: str) -> None:
+        if not all(bool(torch.isfinite(p).all()) for p in trainer.lightning_module.parameters()):
+            from .module import NonFiniteLossError
+
+            raise NonFiniteLossError(f"weights became NaN or infinite at step {trainer.global_step}")
         trainer.save_checkpoint(self.directory / name, weights_only=False)  # with optimiser + loop state
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -70,4 +74,4 @@ class RunCheckpoint(pl.Callback):
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load one of our own checkpoints without unpickling arbitrary objects."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)

@@ -38,4 +38,4 @@ class HealthMonitor(pl.Callback):
         if trainer.logger is None:
             return
         metrics = {"health/embedding_std": embedding_std(embeddings).item(), "health/rankme": rankme(embeddings).item()}
-        trainer.logger.log_metrics(metrics, step=trainer.global_step)  # its own row, whatever log_every is
+        trainer.logger.log_metrics(metrics, step=trainer.global_step - 1)  # the step of the batch, like the loss rows

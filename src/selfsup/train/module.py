@@ -70,6 +70,18 @@ class PretrainModule(pl.LightningModule):
         total = max(1, self.trainer.estimated_stepping_batches)
         self.method.on_step_end(min(1.0, self.global_step / total))
 
+    def on_train_start(self) -> None:
+        """Apply the current lr / weight decay to a resumed optimiser (its saved state holds the old ones)."""
+        for config in self.trainer.lr_scheduler_configs:
+            config.scheduler.base_lrs = [self.lr] * len(config.scheduler.base_lrs)
+        for optimizer in self.trainer.optimizers:
+            decay_group = optimizer.param_groups[0]
+            decay_group["weight_decay"] = self.weight_decay
+            for config in self.trainer.lr_scheduler_configs:
+                factors = [fn(self.global_step) for fn in config.scheduler.lr_lambdas]
+                for group, factor in zip(optimizer.param_groups, factors):
+                    group["lr"] = self.lr * factor
+
     def on_train_epoch_start(self) -> None:
         self._last_time = None
 

@@ -17,7 +17,7 @@ from ..config import RunConfig
 from ..data.images import load_unlabeled
 from ..encoders import build_encoder
 from ..errors import SelfSupError
-from ..registry import get_method
+from ..registry import get_encoder_builder, get_method
 from ..runtime import retain_freed_memory
 from ..types import Modality
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, load_checkpoint
@@ -37,6 +37,7 @@ def resolve(config: RunConfig) -> RunConfig:
     hparams = {k: v for k, v in config.method.items() if k != "name"}
     config.method = {"name": info.name, **asdict(info.cls.parse_hparams(hparams))}
     config.encoder = {"name": info.cls.default_encoder, **config.encoder}
+    get_encoder_builder(config.encoder["name"])  # fail on a typo before any data is read
     return config
 
 
@@ -75,7 +76,9 @@ def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
     resume = check_resumable(run_dir, config)
     if not resume and run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / CONFIG_FILE).exists():
         raise SelfSupError(f"{run_dir}: folder exists and is not a selfsup run; choose a new --out folder")
-    pl.seed_everything(config.trainer.seed, verbose=False)
+    # a resumed run must not replay the first epochs' shuffles and augmentations
+    resumed_step = int(load_checkpoint(run_dir / CHECKPOINT_DIR / "last.ckpt").get("global_step", 0)) if resume else 0
+    pl.seed_everything(config.trainer.seed + resumed_step, verbose=False)
     if config.trainer.accelerator in ("auto", "cpu") and not torch.cuda.is_available():
         retain_freed_memory()
 
@@ -124,8 +127,9 @@ def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
             kept = checkpoints.last_path
             step = load_checkpoint(kept).get("global_step") if kept.exists() else None
             where = f"last good checkpoint kept: {kept} (step {step})" if kept.exists() else "no checkpoint was written yet"
+            precision = "" if config.trainer.precision.startswith("32") else " or use --precision 32-true"
             raise SelfSupError(
-                f"{exc}; training stopped, {where}. Lower the learning rate "
-                f"(--set optim.lr={lr / 10:.2g}) or use --precision 32-true"
+                f"{exc}; training stopped, {where}. Lower the learning rate and run the same command "
+                f"again to resume: --set optim.lr={lr / 10:.2g}{precision}"
             ) from None
     return checkpoints.last_path
