@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 import selfsup
-from selfsup.evaluate import format_table
+from selfsup.evaluation import format_table
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "images" / "cifar10"

@@ -16,7 +16,7 @@ from PIL import Image
 import selfsup
 from selfsup.cli import main
 from selfsup.data.images import find_images, load_unlabeled
-from selfsup.evaluate import extract_features
+from selfsup.evaluation import extract_features
 from selfsup.pretext.views import eval_transform
 
 SIZE = 16
@@ -198,3 +198,10 @@ def test_evaluate_on_a_folder_that_is_not_a_run(workspace, tmp_path):
     assert_one_line_error(code, err, "not a selfsup run folder")
     code, _, err = run_cli(["evaluate", tmp_path / "missing", "--train", workspace["train"], "--test", workspace["test"]])
     assert_one_line_error(code, err, "not a run folder or an export folder")
+
+
+def test_api_names_stay_callable_after_the_evaluation_package_is_imported():
+    import selfsup
+    import selfsup.evaluation.knn  # noqa: F401  (a submodule import must not shadow the API)
+
+    assert callable(selfsup.evaluate) and callable(selfsup.embed) and callable(selfsup.export)

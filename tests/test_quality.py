@@ -24,7 +24,7 @@ import selfsup
 from selfsup import api
 from selfsup.data.images import load_labeled
 from selfsup.encoders import build_encoder
-from selfsup.evaluate import extract_features, knn_accuracy
+from selfsup.evaluation import extract_features, knn_accuracy
 from selfsup.pretext.views import eval_transform
 
 SIZE = 16

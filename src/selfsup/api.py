@@ -92,10 +92,10 @@ def evaluate(
     """Label-efficiency evaluation of a run's encoder (and a scratch baseline) on labeled data.
 
     Writes ``json_path`` (default ``RUN/eval.json``) and ``RUN/plots/label_efficiency.png``;
-    returns the list of :class:`selfsup.evaluate.EvalResult`.
+    returns the list of :class:`selfsup.evaluation.EvalResult`.
     """
     from .data.images import load_labeled
-    from .evaluate import plot_label_efficiency, run_label_efficiency, write_json
+    from .evaluation import plot_label_efficiency, run_label_efficiency, write_json
     from .export import load as load_stored
     from .pretext.views import eval_transform, light_augment
 
@@ -126,7 +126,7 @@ def embed(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int
           device: str | None = None, strict: bool = False) -> Path:
     """Embeddings of every image under ``data`` with the run's encoder, to ``.npy`` or ``.parquet``."""
     from .data.images import load_unlabeled
-    from .evaluate import extract_features
+    from .evaluation import extract_features
     from .export import load as load_stored
     from .export import write_embeddings
     from .pretext.views import eval_transform

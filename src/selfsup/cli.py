@@ -38,11 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="pretext method (see `selfsup methods`); default simclr")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder: config.yaml, checkpoints/, metrics.csv")
     p.add_argument("--encoder", help="backbone, e.g. tiny_cnn, resnet18, resnet18_cifar, vit_micro (default: the method's)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--max-minutes", type=float, help="stop after this much training time (a checkpoint is kept)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--image-size", type=int, help="images are resized (shorter side) and centre-cropped to this")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--epochs", type=int, help="passes over the data (default 100; total, across resumes)")
+    p.add_argument("--max-minutes", type=float, help="stop after this much training time in all, across resumes (a checkpoint is kept)")
+    p.add_argument("--batch-size", type=int, help="images per step (default 256)")
+    p.add_argument("--image-size", type=int, help="images are resized (shorter side) and centre-cropped to this (default 32)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--precision", help="Lightning precision: 32-true (default), bf16-mixed, 16-mixed")
     p.add_argument("--strict", action="store_true", default=None, help="stop at the first unreadable file instead of skipping it")
     p.add_argument("--config", metavar="FILE.yaml", help="YAML with sections data, method, encoder, optim, trainer")
@@ -108,7 +108,7 @@ def _run(args: argparse.Namespace) -> None:
         )
         print(f"run folder: {run}")
     elif args.command == "evaluate":
-        from .evaluate import format_table
+        from .evaluation import format_table
 
         results = api.evaluate(args.run, args.train, args.test, protocols=args.protocol,
                                label_fractions=args.label_fractions, baseline=args.baseline, json_path=args.json,

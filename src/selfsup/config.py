@@ -8,7 +8,6 @@ hyper-parameters and the encoder builder's arguments, validated when those are b
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -88,6 +87,7 @@ class RunConfig:
 
 
 _SECTIONS = ("data", "method", "encoder", "optim", "trainer")
+_OPTIONAL_FLOATS = frozenset({"optim.lr", "optim.weight_decay", "trainer.max_minutes"})
 
 
 def _coerce(value: Any, current: Any, key: str, source: str) -> Any:
@@ -130,8 +130,10 @@ def set_value(config: RunConfig, dotted: str, value: Any, source: str = "--set")
             f"{source}: unknown setting {section}.{key}{did_you_mean(key, names, prefix=section + '.')}; "
             f"{section} settings are: {', '.join(sorted(names))}"
         )
-    default = getattr(type(target)(), key)
-    setattr(target, key, _coerce(value, getattr(target, key) if getattr(target, key) is not None else default, f"{section}.{key}", source))
+    reference = getattr(target, key)
+    if reference is None and f"{section}.{key}" in _OPTIONAL_FLOATS:
+        reference = 0.0
+    setattr(target, key, _coerce(value, reference, f"{section}.{key}", source))
 
 
 def apply_dict(config: RunConfig, raw: dict[str, Any], source: str) -> None:
@@ -157,9 +159,10 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
             value = yaml.safe_load(text) if text else ""
         except yaml.YAMLError:
             value = text
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         parsed.append((key.strip(), value))
     return parsed
-
-
-def replace(config: RunConfig, **changes: Any) -> RunConfig:
-    return dataclasses.replace(config, **changes)

@@ -37,7 +37,7 @@ DIGIT_VIEWS = {name: {"method.crop_min_scale": 0.3, "method.flip_p": 0.0} for na
 def run_demo(out: Path, method: str = "simclr", epochs: int = 30, finetune_steps: int = 150,
              say: Callable[[str], None] = print) -> list:
     from . import api
-    from .evaluate import format_table
+    from .evaluation import format_table
 
     out = Path(out)
     train, test = (out / "digits" / "train", out / "digits" / "test")

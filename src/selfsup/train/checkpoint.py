@@ -65,6 +65,10 @@ class RunCheckpoint(pl.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         self._save(trainer, "last.ckpt")
 
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):  # Ctrl-C: keep the progress made so far
+            self._save(trainer, "last.ckpt")
+
     def state_dict(self) -> dict[str, Any]:
         return {"best_loss": self.best_loss}
 

@@ -1,4 +1,4 @@
-"""Tests for selfsup.evaluate: subsets, kNN, linear probe, fine-tuning, label efficiency."""
+"""Tests for selfsup.evaluation: subsets, kNN, linear probe, fine-tuning, label efficiency."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from selfsup.encoders.base import Encoder
-from selfsup.evaluate import (
+from selfsup.evaluation import (
     EvalResult,
     class_balanced_subset,
     extract_features,
