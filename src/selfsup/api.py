@@ -70,7 +70,7 @@ def load(path: str | Path) -> Encoder:
 
     ``encoder.config`` describes its architecture and input size.
     """
-    from .export import load as load_stored
+    from .artifacts import load as load_stored
 
     return load_stored(path).encoder
 
@@ -96,7 +96,7 @@ def evaluate(
     """
     from .data.images import load_labeled
     from .evaluation import plot_label_efficiency, run_label_efficiency, write_json
-    from .export import load as load_stored
+    from .artifacts import load as load_stored
     from .pretext.views import eval_transform, light_augment
 
     run = Path(run).expanduser()
@@ -127,8 +127,8 @@ def embed(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int
     """Embeddings of every image under ``data`` with the run's encoder, to ``.npy`` or ``.parquet``."""
     from .data.images import load_unlabeled
     from .evaluation import extract_features
-    from .export import load as load_stored
-    from .export import write_embeddings
+    from .artifacts import load as load_stored
+    from .artifacts import write_embeddings
     from .pretext.views import eval_transform
 
     loaded = load_stored(run)
@@ -143,8 +143,7 @@ EXPORT_FORMATS = ("safetensors",)
 
 def export(run: str | Path, out: str | Path, *, format: str = "safetensors") -> Path:
     """Write the run's encoder in ``format`` to the folder ``out``."""
-    from .export import export_safetensors
-    from .export import load as load_stored
+    from .artifacts import export_safetensors, load as load_stored
 
     if format not in EXPORT_FORMATS:
         raise SelfSupError(f"export format {format!r} is not supported yet; available: {', '.join(EXPORT_FORMATS)}")
