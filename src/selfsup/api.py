@@ -95,8 +95,8 @@ def evaluate(
     returns the list of :class:`selfsup.evaluation.EvalResult`.
     """
     from .data.images import load_labeled
-    from .evaluation import plot_label_efficiency, run_label_efficiency, write_json
     from .artifacts import load as load_stored
+    from .evaluation import plot_label_efficiency, run_label_efficiency, write_json
     from .pretext.views import eval_transform, light_augment
 
     run = Path(run).expanduser()
@@ -126,9 +126,9 @@ def embed(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int
           device: str | None = None, strict: bool = False) -> Path:
     """Embeddings of every image under ``data`` with the run's encoder, to ``.npy`` or ``.parquet``."""
     from .data.images import load_unlabeled
-    from .evaluation import extract_features
     from .artifacts import load as load_stored
     from .artifacts import write_embeddings
+    from .evaluation import extract_features
     from .pretext.views import eval_transform
 
     loaded = load_stored(run)

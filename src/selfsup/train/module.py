@@ -72,15 +72,12 @@ class PretrainModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         """Apply the current lr / weight decay to a resumed optimiser (its saved state holds the old ones)."""
-        for config in self.trainer.lr_scheduler_configs:
-            config.scheduler.base_lrs = [self.lr] * len(config.scheduler.base_lrs)
-        for optimizer in self.trainer.optimizers:
-            decay_group = optimizer.param_groups[0]
-            decay_group["weight_decay"] = self.weight_decay
-            for config in self.trainer.lr_scheduler_configs:
-                factors = [fn(self.global_step) for fn in config.scheduler.lr_lambdas]
-                for group, factor in zip(optimizer.param_groups, factors):
-                    group["lr"] = self.lr * factor
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        schedule = self.lr_schedulers()
+        schedule.base_lrs = [self.lr] * len(optimizer.param_groups)
+        optimizer.param_groups[0]["weight_decay"] = self.weight_decay  # group 1 (biases, norms) has none
+        for group, factor in zip(optimizer.param_groups, schedule.lr_lambdas):
+            group["lr"] = self.lr * factor(self.global_step)
 
     def on_train_epoch_start(self) -> None:
         self._last_time = None
