@@ -57,8 +57,10 @@ def pretrain(
     for key, value in flags.items():
         if value is not None:
             set_value(cfg, key, value, source="argument")
-    items = parse_overrides(list(overrides)) if isinstance(overrides, Sequence) and not isinstance(overrides, str) \
-        else list((overrides or {}).items())
+    if isinstance(overrides, Mapping):
+        items = list(overrides.items())
+    else:  # "key=value" strings, as on the command line
+        items = parse_overrides([overrides] if isinstance(overrides, str) else list(overrides or []))
     for key, value in items:
         set_value(cfg, key, value)
     pretrain_run(cfg, out)

@@ -34,7 +34,8 @@ class RunCheckpoint(pl.Callback):
         self.directory = Path(directory)
         self.every_n_steps = max(1, every_n_steps)
         self.best_loss = math.inf
-        self._epoch_losses: list[float] = []
+        self._loss_sum: torch.Tensor | None = None  # stays on the device: no sync per step
+        self._loss_count = 0
 
     @property
     def last_path(self) -> Path:
@@ -49,14 +50,16 @@ class RunCheckpoint(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        self._epoch_losses.append(float(loss))
+        loss = loss.detach()
+        self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
+        self._loss_count += 1
         if trainer.global_step % self.every_n_steps == 0:
             self._save(trainer, "last.ckpt")
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if self._epoch_losses:
-            mean = sum(self._epoch_losses) / len(self._epoch_losses)
-            self._epoch_losses = []
+        if self._loss_count:
+            mean = float(self._loss_sum) / self._loss_count
+            self._loss_sum, self._loss_count = None, 0
             if mean < self.best_loss:
                 self.best_loss = mean
                 self._save(trainer, "best.ckpt")
