@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-import selfsup.losses as losses_mod
+import selfsup.losses.contrastive as losses_mod
 from selfsup.distributed import gather_with_grad, rank, world_size
 from selfsup.losses import info_nce, masked_patch_mse, negative_cosine, patchify, unpatchify
 

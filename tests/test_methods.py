@@ -11,25 +11,9 @@ from selfsup.methods.byol import BYOL
 from selfsup.methods.mae import MAE
 from selfsup.methods.simclr import SimCLR
 from selfsup.registry import get_method, list_methods
-from selfsup.types import LossOutput, Modality
+from selfsup.types import Modality
 
-SIZE = 16
-
-
-def fixed_batch(n: int = 12, size: int = SIZE, seed: int = 0) -> torch.Tensor:
-    """uint8 [n, 3, size, size]: a tinted top-to-bottom gradient plus a bright square near the top
-    left. Images differ (tint, square position, noise) and have a clear 'up', so every pretext task
-    (instance discrimination, rotation, reconstruction) has something to learn."""
-    g = torch.Generator().manual_seed(seed)
-    rows = torch.linspace(0, 1, size).view(1, 1, size, 1)
-    tint = torch.rand(n, 3, 1, 1, generator=g) * 0.6 + 0.4
-    images = tint * (1 - rows).expand(n, 3, size, size) * 0.6
-    for i in range(n):
-        r, c = torch.randint(0, size // 2 - 3, (2,), generator=g).tolist()
-        images[i, :, r : r + 4, c : c + 4] = 1.0
-    images = images + 0.05 * torch.randn(images.shape, generator=g)
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8)
-
+from method_checks import SIZE, assert_method_learns, fixed_batch
 
 # name, encoder, hparams (narrower crops where 16 px crops would destroy the content), margin
 CASES = [
@@ -42,35 +26,7 @@ CASES = [
 
 @pytest.mark.parametrize(("name", "encoder_name", "hparams", "margin"), CASES, ids=[c[0] for c in CASES])
 def test_method_loss_falls_on_a_fixed_batch(name, encoder_name, hparams, margin):
-    torch.manual_seed(0)
-    encoder = build_encoder({"name": encoder_name, "image_size": SIZE})
-    method = get_method(name, Modality.IMAGE).cls(encoder, SIZE, **hparams)
-    pretext = method.pretext(Modality.IMAGE)
-    images = fixed_batch()
-    # the same views before and after training measure the change without augmentation noise
-    probe = pretext(images, torch.Generator().manual_seed(1234))
-    with torch.no_grad():
-        before = method.loss(probe).loss.item()
-
-    optimizer = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=1e-3)
-    generator = torch.Generator().manual_seed(0)
-    steps, losses = 10, []
-    for step in range(steps):
-        out = method.loss(pretext(images, generator))  # views re-sampled every step
-        assert isinstance(out, LossOutput)
-        assert out.loss.ndim == 0 and torch.isfinite(out.loss)
-        assert out.embeddings is not None and out.embeddings.shape == (images.shape[0], encoder.dim)
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
-        method.on_step_end((step + 1) / steps)
-        losses.append(out.loss.item())
-    with torch.no_grad():
-        after = method.loss(probe).loss.item()
-
-    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
-    assert last < first, f"{name}: training loss did not fall: {losses}"
-    assert after < before - margin, f"{name}: loss on fixed views {before:.3f} -> {after:.3f} (want a drop > {margin})"
+    assert_method_learns(name, encoder_name, hparams, margin)
 
 
 def test_byol_target_is_an_ema_of_the_online_network_without_gradients():

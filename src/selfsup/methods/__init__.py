@@ -1,6 +1,13 @@
-"""Built-in methods; importing this package registers them."""
+"""Built-in methods, one module each; importing this package registers every one of them."""
 
-from . import byol, mae, rotation, simclr  # noqa: F401
+import importlib
+import pkgutil
+
 from .base import Method
+
+_SHARED = {"base", "momentum", "memory"}  # building blocks, not methods
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _SHARED:
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["Method"]
