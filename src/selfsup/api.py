@@ -33,6 +33,12 @@ def pretrain(
     seed: int | None = None,
     precision: str | None = None,
     strict: bool | None = None,
+    cache: str | None = None,
+    accelerator: str | None = None,
+    devices: int | str | None = None,
+    num_nodes: int | None = None,
+    strategy: str | None = None,
+    num_workers: int | None = None,
     config: str | Path | Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
     progress_bar: bool | None = None,
@@ -53,6 +59,8 @@ def pretrain(
         "data.path": str(data), "method.name": method, "encoder.name": encoder, "trainer.epochs": epochs,
         "trainer.max_minutes": max_minutes, "trainer.batch_size": batch_size, "data.image_size": image_size,
         "trainer.seed": seed, "trainer.precision": precision, "data.strict": strict, "trainer.progress_bar": progress_bar,
+        "data.cache": cache, "trainer.accelerator": accelerator, "trainer.devices": devices,
+        "trainer.num_nodes": num_nodes, "trainer.strategy": strategy, "trainer.num_workers": num_workers,
     }
     for key, value in flags.items():
         if value is not None:

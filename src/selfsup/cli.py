@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--precision", help="Lightning precision: 32-true (default), bf16-mixed, 16-mixed")
     p.add_argument("--strict", action="store_true", default=None, help="stop at the first unreadable file instead of skipping it")
+    p.add_argument("--cache", choices=["auto", "memory", "stream"],
+                   help="memory: decode every image once into RAM and augment whole batches on the device; "
+                        "stream: read and augment per sample in loader workers (data larger than RAM); auto (default) picks by size")
+    p.add_argument("--num-workers", type=int, help="data-loader worker processes (default 0: in-process, fastest with the memory cache)")
+    p.add_argument("--accelerator", help="Lightning accelerator: auto (default), cpu, gpu")
+    p.add_argument("--devices", help="devices per node: auto (default), a count such as 4, or a list such as 0,1")
+    p.add_argument("--num-nodes", type=int, help="machines taking part (multi-node DDP; launch with torchrun or SLURM, see README)")
+    p.add_argument("--strategy", help="Lightning strategy: auto (default; DDP when devices > 1), ddp, ddp_spawn, fsdp")
     p.add_argument("--config", metavar="FILE.yaml", help="YAML with sections data, method, encoder, optim, trainer")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. --set optim.lr=0.001 --set method.temperature=0.2")
@@ -103,7 +111,9 @@ def _run(args: argparse.Namespace) -> None:
         run = api.pretrain(
             args.data, args.method, args.out, encoder=args.encoder, epochs=args.epochs, max_minutes=args.max_minutes,
             batch_size=args.batch_size, image_size=args.image_size, seed=args.seed, precision=args.precision,
-            strict=args.strict, config=args.config, overrides=args.overrides,
+            strict=args.strict, cache=args.cache, accelerator=args.accelerator, devices=args.devices,
+            num_nodes=args.num_nodes, strategy=args.strategy, num_workers=args.num_workers,
+            config=args.config, overrides=args.overrides,
             progress_bar=False if args.no_progress else None,
         )
         print(f"run folder: {run}")

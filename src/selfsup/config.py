@@ -23,6 +23,7 @@ class DataConfig:
     modality: str = "image"
     image_size: int = 32
     strict: bool = False
+    cache: str = "auto"  # memory: decode once into a uint8 tensor; stream: read per sample; auto: by size
 
 
 @dataclass
@@ -43,6 +44,9 @@ class TrainerConfig:
     seed: int = 0
     accelerator: str = "auto"
     devices: str | int = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # Lightning strategy: auto, ddp, ddp_spawn, fsdp, ...
+    sync_batchnorm: bool = True  # global BatchNorm statistics across GPUs (as SimCLR/BYOL); GPU only
     num_workers: int = 0
     log_every: int = 10
     health_every: int = 50

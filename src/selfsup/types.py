@@ -16,6 +16,7 @@ class Family(str, Enum):
     PREDICTIVE = "predictive"
     GENERATIVE = "generative"
     TRANSFORMATION = "transformation"
+    CLUSTERING = "clustering"
 
 
 class Modality(str, Enum):

@@ -71,7 +71,10 @@ class PretrainModule(pl.LightningModule):
         self.method.on_step_end(min(1.0, self.global_step / total))
 
     def on_train_start(self) -> None:
-        """Apply the current lr / weight decay to a resumed optimiser (its saved state holds the old ones)."""
+        """Give each DDP process its own augmentation stream, and apply the current lr / weight decay to a
+        resumed optimiser (its saved state holds the old ones)."""
+        if self.global_rank > 0:  # every process was seeded alike; identical crops on every GPU waste the batch
+            torch.manual_seed(torch.initial_seed() + 1_000_003 * self.global_rank)
         optimizer = self.optimizers(use_pl_optimizer=False)
         schedule = self.lr_schedulers()
         schedule.base_lrs = [self.lr] * len(optimizer.param_groups)
