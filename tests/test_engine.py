@@ -199,3 +199,27 @@ def test_health_monitors_detect_collapse():
     basis = torch.randn(2, dim)
     rank2 = torch.randn(64, 2) @ basis
     assert 1.5 < rankme(rank2).item() <= 2.0 + 1e-3
+
+
+def test_max_steps_stops_training_and_sets_the_schedule(image_folder, tmp_path):
+    run = api.pretrain(image_folder, "simclr", tmp_path / "run", epochs=50, max_steps=4,
+                       overrides={**LOG_EVERY_STEP, "optim.warmup": 0.0}, **FAST)
+    assert global_step(run / "checkpoints" / "last.ckpt") == 4
+    lrs = [float(r["lr"]) for r in read_metrics(run) if r["lr"]]
+    base = yaml.safe_load((run / "config.yaml").read_text())["optim"]["lr"]
+    # the cosine runs over the 4 steps, not over 50 epochs
+    assert lrs == pytest.approx([base * warmup_cosine(s, 4, 0) for s in range(4)], rel=1e-5)
+
+
+def test_a_time_budget_drives_the_schedules(image_folder, tmp_path):
+    """With --max-minutes ending training long before the epochs would, the lr still decays towards 0 and the
+    methods' schedules (here BYOL's EMA momentum) reach the end: progress is measured by time."""
+    run = api.pretrain(image_folder, "byol", tmp_path / "run", epochs=10_000, max_minutes=0.08,
+                       overrides={**LOG_EVERY_STEP, "optim.warmup": 0.0}, **FAST)
+    rows = [r for r in read_metrics(run) if r["lr"]]
+    base = yaml.safe_load((run / "config.yaml").read_text())["optim"]["lr"]
+    steps = global_step(run / "checkpoints" / "last.ckpt")
+    assert 3 <= steps < 10_000 * STEPS_PER_EPOCH // 100  # stopped by the clock
+    assert float(rows[-1]["lr"]) < 0.3 * base  # by steps alone it would still be ~base
+    momenta = [float(r["momentum"]) for r in rows if r.get("momentum")]
+    assert momenta[-1] > momenta[0] and momenta[-1] > 0.995  # tau_base 0.99 -> 1 over the time budget

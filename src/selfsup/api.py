@@ -28,6 +28,7 @@ def pretrain(
     encoder: str | None = None,
     epochs: int | None = None,
     max_minutes: float | None = None,
+    max_steps: int | None = None,
     batch_size: int | None = None,
     image_size: int | None = None,
     seed: int | None = None,
@@ -57,7 +58,7 @@ def pretrain(
         cfg = RunConfig.load(config)
     flags = {
         "data.path": str(data), "method.name": method, "encoder.name": encoder, "trainer.epochs": epochs,
-        "trainer.max_minutes": max_minutes, "trainer.batch_size": batch_size, "data.image_size": image_size,
+        "trainer.max_minutes": max_minutes, "trainer.max_steps": max_steps, "trainer.batch_size": batch_size, "data.image_size": image_size,
         "trainer.seed": seed, "trainer.precision": precision, "data.strict": strict, "trainer.progress_bar": progress_bar,
         "data.cache": cache, "trainer.accelerator": accelerator, "trainer.devices": devices,
         "trainer.num_nodes": num_nodes, "trainer.strategy": strategy, "trainer.num_workers": num_workers,

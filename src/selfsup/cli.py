@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help="backbone, e.g. tiny_cnn, resnet18, resnet18_cifar, vit_micro (default: the method's)")
     p.add_argument("--epochs", type=int, help="passes over the data (default 100; total, across resumes)")
     p.add_argument("--max-minutes", type=float, help="stop after this much training time in all, across resumes (a checkpoint is kept)")
-    p.add_argument("--batch-size", type=int, help="images per step (default 256)")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps in all, across resumes")
+    p.add_argument("--batch-size", type=int, help="images per step and per device (default 256)")
     p.add_argument("--image-size", type=int, help="images are resized (shorter side) and centre-cropped to this (default 32)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--precision", help="Lightning precision: 32-true (default), bf16-mixed, 16-mixed")
@@ -109,14 +110,17 @@ def _run(args: argparse.Namespace) -> None:
 
     if args.command == "pretrain":
         run = api.pretrain(
-            args.data, args.method, args.out, encoder=args.encoder, epochs=args.epochs, max_minutes=args.max_minutes,
+            args.data, args.method, args.out, encoder=args.encoder, epochs=args.epochs, max_minutes=args.max_minutes, max_steps=args.max_steps,
             batch_size=args.batch_size, image_size=args.image_size, seed=args.seed, precision=args.precision,
             strict=args.strict, cache=args.cache, accelerator=args.accelerator, devices=args.devices,
             num_nodes=args.num_nodes, strategy=args.strategy, num_workers=args.num_workers,
             config=args.config, overrides=args.overrides,
             progress_bar=False if args.no_progress else None,
         )
-        print(f"run folder: {run}")
+        from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+        if rank_zero_only.rank == 0:  # DDP processes launched by Lightning run this command too
+            print(f"run folder: {run}")
     elif args.command == "evaluate":
         from .evaluation import format_table
 

@@ -39,6 +39,7 @@ class OptimConfig:
 class TrainerConfig:
     epochs: int = 100
     max_minutes: float | None = None
+    max_steps: int | None = None  # stop after this many optimiser steps in all (with epochs: whichever comes first)
     batch_size: int = 256
     precision: str = "32-true"
     seed: int = 0
@@ -92,6 +93,7 @@ class RunConfig:
 
 _SECTIONS = ("data", "method", "encoder", "optim", "trainer")
 _OPTIONAL_FLOATS = frozenset({"optim.lr", "optim.weight_decay", "trainer.max_minutes"})
+_OPTIONAL_INTS = frozenset({"trainer.max_steps"})
 
 
 def _coerce(value: Any, current: Any, key: str, source: str) -> Any:
@@ -137,6 +139,8 @@ def set_value(config: RunConfig, dotted: str, value: Any, source: str = "--set")
     reference = getattr(target, key)
     if reference is None and f"{section}.{key}" in _OPTIONAL_FLOATS:
         reference = 0.0
+    elif reference is None and f"{section}.{key}" in _OPTIONAL_INTS:
+        reference = 0
     setattr(target, key, _coerce(value, reference, f"{section}.{key}", source))
 
 

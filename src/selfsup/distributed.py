@@ -6,6 +6,8 @@ and methods can call them unconditionally.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -38,4 +40,39 @@ def gather_with_grad(x: Tensor) -> Tensor:
         return x
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(x.contiguous()), dim=0)
+    with warnings.catch_warnings():  # the suggested successor lives in a private module (_functional_collectives)
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(all_gather(x.contiguous()), dim=0)
+
+
+def all_reduce_sum(x: Tensor) -> Tensor:
+    """Sum ``x`` over every process, keeping gradients; ``x`` itself in a single process.
+
+    Autograd-aware (``torch.distributed.nn.functional.all_reduce``): the backward pass sums the
+    incoming gradients over the processes too. When every process computes the same loss from the
+    sum (Barlow Twins' cross-correlation), each one thus receives ``world_size`` times the gradient
+    of that loss, and DDP's averaging of parameter gradients turns it into exactly the gradient of
+    the global loss. All processes must pass tensors of the same shape.
+    """
+    if world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_reduce
+
+    with warnings.catch_warnings():  # as in gather_with_grad
+        warnings.simplefilter("ignore", FutureWarning)
+        return all_reduce(x)
+
+
+@torch.no_grad()
+def gather_no_grad(x: Tensor) -> Tensor:
+    """Concatenate ``x`` from every process along dim 0, detached: ``[x_rank0; x_rank1; ...]``.
+
+    For tensors that need no gradient (momentum keys, memory-bank entries); a plain
+    ``torch.distributed.all_gather``, cheaper than :func:`gather_with_grad`. All processes must
+    pass tensors of the same shape. In a single process this returns ``x.detach()``.
+    """
+    if world_size() == 1:
+        return x.detach()
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    torch.distributed.all_gather(parts, x.detach().contiguous())
+    return torch.cat(parts, dim=0)

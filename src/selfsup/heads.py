@@ -1,8 +1,9 @@
-"""Learned heads that sit on top of an encoder: projection/prediction MLPs and the MAE decoder."""
+"""Learned heads that sit on top of an encoder: projection/prediction MLPs, prototypes and the MAE decoder."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import nn
 
@@ -25,6 +26,31 @@ class MLP(nn.Sequential):
         if last_batch_norm:
             layers.append(nn.BatchNorm1d(out_dim, affine=False))
         super().__init__(*layers)
+
+
+class Prototypes(nn.Linear):
+    """Cosine scores of (L2-normalised) inputs against K unit-norm prototype vectors: [..., K].
+
+    The prototype layer of SwAV (Caron et al. 2020) and DINO's weight-normalised last layer with its
+    gain fixed to 1 (Caron et al. 2021; ``weight_norm`` with g = 1 is exactly ``normalize(W)``).
+    ``frozen`` (both recipes' first iterations) gives the weights a zero gradient while keeping
+    them in the graph, so DDP, which expects a gradient for every parameter, still works.
+    """
+
+    def __init__(self, in_dim: int, num_prototypes: int) -> None:
+        super().__init__(in_dim, num_prototypes, bias=False)
+        self.frozen = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = F.normalize(self.weight, dim=1)
+        if self.frozen:
+            weight = weight.detach() + 0.0 * weight  # same values, zero gradient
+        return F.linear(F.normalize(x, dim=-1), weight)
+
+    @torch.no_grad()
+    def normalize_(self) -> None:
+        """Rescale every prototype to unit norm in place (SwAV does so before each forward pass)."""
+        self.weight.copy_(F.normalize(self.weight, dim=1))
 
 
 class MAEDecoder(nn.Module):

@@ -1,7 +1,9 @@
 """Image reader: folders (any depth) or list files of images → uint8 tensors [3, S, S].
 
-Images are decoded once, converted to RGB, resized so the shorter side is S and centre-cropped.
-Unreadable files are skipped with a warning naming each one (``strict=True`` stops at the first).
+Images are converted to RGB, resized so the shorter side is S and centre-cropped (``read_image``):
+either decoded once into memory (``load_unlabeled``, ``ImageTensorDataset``) or from disk at every
+access (``ImageFileDataset``, for data larger than memory). Unreadable files are skipped with a
+warning naming each one (``strict=True`` stops at the first).
 """
 
 from __future__ import annotations
@@ -79,6 +81,15 @@ def read_image(path: Path, size: int) -> torch.Tensor:
     return image.contiguous()
 
 
+def unreadable_error(exc: ValueError | str) -> SelfSupError:
+    """The one-line ``--strict`` error for an unreadable file (``exc`` names it, as ``read_image``'s do)."""
+    return SelfSupError(f"{exc}; remove or replace the file, or drop --strict to skip unreadable files")
+
+
+def _none_readable(paths: Sequence[Path]) -> SelfSupError:
+    return SelfSupError(f"none of the {len(paths)} image files could be decoded (first: {paths[0]}); check the files")
+
+
 @dataclass
 class DecodeReport:
     decoded: int
@@ -100,13 +111,13 @@ def read_images(paths: Sequence[Path], size: int, strict: bool = False,
             out[len(kept)] = read_image(path, size)
         except ValueError as exc:
             if strict:
-                raise SelfSupError(f"{exc}; remove or replace the file, or drop --strict to skip unreadable files") from None
+                raise unreadable_error(exc) from None
             log.warning("skipping unreadable image %s", path)
             skipped.append(path)
             continue
         kept.append(i)
     if not kept:
-        raise SelfSupError(f"none of the {len(paths)} image files could be decoded (first: {paths[0]}); check the files")
+        raise _none_readable(paths)
     if skipped:
         log.warning("skipped %d unreadable image(s) of %d", len(skipped), len(paths))
     return out[: len(kept)], kept, DecodeReport(len(kept), skipped)
@@ -126,11 +137,49 @@ class ImageTensorDataset(Dataset):
         return self.images[index]
 
 
-def load_unlabeled(path: str | Path, size: int, strict: bool = False, progress: bool = True) -> ImageTensorDataset:
-    """Every image under ``path`` (labels, if any, ignored), decoded at ``size``."""
-    files = find_images(path)
+class ImageFileDataset(Dataset):
+    """Images read from disk at every access, for data larger than memory.
+
+    Item ``i`` is ``read_image(paths[i], size)``: the very tensor the memory path holds for that file.
+    An unreadable file raises ``ValueError`` naming it; the caller decides to skip or stop.
+    ``readable`` is the index of a file known to decode (set by :func:`open_unlabeled`).
+    """
+
+    def __init__(self, paths: Sequence[Path], size: int, readable: int = 0) -> None:
+        self.paths = list(paths)
+        self.size = size
+        self.readable = readable
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return read_image(self.paths[index], self.size)
+
+
+def decode_unlabeled(files: Sequence[Path], size: int, strict: bool = False, progress: bool = True) -> ImageTensorDataset:
+    """``files`` decoded at ``size`` into memory (unreadable ones skipped, or an error with ``strict``)."""
     images, kept, _ = read_images(files, size, strict=strict, progress=progress)
     return ImageTensorDataset(images, [files[i] for i in kept])
+
+
+def open_unlabeled(files: Sequence[Path], size: int, strict: bool = False) -> ImageFileDataset:
+    """``files`` to be read per access; only the first readable one is decoded now, so that a folder of
+    unreadable files fails here (and ``strict`` stops at an unreadable first file), not in a loader worker."""
+    for i, path in enumerate(files):
+        try:
+            read_image(path, size)
+        except ValueError as exc:
+            if strict:
+                raise unreadable_error(exc) from None
+            continue  # warned about and counted when training meets it
+        return ImageFileDataset(files, size, readable=i)
+    raise _none_readable(files)
+
+
+def load_unlabeled(path: str | Path, size: int, strict: bool = False, progress: bool = True) -> ImageTensorDataset:
+    """Every image under ``path`` (labels, if any, ignored), decoded at ``size``."""
+    return decode_unlabeled(find_images(path), size, strict=strict, progress=progress)
 
 
 @dataclass

@@ -3,11 +3,47 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-__all__ = ["masked_patch_mse", "patchify", "unpatchify"]
+__all__ = ["masked_patch_l1", "masked_patch_mse", "patchify", "unpatchify"]
+
+
+def _masked_patch_loss(
+    name: str,
+    error: Callable[[Tensor], Tensor],
+    pred: Tensor,
+    target: Tensor,
+    mask: Tensor,
+    normalize_target: bool,
+    eps: float,
+) -> Tensor:
+    """Mean over the masked patches of the per-patch mean of ``error(pred - target)``.
+
+    Shared by :func:`masked_patch_mse` and :func:`masked_patch_l1`; see them for the formulas.
+    """
+    if pred.shape != target.shape or pred.ndim != 3:
+        raise ValueError(
+            f"{name} expects pred and target of the same shape [B, N, P], got "
+            f"{tuple(pred.shape)} and {tuple(target.shape)}"
+        )
+    if mask.shape != pred.shape[:2]:
+        raise ValueError(
+            f"{name} expects mask of shape [B, N] = {tuple(pred.shape[:2])}, got {tuple(mask.shape)}"
+        )
+    target = target.float()
+    if normalize_target:
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, unbiased=False, keepdim=True)
+        target = (target - mean) / torch.sqrt(var + eps)
+    per_patch = error(pred.float() - target).mean(dim=-1)  # [B, N]
+    m = mask.to(per_patch.dtype)
+    total = m.sum()
+    if total == 0:
+        return (pred * 0).sum().float()
+    return (per_patch * m).sum() / total
 
 
 def masked_patch_mse(
@@ -30,27 +66,31 @@ def masked_patch_mse(
 
     Returns 0 (still attached to ``pred``'s graph) when no patch is masked.
     """
-    if pred.shape != target.shape or pred.ndim != 3:
-        raise ValueError(
-            f"masked_patch_mse expects pred and target of the same shape [B, N, P], got "
-            f"{tuple(pred.shape)} and {tuple(target.shape)}"
-        )
-    if mask.shape != pred.shape[:2]:
-        raise ValueError(
-            f"masked_patch_mse expects mask of shape [B, N] = {tuple(pred.shape[:2])}, "
-            f"got {tuple(mask.shape)}"
-        )
-    target = target.float()
-    if normalize_target:
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, unbiased=False, keepdim=True)
-        target = (target - mean) / torch.sqrt(var + eps)
-    per_patch = (pred.float() - target).pow(2).mean(dim=-1)  # [B, N]
-    m = mask.to(per_patch.dtype)
-    total = m.sum()
-    if total == 0:
-        return (pred * 0).sum().float()
-    return (per_patch * m).sum() / total
+    return _masked_patch_loss("masked_patch_mse", torch.square, pred, target, mask, normalize_target, eps)
+
+
+def masked_patch_l1(
+    pred: Tensor,
+    target: Tensor,
+    mask: Tensor,
+    normalize_target: bool = False,
+    eps: float = 1e-6,
+) -> Tensor:
+    """SimMIM reconstruction loss: L1 distance to the raw pixels, averaged over the masked pixels only.
+
+    Xie, Zhang, Cao, Lin, Bao, Yao, Dai & Hu (2022), "SimMIM: A Simple Framework for Masked
+    Image Modeling" (CVPR), eq. 1: ``L = 1/Omega(x_M) * || y_M - x_M ||_1`` with ``Omega`` the
+    number of masked pixels. Shapes as :func:`masked_patch_mse` (every patch has P pixels, so
+    the mean over masked patches of per-patch means is the mean over masked pixels)::
+
+        L = sum_{b,n} m_{bn} * (1/P) * sum_j |pred_{bnj} - t_{bnj}|  /  sum_{b,n} m_{bn}
+
+    Targets are the raw (input-normalised) pixels by default, as in the paper; ``normalize_target``
+    standardises each target patch as MAE does. Nothing is gathered across processes under DDP:
+    each process averages over its own masked pixels and DDP averages the gradients. Returns 0
+    (still attached to ``pred``'s graph) when no patch is masked.
+    """
+    return _masked_patch_loss("masked_patch_l1", torch.abs, pred, target, mask, normalize_target, eps)
 
 
 def patchify(images: Tensor, patch_size: int) -> Tensor:

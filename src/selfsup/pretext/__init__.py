@@ -1,7 +1,17 @@
-"""Pretext data operations for images: augmented views, patch masking, rotations (pure tensor ops)."""
+"""Pretext data operations for images: augmented views, patch masking, rotations, jigsaw puzzles,
+multi-crop views, clustering pseudo-labels (pure tensor ops)."""
 
-from selfsup.pretext.masking import PatchMask, gather_tokens, num_visible, random_patch_mask
-from selfsup.pretext.transforms import NUM_ROTATIONS, rotate_all, rotate_random
+from selfsup.pretext.clusters import assign, kmeans, sinkhorn
+from selfsup.pretext.masking import PatchMask, gather_tokens, num_visible, random_block_mask, random_patch_mask
+from selfsup.pretext.multicrop import MultiCrop, dino_multicrop, local_crop_size, split_crops, swav_multicrop
+from selfsup.pretext.transforms import (
+    NUM_ROTATIONS,
+    hamming_permutations,
+    jigsaw_tiles,
+    min_hamming_distance,
+    rotate_all,
+    rotate_random,
+)
 from selfsup.pretext.views import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -24,15 +34,27 @@ __all__ = [
     "AugmentParams",
     "EvalTransform",
     "ImageAugment",
+    "MultiCrop",
     "PatchMask",
+    "assign",
     "byol_augments",
+    "dino_multicrop",
     "eval_transform",
     "gather_tokens",
+    "hamming_permutations",
+    "jigsaw_tiles",
+    "kmeans",
     "light_augment",
+    "local_crop_size",
+    "min_hamming_distance",
     "normalize",
     "num_visible",
+    "random_block_mask",
     "random_patch_mask",
     "rotate_all",
     "rotate_random",
     "simclr_augment",
+    "sinkhorn",
+    "split_crops",
+    "swav_multicrop",
 ]

@@ -1,15 +1,17 @@
 """Per-sample random patch masking, as in MAE (He et al. 2022, "Masked Autoencoders Are
 Scalable Vision Learners"): each sample shuffles its patches with its own random noise, keeps
-the first K, and hides the rest."""
+the first K, and hides the rest; and SimMIM's masking of larger square blocks of patches (Xie et
+al. 2022, "SimMIM: A Simple Framework for Masked Image Modeling")."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["PatchMask", "gather_tokens", "num_visible", "random_patch_mask"]
+__all__ = ["PatchMask", "gather_tokens", "num_visible", "random_block_mask", "random_patch_mask"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,36 @@ def random_patch_mask(
     mask[:, :k] = False
     mask = torch.gather(mask, 1, restore_idx)
     return PatchMask(keep_idx=keep_idx, mask=mask, restore_idx=restore_idx)
+
+
+def random_block_mask(
+    batch_size: int,
+    grid_size: int,
+    block: int,
+    mask_ratio: float,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """SimMIM's random masking (``MaskGenerator`` of Xie et al. 2022): bool [B, grid_size**2], True = masked.
+
+    The ``grid_size x grid_size`` patch grid is tiled by square "mask patches" of ``block x block``
+    patches (the paper: 32 px mask patches over 16 px ViT patches, ``block = 2``); each sample masks
+    ``ceil(mask_ratio * number of mask patches)`` of them at random, every patch inside a chosen
+    block together. Patches are listed row-major, as :func:`selfsup.losses.patchify` lists them.
+    Noise is drawn as in :func:`random_patch_mask`.
+    """
+    if block < 1 or grid_size % block:
+        raise ValueError(f"the patch grid ({grid_size}) must be a positive multiple of the mask block ({block})")
+    if not 0.0 < mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+    side = grid_size // block
+    count = math.ceil(side * side * mask_ratio)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    noise_device = generator.device if generator is not None else device
+    noise = torch.rand((batch_size, side * side), generator=generator, device=noise_device).to(device)
+    rank = torch.argsort(torch.argsort(noise, dim=1), dim=1)  # each block's place in a random order
+    blocks = (rank < count).view(batch_size, side, side)
+    return blocks.repeat_interleave(block, 1).repeat_interleave(block, 2).flatten(1)
 
 
 def gather_tokens(tokens: Tensor, idx: Tensor) -> Tensor:

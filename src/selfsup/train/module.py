@@ -12,6 +12,7 @@ import math
 import time
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Timer
 import torch
 
 from ..config import OptimConfig
@@ -51,14 +52,18 @@ class PretrainModule(pl.LightningModule):
         self.weight_decay = weight_decay
         self._last_time: float | None = None
 
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> dict[str, torch.Tensor]:
-        inputs = self.pretext(batch, None)
+    def training_step(self, batch: torch.Tensor | dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """``batch``: uint8 images (the pretext runs here, on the whole batch on the device), or a dict the
+        loader already pretexted per sample (``data.cache=stream``, see ``train/data.py``)."""
+        pretexted = isinstance(batch, dict)
+        inputs = batch if pretexted else self.pretext(batch, None)
         out = self.method.loss(inputs)
-        if not torch.isfinite(out.loss):
+        if self._any_process_failed(not bool(torch.isfinite(out.loss))):
             raise NonFiniteLossError(f"loss became {out.loss.item()} at step {self.global_step}")
         now = time.perf_counter()
-        if self._last_time is not None:
-            self.log("samples_per_s", batch.shape[0] / max(now - self._last_time, 1e-9), prog_bar=True, on_step=True)
+        samples = getattr(self.trainer.train_dataloader, "batch_size", None) if pretexted else batch.shape[0]
+        if self._last_time is not None and samples:
+            self.log("samples_per_s", samples / max(now - self._last_time, 1e-9), prog_bar=True, on_step=True)
         self._last_time = now
         self.log("loss", out.loss.detach(), prog_bar=True, on_step=True, on_epoch=True)
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True)
@@ -66,9 +71,29 @@ class PretrainModule(pl.LightningModule):
             self.log(name, value, on_step=True)
         return {"loss": out.loss, "embeddings": out.embeddings}
 
+    def _any_process_failed(self, failed: bool) -> bool:
+        """Under DDP every process must stop together (one raising alone would leave the others waiting)."""
+        if self.trainer.world_size > 1:
+            return bool(self.trainer.strategy.reduce_boolean_decision(failed, all=False))
+        return failed
+
+    def progress(self, step: int | None = None) -> float:
+        """Fraction of the training budget spent: by steps, or by time when ``--max-minutes`` ends training first.
+
+        Drives the lr schedule and the methods' schedules (EMA momentum, temperatures), so a run cut by its time
+        budget still warms up, decays its learning rate to zero and finishes its teacher schedule.
+        """
+        step = self.global_step if step is None else step
+        fraction = step / max(1, self.trainer.estimated_stepping_batches)
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        remaining = timer.time_remaining() if timer is not None else None
+        if remaining is not None:
+            elapsed = timer.time_elapsed()
+            fraction = max(fraction, elapsed / max(elapsed + remaining, 1e-9))
+        return min(1.0, fraction)
+
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        total = max(1, self.trainer.estimated_stepping_batches)
-        self.method.on_step_end(min(1.0, self.global_step / total))
+        self.method.on_step_end(self.progress())
 
     def on_train_start(self) -> None:
         """Give each DDP process its own augmentation stream, and apply the current lr / weight decay to a
@@ -95,5 +120,6 @@ class PretrainModule(pl.LightningModule):
             raise SelfSupError(f"optim.optimizer={self.optim.optimizer!r} is not supported; use adamw or sgd")
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(self.optim.warmup * total)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(max(step, round(self.progress(step) * total)), total, warmup))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

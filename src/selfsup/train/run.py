@@ -11,16 +11,15 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 import yaml
-from torch.utils.data import DataLoader
 
 from ..config import RunConfig
-from ..data.images import load_unlabeled
 from ..encoders import build_encoder
 from ..errors import SelfSupError
 from ..registry import get_encoder_builder, get_method
 from ..runtime import retain_freed_memory
 from ..types import Modality
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, load_checkpoint
+from .data import load_train_data, train_loader
 from .health import HealthMonitor
 from .logger import RunCSVLogger
 from .module import NonFiniteLossError, PretrainModule
@@ -69,6 +68,11 @@ def build_method(config: RunConfig):
     return info.cls(encoder, config.data.image_size, **hparams)
 
 
+def _devices(devices: str | int) -> str | int:
+    """``"4"`` (from the CLI or YAML) means four devices; ``"0,1"`` and ``"auto"`` pass through to Lightning."""
+    return int(devices) if isinstance(devices, str) and devices.strip().isdigit() else devices
+
+
 def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
     """Pretrain (or resume) into ``run_dir``; returns the path of the last checkpoint."""
     run_dir = Path(run_dir).expanduser()
@@ -82,29 +86,26 @@ def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
     if config.trainer.accelerator in ("auto", "cpu") and not torch.cuda.is_available():
         retain_freed_memory()
 
-    dataset = load_unlabeled(config.data.path, config.data.image_size, strict=config.data.strict,
-                             progress=config.trainer.progress_bar)
+    dataset = load_train_data(config.data, progress=config.trainer.progress_bar)  # data.cache: memory or stream
     method = build_method(config)
     tc = config.trainer
     batch_size = min(tc.batch_size, len(dataset))
     if batch_size < 2:
         raise SelfSupError(f"{config.data.path}: only {len(dataset)} image(s); self-supervised training needs at least 2")
-    lr = config.optim.lr if config.optim.lr is not None else method.optim_defaults["lr"] * batch_size / 256
-    weight_decay = config.optim.weight_decay if config.optim.weight_decay is not None else method.optim_defaults["weight_decay"]
-    config.optim.lr, config.optim.weight_decay = lr, weight_decay  # resolved, for config.yaml
-    module = PretrainModule(method, Modality(config.data.modality), config.optim, lr, weight_decay)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
-                        num_workers=tc.num_workers, persistent_workers=tc.num_workers > 0)
+    loader = train_loader(dataset, method.pretext(Modality(config.data.modality)), batch_size, tc, config.data.strict)
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / CONFIG_FILE)
     checkpoints = RunCheckpoint(run_dir / CHECKPOINT_DIR, tc.checkpoint_every)
     trainer = pl.Trainer(
         max_epochs=tc.epochs,
         max_time=timedelta(minutes=tc.max_minutes) if tc.max_minutes else None,
+        max_steps=tc.max_steps if tc.max_steps else -1,
         precision=tc.precision,
         accelerator=tc.accelerator,
-        devices=tc.devices,
+        devices=_devices(tc.devices),
+        num_nodes=tc.num_nodes,
+        strategy=tc.strategy,
+        sync_batchnorm=tc.sync_batchnorm and tc.accelerator != "cpu" and torch.cuda.is_available(),
         logger=RunCSVLogger(str(run_dir), flush_logs_every_n_steps=tc.log_every * 5),
         callbacks=[checkpoints, HealthMonitor(tc.health_every)],
         plugins=[AtomicCheckpointIO()],
@@ -115,6 +116,14 @@ def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
         num_sanity_val_steps=0,
         default_root_dir=str(run_dir),
     )
+    # --batch-size is per process (as in PyTorch DDP); the default lr scales with the global batch
+    global_batch = batch_size * trainer.world_size
+    lr = config.optim.lr if config.optim.lr is not None else method.optim_defaults["lr"] * global_batch / 256
+    weight_decay = config.optim.weight_decay if config.optim.weight_decay is not None else method.optim_defaults["weight_decay"]
+    config.optim.lr, config.optim.weight_decay = lr, weight_decay  # resolved, for config.yaml
+    module = PretrainModule(method, Modality(config.data.modality), config.optim, lr, weight_decay)
+    if trainer.is_global_zero:
+        config.save(run_dir / CONFIG_FILE)
     if resume:
         log.info("resuming %s from %s", run_dir, checkpoints.last_path)
     with warnings.catch_warnings():

@@ -1,0 +1,64 @@
+"""Barlow Twins — Zbontar, Jing, Misra, LeCun & Deny 2021, "Barlow Twins: Self-Supervised Learning
+via Redundancy Reduction" (ICML).
+
+Non-contrastive redundancy reduction: the cross-correlation matrix of the two views' projections,
+standardised over the batch, is pushed to the identity -- invariance on the diagonal, decorrelated
+(non-redundant) features off it. No negatives, no predictor, no stop-gradient, no EMA teacher.
+
+Pseudo-code (paper Algorithm 1):
+    y1, y2 = aug(x), aug(x)                  # BYOL's asymmetric augmentations
+    z1, z2 = g(f(y1)), g(f(y2))              # encoder f, 3-layer projector g
+    z1n, z2n = standardise each dimension over the batch
+    C = z1n^T z2n / N                        # [D, D] cross-correlation
+    L = sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2
+Defaults: lambda 5e-3 (paper; the official code uses 0.0051); projector 2048-2048-2048 instead of
+the paper's 8192 for small CPU runs. Under DDP the loss is that of the global batch (see
+``losses.barlow_twins``). The paper trains with LARS (lr 0.2 weights / 0.0048 biases, batch 2048);
+the engine's AdamW is used here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..heads import MLP
+from ..losses import barlow_twins
+from ..pretext.views import byol_augments
+from ..registry import register_method
+from ..types import Family, LossOutput, Modality
+from .base import Hparams, Method, Pretext
+from .simclr import two_views
+
+
+@dataclass
+class BarlowTwinsHparams(Hparams):
+    proj_hidden_dim: int = 2048
+    proj_dim: int = 2048
+    lambda_offdiag: float = 5e-3
+    crop_min_scale: float = 0.08  # RandomResizedCrop scale (crop_min_scale, 1)
+    flip_p: float = 0.5
+
+
+@register_method
+class BarlowTwins(Method):
+    name = "barlow_twins"
+    family = Family.SELF_DISTILLATION  # non-contrastive; the Family enum has no redundancy-reduction value
+    modalities = frozenset({Modality.IMAGE})
+    paper = "Zbontar et al. 2021, Barlow Twins: Self-Supervised Learning via Redundancy Reduction (ICML)"
+    optim_defaults = {"lr": 2e-3, "weight_decay": 1e-4}
+    Hparams = BarlowTwinsHparams
+
+    def __init__(self, encoder, input_size: int, **hparams) -> None:
+        super().__init__(encoder, input_size, **hparams)
+        self.projector = MLP(encoder.dim, self.hp.proj_hidden_dim, self.hp.proj_dim, num_layers=3)
+
+    def pretext(self, modality: Modality) -> Pretext:
+        return two_views(*byol_augments(self.input_size, crop_scale=(self.hp.crop_min_scale, 1.0), flip_p=self.hp.flip_p))
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
+        h = self.encoder.embed(torch.cat([batch["view1"], batch["view2"]]))
+        z1, z2 = self.projector(h).chunk(2)
+        loss = barlow_twins(z1, z2, lambda_offdiag=self.hp.lambda_offdiag)
+        return LossOutput(loss, embeddings=h.chunk(2)[0].detach())

@@ -1,0 +1,126 @@
+"""DINO — Caron, Touvron, Misra, Jégou, Mairal, Bojanowski, Joulin 2021, "Emerging Properties in
+Self-Supervised Vision Transformers" (ICCV).
+
+Pseudo-code (paper Algorithm 1):
+    x_g1, x_g2, x_l1..x_lK = multicrop(x)                  # 2 global + K local crops
+    s = gs(all crops); t = gt(global crops)                  # student; EMA teacher sees only globals
+    loss = sum_{a in globals, b != a} H(t_a, s_b) / #pairs   # H(t, s) = -softmax((t - C)/tau_t) . log softmax(s/tau_s)
+    gt <- m gt + (1 - m) gs;  C <- 0.9 C + 0.1 mean(t)       # EMA teacher, centering
+g = 3-layer MLP -> L2-normalise -> weight-normalised linear layer to K prototypes. The teacher
+temperature warms up linearly from 0.04 to 0.07 over the first 30 % of training (30 of 100
+epochs); student 0.1; the last layer is frozen for the first 1 % (the paper's first epoch).
+Scaled down for small images and CPUs: 2 x 32 px + 4 x 16 px crops (paper 2 x 224 + 10 x 96),
+MLP hidden width 1024 and K = 4096 (paper 2048, 65536), and m from 0.99 to 1 (the paper's 0.996
+averages over ~250 steps, too slow for runs of a few thousand steps; as for BYOL here). The head
+is ``heads.MLP`` with BatchNorm, as DINO's own ResNet recipe (``use_bn_in_head``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import groupby
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..heads import MLP, Prototypes
+from ..losses import dino_loss
+from ..pretext.multicrop import dino_multicrop, local_crop_size, split_crops
+from ..registry import register_method
+from ..types import Family, LossOutput, Modality
+from .base import Hparams, Method, Pretext
+from .momentum import Centering, cosine_momentum, ema_update, frozen_copy
+
+
+@dataclass
+class DINOHparams(Hparams):
+    head_hidden_dim: int = 1024
+    bottleneck_dim: int = 256
+    num_prototypes: int = 4096
+    student_temp: float = 0.1
+    teacher_temp_start: float = 0.04
+    teacher_temp: float = 0.07
+    teacher_temp_warmup: float = 0.3  # fraction of training
+    center_momentum: float = 0.9
+    momentum_base: float = 0.99
+    freeze_last_layer: float = 0.01  # fraction of training
+    num_local_crops: int = 4
+    global_crop_min_scale: float = 0.4  # globals (min, 1); locals (local_crop_min_scale, global_crop_min_scale)
+    local_crop_min_scale: float = 0.05
+    local_crop_size: int | None = None  # None: half the input size (multicrop.local_crop_size)
+    flip_p: float = 0.5
+
+
+def embed_crops(encoder: nn.Module, views: list[torch.Tensor]) -> torch.Tensor:
+    """Pooled features of all ``views`` in order, one encoder pass per run of same-size views
+    (DINO's ``MultiCropWrapper``): BatchNorm sees each resolution as one batch."""
+    return torch.cat([encoder.embed(torch.cat(list(group))) for _, group in groupby(views, key=lambda v: v.shape[-2:])])
+
+
+def local_size_for(encoder: nn.Module, input_size: int, requested: int | None) -> int:
+    """The requested local-crop size, else half the input rounded to the ViT patch size (4 for a CNN)."""
+    return requested or local_crop_size(input_size, getattr(encoder, "patch_size", 4))
+
+
+def teacher_temperature(progress: float, start: float, end: float, warmup: float) -> float:
+    """Linear warm-up of the teacher temperature from ``start`` to ``end`` over the first ``warmup``
+    fraction of training, then ``end`` (Caron et al. 2021, §4 "Implementation details")."""
+    if warmup <= 0:
+        return end
+    return start + (end - start) * min(max(progress, 0.0) / warmup, 1.0)
+
+
+@register_method
+class DINO(Method):
+    name = "dino"
+    family = Family.SELF_DISTILLATION
+    modalities = frozenset({Modality.IMAGE})
+    paper = "Caron et al. 2021, Emerging Properties in Self-Supervised Vision Transformers (ICCV)"
+    optim_defaults = {"lr": 1e-3, "weight_decay": 0.04}
+    Hparams = DINOHparams
+
+    def __init__(self, encoder, input_size: int, **hparams) -> None:
+        super().__init__(encoder, input_size, **hparams)
+        hp = self.hp
+        self.head = nn.Sequential(MLP(encoder.dim, hp.head_hidden_dim, hp.bottleneck_dim, num_layers=3),
+                                  Prototypes(hp.bottleneck_dim, hp.num_prototypes))
+        self.head[-1].frozen = hp.freeze_last_layer > 0
+        self.teacher_encoder = frozen_copy(self.encoder)
+        self.teacher_head = frozen_copy(self.head)
+        self.centering = Centering(hp.num_prototypes, hp.center_momentum)
+        self.momentum = hp.momentum_base
+        self.teacher_temp = teacher_temperature(0.0, hp.teacher_temp_start, hp.teacher_temp, hp.teacher_temp_warmup)
+        self._teacher_output: torch.Tensor | None = None  # folded into the center after the step
+
+    def pretext(self, modality: Modality) -> Pretext:
+        hp = self.hp
+        return dino_multicrop(self.input_size, hp.num_local_crops, (hp.global_crop_min_scale, 1.0),
+                              (hp.local_crop_min_scale, hp.global_crop_min_scale),
+                              local_size_for(self.encoder, self.input_size, hp.local_crop_size), hp.flip_p)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
+        globals_, locals_ = split_crops(batch)
+        h = embed_crops(self.encoder, globals_ + locals_)
+        student = self.head(h).chunk(len(globals_) + len(locals_))
+        with torch.no_grad():
+            teacher = self.teacher_head(embed_crops(self.teacher_encoder, globals_))
+        center = self.centering.center
+        loss = dino_loss(student, teacher.chunk(len(globals_)), center, self.hp.student_temp, self.teacher_temp)
+        self._teacher_output = teacher
+        teacher_probs = F.softmax((teacher.float() - center) / self.teacher_temp, dim=-1)
+        metrics = {"teacher_temp": torch.tensor(self.teacher_temp), "momentum": torch.tensor(self.momentum),
+                   "teacher_entropy": torch.special.entr(teacher_probs).sum(-1).mean()}
+        return LossOutput(loss, metrics=metrics, embeddings=h[: globals_[0].shape[0]].detach())
+
+    def on_step_end(self, progress: float) -> None:
+        hp = self.hp
+        self.momentum = cosine_momentum(hp.momentum_base, progress)
+        ema_update(self.teacher_encoder, self.encoder, self.momentum)
+        ema_update(self.teacher_head, self.head, self.momentum)
+        if self._teacher_output is not None:
+            self.centering.update(self._teacher_output)
+            self._teacher_output = None
+        self.teacher_temp = teacher_temperature(progress, hp.teacher_temp_start, hp.teacher_temp,
+                                                hp.teacher_temp_warmup)
+        self.head[-1].frozen = progress < hp.freeze_last_layer

@@ -1,0 +1,66 @@
+"""VICReg — Bardes, Ponce & LeCun 2022, "VICReg: Variance-Invariance-Covariance Regularization for
+Self-Supervised Learning" (ICLR).
+
+Pseudo-code (paper Algorithm 1, official code):
+    x1, x2 = aug(x), aug(x)                  # BYOL's asymmetric augmentations
+    z1, z2 = g(f(x1)), g(f(x2))              # encoder f, 3-layer projector ("expander") g
+    L = lambda * mse(z1, z2)                                       # invariance
+      + mu * (mean_j relu(gamma - std(z1_.j)) + (same for z2)) / 2  # variance: keep each dim's std >= gamma
+      + nu * (sum_{i!=j} cov(z1)_ij^2 + (same for z2)) / D          # covariance: decorrelate dims
+Defaults: lambda = mu = 25, nu = 1, gamma = 1, eps = 1e-4 (paper); projector 2048-2048-2048 instead
+of the paper's 8192 for small CPU runs. Under DDP the variance and covariance terms see the embeddings
+of every process (see ``losses.vicreg_terms``). The paper trains with LARS (base lr 0.2, batch 2048);
+the engine's AdamW is used here. The three unweighted terms are logged as metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..heads import MLP
+from ..losses import vicreg_terms
+from ..pretext.views import byol_augments
+from ..registry import register_method
+from ..types import Family, LossOutput, Modality
+from .base import Hparams, Method, Pretext
+from .simclr import two_views
+
+
+@dataclass
+class VICRegHparams(Hparams):
+    proj_hidden_dim: int = 2048  # the paper's "expander"
+    proj_dim: int = 2048
+    invariance_weight: float = 25.0  # lambda
+    variance_weight: float = 25.0  # mu
+    covariance_weight: float = 1.0  # nu
+    gamma: float = 1.0  # target std of every dimension
+    crop_min_scale: float = 0.08  # RandomResizedCrop scale (crop_min_scale, 1)
+    flip_p: float = 0.5
+
+
+@register_method
+class VICReg(Method):
+    name = "vicreg"
+    family = Family.SELF_DISTILLATION  # non-contrastive
+    modalities = frozenset({Modality.IMAGE})
+    paper = "Bardes, Ponce & LeCun 2022, VICReg: Variance-Invariance-Covariance Regularization for Self-Supervised Learning (ICLR)"
+    optim_defaults = {"lr": 2e-3, "weight_decay": 1e-4}
+    Hparams = VICRegHparams
+
+    def __init__(self, encoder, input_size: int, **hparams) -> None:
+        super().__init__(encoder, input_size, **hparams)
+        self.projector = MLP(encoder.dim, self.hp.proj_hidden_dim, self.hp.proj_dim, num_layers=3)
+
+    def pretext(self, modality: Modality) -> Pretext:
+        return two_views(*byol_augments(self.input_size, crop_scale=(self.hp.crop_min_scale, 1.0), flip_p=self.hp.flip_p))
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
+        h = self.encoder.embed(torch.cat([batch["view1"], batch["view2"]]))
+        z1, z2 = self.projector(h).chunk(2)
+        hp = self.hp
+        terms = vicreg_terms(z1, z2, gamma=hp.gamma)
+        loss = terms.weighted(hp.invariance_weight, hp.variance_weight, hp.covariance_weight)
+        return LossOutput(loss, metrics={k: v.detach() for k, v in terms._asdict().items()},
+                          embeddings=h.chunk(2)[0].detach())

@@ -1,0 +1,41 @@
+"""`selfsup pretrain --devices 2 --strategy ddp` on CPU: Lightning launches two gloo processes that split the
+data, share one run folder and stop together. (Loss-level equivalence with one process: test_ddp.py.)"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+N_IMAGES = 48  # the image_folder fixture: 3 classes x 16
+BATCH = 8
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_two_process_ddp_run_from_the_cli(image_folder: Path, tmp_path: Path, method: str) -> None:
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "selfsup.cli", "pretrain", str(image_folder), "--method", method,
+               "--out", str(run), "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+               "--epochs", "2", "--batch-size", str(BATCH), "--image-size", "16", "--no-progress",
+               "--set", "trainer.log_every=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    # DistributedSampler gives each process half the images: 48 / (2 x 8) = 3 steps per epoch
+    assert checkpoint["global_step"] == 2 * N_IMAGES // (2 * BATCH)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    # the default lr (2e-3 for batch 256 in both methods) follows the global batch: 2 processes x 8
+    assert config["optim"]["lr"] == pytest.approx(2e-3 * 2 * BATCH / 256)
+    with open(run / "metrics.csv", newline="") as file:
+        step_rows = [row for row in csv.DictReader(file) if row.get("loss_step")]
+    assert len(step_rows) == checkpoint["global_step"]  # rank 0 alone logs, once per step
+    assert done.stdout.count("run folder:") == 1  # and only rank 0 speaks
