@@ -70,7 +70,8 @@ class VICRegTerms(NamedTuple):
     def weighted(self, invariance_weight: float = 25.0, variance_weight: float = 25.0,
                  covariance_weight: float = 1.0) -> Tensor:
         """The VICReg loss ``lambda s + mu v + nu c`` (paper defaults lambda = mu = 25, nu = 1)."""
-        return invariance_weight * self.invariance + variance_weight * self.variance + covariance_weight * self.covariance
+        return (invariance_weight * self.invariance + variance_weight * self.variance
+                + covariance_weight * self.covariance)
 
 
 def vicreg_terms(z1: Tensor, z2: Tensor, gamma: float = 1.0, eps: float = 1e-4, gather: bool = True) -> VICRegTerms:
