@@ -69,7 +69,10 @@ def selfsup_worker(args: argparse.Namespace) -> None:
     from selfsup.evaluation.features import extract_features
     from selfsup.pretext.views import eval_transform
 
-    logging.getLogger("lightning").setLevel(logging.ERROR)
+    import lightning.pytorch  # noqa: F401  (sets its loggers' levels on import; quiet them afterwards)
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     run = Path(args.out).with_suffix("")
     start = time.perf_counter()
