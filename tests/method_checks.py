@@ -1,7 +1,9 @@
-"""Shared checks for method tests: a fixed toy batch and "this method learns its pretext task"."""
+"""Shared checks for method tests: a fixed toy batch, "this method learns its pretext task", and
+"its EMA teacher follows the student"."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from selfsup.encoders import build_encoder
@@ -59,3 +61,33 @@ def assert_method_learns(name: str, encoder_name: str, hparams: dict, margin: fl
     assert last < first, f"{name}: training loss did not fall: {losses}"
     assert after < before - margin, f"{name}: loss on fixed views {before:.3f} -> {after:.3f} (want a drop > {margin})"
     return losses
+
+
+def param_distance(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    """Euclidean distance between two parameter lists, as one flat vector."""
+    return sum(float((x - y).detach().pow(2).sum()) for x, y in zip(a, b)) ** 0.5
+
+
+def assert_ema_step(method: torch.nn.Module, online: list[torch.Tensor], target: list[torch.Tensor],
+                    momentum: float) -> tuple[LossOutput, float]:
+    """One SGD step of ``method`` on :func:`fixed_batch`, then ``on_step_end(0.0)``; assert that the EMA
+    ``target`` parameters start as a copy of ``online``, get no gradient, stay put while ``online`` moves,
+    and then follow it with ``momentum``: target <- m target + (1 - m) online shrinks their distance by
+    exactly m. Returns the loss output and the distance before the update."""
+    assert len(online) == len(target) and all(not p.requires_grad for p in target)
+    assert param_distance(target, online) == 0.0  # the teacher starts as a copy of the student
+    batch = method.pretext(Modality.IMAGE)(fixed_batch(n=8), torch.Generator().manual_seed(0))
+    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.5)
+    out = method.loss(batch)
+    optimizer.zero_grad()
+    out.loss.backward()
+    assert all(p.grad is None for p in target), "the EMA target must receive no gradient"
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.encoder.parameters())
+    optimizer.step()
+
+    gap = param_distance(target, online)
+    assert gap > 0  # the online network moved, the target did not
+    method.on_step_end(0.0)
+    assert method.momentum == pytest.approx(momentum)
+    assert param_distance(target, online) == pytest.approx(momentum * gap, rel=1e-3)
+    return out, gap

@@ -4,13 +4,14 @@ and k-means (exact recovery of separated clusters, seeds, empty clusters, chunke
 from __future__ import annotations
 
 import math
-import threading
 
 import pytest
 import torch
 
 import selfsup.pretext.clusters as clusters_mod
 from selfsup.pretext.clusters import assign, kmeans, sinkhorn
+
+from fake_dist import FakeProcessGroup
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -76,50 +77,6 @@ def test_sinkhorn_rejects_bad_arguments():
         sinkhorn(torch.zeros(2, 2), epsilon=0.0)
 
 
-class FakeProcessGroup:
-    """Runs one function per simulated rank, each in its own thread; the collectives the clusters
-    module uses (``all_reduce_sum``, ``gather_no_grad``) really exchange tensors between the threads."""
-
-    def __init__(self, world: int) -> None:
-        self.world = world
-        self.barrier = threading.Barrier(world, timeout=20)
-        self.slots: list[torch.Tensor | None] = [None] * world
-        self.local = threading.local()
-
-    def _exchange(self, x: torch.Tensor) -> list[torch.Tensor]:
-        self.slots[self.local.rank] = x.detach().clone()
-        self.barrier.wait()
-        parts = list(self.slots)
-        self.barrier.wait()  # nobody overwrites a slot before everyone has read them all
-        return parts
-
-    def all_reduce_sum(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack(self._exchange(x)).sum(0)
-
-    def gather_no_grad(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat(self._exchange(x))
-
-    def run(self, fn):
-        results, errors = [None] * self.world, []
-
-        def target(rank: int) -> None:
-            self.local.rank = rank
-            try:
-                results[rank] = fn(rank)
-            except BaseException as error:  # pragma: no cover - surfaced below
-                errors.append(error)
-                self.barrier.abort()
-
-        threads = [threading.Thread(target=target, args=(r,)) for r in range(self.world)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        return results
-
-
 def test_sinkhorn_under_simulated_ddp_equals_the_global_batch(monkeypatch):
     """Two ranks with half the batch each get exactly the codes of the whole batch in one process."""
     scores = torch.randn(10, 6, generator=_gen(3))
@@ -127,15 +84,10 @@ def test_sinkhorn_under_simulated_ddp_equals_the_global_batch(monkeypatch):
     expected = sinkhorn(scores, 0.05, 3)
 
     group = FakeProcessGroup(2)
-    monkeypatch.setattr(clusters_mod, "world_size", lambda: 2)
-    monkeypatch.setattr(clusters_mod, "all_reduce_sum", group.all_reduce_sum)
-    monkeypatch.setattr(clusters_mod, "gather_no_grad", group.gather_no_grad)
-    halves = group.run(lambda rank: sinkhorn(scores[5 * rank : 5 * (rank + 1)], 0.05, 3))
+    group.patch(monkeypatch, clusters_mod)
+    halves = group.run(lambda part: sinkhorn(part, 0.05, 3), [(half,) for half in scores.chunk(2)])
     torch.testing.assert_close(torch.cat(halves), expected, rtol=1e-5, atol=1e-7)
-    # without the all-reduce each half would be balanced on its own, which is different
-    monkeypatch.setattr(clusters_mod, "world_size", lambda: 1)
-    monkeypatch.setattr(clusters_mod, "all_reduce_sum", lambda x: x)
-    monkeypatch.setattr(clusters_mod, "gather_no_grad", lambda x: x)
+    monkeypatch.undo()  # one process per half: each would be balanced on its own, which is different
     local_only = torch.cat([sinkhorn(scores[:5], 0.05, 3), sinkhorn(scores[5:], 0.05, 3)])
     assert not torch.allclose(local_only, expected, atol=1e-3)
 

@@ -42,3 +42,22 @@ def test_bad_yaml_names_the_file(tmp_path):
     path.write_text("optim: [unclosed\n")
     with pytest.raises(SelfSupError, match="broken.yaml"):
         RunConfig.load(path)
+
+
+def test_precision_auto_uses_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch):
+    from selfsup import runtime
+
+    with_bf16 = tmp_path / "cpuinfo_bf16"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile\n")
+    without = tmp_path / "cpuinfo_avx2"
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert runtime.cpu_has_native_bf16(str(with_bf16)) is True
+    assert runtime.cpu_has_native_bf16(str(without)) is False
+    assert runtime.cpu_has_native_bf16(str(tmp_path / "missing")) is False
+
+    monkeypatch.setattr(runtime.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    assert runtime.resolve_precision("auto") == "32-true"
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    assert runtime.resolve_precision("auto", "cpu") == "bf16-mixed"
+    assert runtime.resolve_precision("16-mixed") == "16-mixed"  # an explicit choice is kept

@@ -11,9 +11,8 @@ from selfsup.methods.byol import BYOL
 from selfsup.methods.mae import MAE
 from selfsup.methods.simclr import SimCLR
 from selfsup.registry import get_method, list_methods
-from selfsup.types import Modality
 
-from method_checks import SIZE, assert_method_learns, fixed_batch
+from method_checks import SIZE, assert_ema_step, assert_method_learns, param_distance
 
 # name, encoder, hparams (narrower crops where 16 px crops would destroy the content), margin
 CASES = [
@@ -34,37 +33,10 @@ def test_byol_target_is_an_ema_of_the_online_network_without_gradients():
     method = BYOL(build_encoder({"name": "tiny_cnn", "image_size": SIZE}), SIZE, tau_base=0.9)
     online = list(method.encoder.parameters()) + list(method.projector.parameters())
     target = list(method.target_encoder.parameters()) + list(method.target_projector.parameters())
-    assert len(online) == len(target)
-    assert all(not p.requires_grad for p in target)
-
-    def distance() -> float:
-        return sum(float((t - o).detach().pow(2).sum()) for t, o in zip(target, online)) ** 0.5
-
-    assert distance() == 0.0  # the teacher starts as a copy of the student
-
-    batch = method.pretext(Modality.IMAGE)(fixed_batch(n=8), torch.Generator().manual_seed(0))
-    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.5)
-    out = method.loss(batch)
-    optimizer.zero_grad()
-    out.loss.backward()
-    assert all(p.grad is None for p in target), "the BYOL target must receive no gradient"
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.encoder.parameters())
-    optimizer.step()
-
-    gap = distance()
-    assert gap > 0  # the online network moved, the target did not
-    snapshot = [t.detach().clone() for t in target]
-    method.on_step_end(0.0)  # momentum = tau_base = 0.9 at the start of training
-    assert method.momentum == pytest.approx(0.9)
-    moved = sum(float((t - s).abs().sum()) for t, s in zip(target, snapshot))
-    assert moved > 0, "on_step_end did not change the target"
-    # target <- 0.9 target + 0.1 online: the gap shrinks by exactly the momentum, and stays open
-    assert distance() == pytest.approx(0.9 * gap, rel=1e-3)
-    assert distance() > 0
-
+    _, gap = assert_ema_step(method, online, target, momentum=0.9)  # momentum = tau_base at the start
     method.on_step_end(1.0)  # end of training: momentum 1, the target stays where it is
     assert method.momentum == pytest.approx(1.0)
-    assert distance() == pytest.approx(0.9 * gap, rel=1e-3)
+    assert param_distance(target, online) == pytest.approx(0.9 * gap, rel=1e-3)
 
 
 def test_mae_refuses_a_cnn_encoder():

@@ -12,8 +12,9 @@ import selfsup.methods.swav as swav_mod
 from selfsup.encoders import build_encoder
 from selfsup.heads import Prototypes
 from selfsup.losses import dino_loss, swav_loss
-from selfsup.methods.dino import DINO, embed_crops, teacher_temperature
+from selfsup.methods.dino import DINO, teacher_temperature
 from selfsup.methods.momentum import Centering
+from selfsup.methods.multicrop_base import embed_crops
 from selfsup.methods.swav import SwAV
 from selfsup.pretext import dino_multicrop, local_crop_size, sinkhorn, split_crops, swav_multicrop
 from selfsup.types import Family, Modality

@@ -4,7 +4,6 @@ simulated two-process group, and the three methods."""
 from __future__ import annotations
 
 import math
-import threading
 
 import pytest
 import torch
@@ -18,6 +17,7 @@ from selfsup.methods.simsiam import SimSiam
 from selfsup.methods.vicreg import VICReg
 from selfsup.types import Modality
 
+from fake_dist import FakeProcessGroup
 from method_checks import SIZE, assert_method_learns, fixed_batch
 
 
@@ -72,89 +72,7 @@ def _close(actual: torch.Tensor, expected: float, tol: float = 1e-5) -> None:
     torch.testing.assert_close(actual, torch.tensor(expected, dtype=actual.dtype), rtol=tol, atol=tol)
 
 
-# ---------------------------------------------------------------- a simulated process group
-
-
-class _FakeAllReduce(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, group, x):
-        ctx.group = group
-        return torch.stack(group.exchange(x.detach())).sum(0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return None, torch.stack(ctx.group.exchange(grad)).sum(0)
-
-
-class _FakeAllGather(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, group, x):
-        ctx.group, ctx.rows = group, slice(group.rank() * x.shape[0], (group.rank() + 1) * x.shape[0])
-        return torch.cat(group.exchange(x.detach()))
-
-    @staticmethod
-    def backward(ctx, grad):  # like torch.distributed.nn: sum the gradients of every process, keep our rows
-        return None, torch.stack(ctx.group.exchange(grad)).sum(0)[ctx.rows]
-
-
-class FakeProcessGroup:
-    """``world`` threads standing in for DDP processes; every collective waits for all of them.
-
-    Patched over ``world_size``/``rank``/``all_reduce_sum``/``gather_with_grad`` of a loss module,
-    it lets a test run a loss on each process's shard, forward and backward, as DDP would.
-    """
-
-    def __init__(self, world: int = 2) -> None:
-        self.world = world
-        self._barrier = threading.Barrier(world, timeout=30)
-        self._slots: list = [None] * world
-        self._local = threading.local()
-
-    def world_size(self) -> int:
-        return self.world
-
-    def rank(self) -> int:
-        return self._local.rank
-
-    def exchange(self, x: torch.Tensor) -> list[torch.Tensor]:
-        self._slots[self.rank()] = x
-        self._barrier.wait()
-        out = list(self._slots)
-        self._barrier.wait()
-        return out
-
-    def all_reduce_sum(self, x: torch.Tensor) -> torch.Tensor:
-        return _FakeAllReduce.apply(self, x)
-
-    def gather_with_grad(self, x: torch.Tensor) -> torch.Tensor:
-        return _FakeAllGather.apply(self, x)
-
-    def patch(self, monkeypatch, module) -> None:
-        for name in ("world_size", "rank", "all_reduce_sum", "gather_with_grad"):
-            if hasattr(module, name):
-                monkeypatch.setattr(module, name, getattr(self, name))
-
-    def run(self, fn, shards: list[tuple]) -> list:
-        """``fn(*shards[r])`` on rank r, all ranks at once; returns the results in rank order."""
-        results: list = [None] * self.world
-        errors: list[BaseException] = []
-
-        def target(r: int) -> None:
-            self._local.rank = r
-            try:
-                results[r] = fn(*shards[r])
-            except BaseException as error:  # noqa: BLE001 - re-raised in the main thread
-                errors.append(error)
-                self._barrier.abort()
-
-        threads = [threading.Thread(target=target, args=(r,)) for r in range(self.world)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        return results
+# ---------------------------------------------------------------- DDP on a simulated process group
 
 
 def _loss_and_grads(loss_fn, z1: torch.Tensor, z2: torch.Tensor):

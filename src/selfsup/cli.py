@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="images per step and per device (default 256)")
     p.add_argument("--image-size", type=int, help="images are resized (shorter side) and centre-cropped to this (default 32)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--precision", help="Lightning precision: 32-true (default), bf16-mixed, 16-mixed")
+    p.add_argument("--precision", help="Lightning precision: auto (default: bf16-mixed on GPUs and on CPUs with native bf16, "
+                                                  "else 32-true), 32-true, bf16-mixed, 16-mixed")
     p.add_argument("--strict", action="store_true", default=None, help="stop at the first unreadable file instead of skipping it")
     p.add_argument("--cache", choices=["auto", "memory", "stream"],
                    help="memory: decode every image once into RAM and augment whole batches on the device; "
@@ -110,7 +111,8 @@ def _run(args: argparse.Namespace) -> None:
 
     if args.command == "pretrain":
         run = api.pretrain(
-            args.data, args.method, args.out, encoder=args.encoder, epochs=args.epochs, max_minutes=args.max_minutes, max_steps=args.max_steps,
+            args.data, args.method, args.out, encoder=args.encoder, epochs=args.epochs,
+            max_minutes=args.max_minutes, max_steps=args.max_steps,
             batch_size=args.batch_size, image_size=args.image_size, seed=args.seed, precision=args.precision,
             strict=args.strict, cache=args.cache, accelerator=args.accelerator, devices=args.devices,
             num_nodes=args.num_nodes, strategy=args.strategy, num_workers=args.num_workers,
@@ -135,8 +137,9 @@ def _run(args: argparse.Namespace) -> None:
         if args.json:
             print(json.dumps([i.to_dict() for i in infos], indent=2))
         else:
+            width = max((len(i.name) for i in infos), default=0)
             for i in infos:
-                print(f"{i.name:<10} {i.family.value:<18} {','.join(sorted(m.value for m in i.modalities)):<10} {i.paper}")
+                print(f"{i.name:<{width}}  {i.family.value:<18} {','.join(sorted(m.value for m in i.modalities)):<10} {i.paper}")
     elif args.command == "embed":
         print(f"embeddings: {api.embed(args.run, args.data, args.out, batch_size=args.batch_size)}")
     elif args.command == "export":

@@ -41,7 +41,7 @@ class TrainerConfig:
     max_minutes: float | None = None
     max_steps: int | None = None  # stop after this many optimiser steps in all (with epochs: whichever comes first)
     batch_size: int = 256
-    precision: str = "32-true"
+    precision: str = "auto"  # auto: bf16-mixed on GPUs and on CPUs with native bf16, else 32-true
     seed: int = 0
     accelerator: str = "auto"
     devices: str | int = "auto"

@@ -46,13 +46,8 @@ def _masked_patch_loss(
     return (per_patch * m).sum() / total
 
 
-def masked_patch_mse(
-    pred: Tensor,
-    target: Tensor,
-    mask: Tensor,
-    normalize_target: bool = True,
-    eps: float = 1e-6,
-) -> Tensor:
+def masked_patch_mse(pred: Tensor, target: Tensor, mask: Tensor, normalize_target: bool = True,
+                        eps: float = 1e-6) -> Tensor:
     """MAE reconstruction loss: per-pixel MSE averaged over the masked patches only.
 
     He, Chen, Xie, Li, Dollar & Girshick (2022), "Masked Autoencoders Are Scalable
@@ -69,13 +64,8 @@ def masked_patch_mse(
     return _masked_patch_loss("masked_patch_mse", torch.square, pred, target, mask, normalize_target, eps)
 
 
-def masked_patch_l1(
-    pred: Tensor,
-    target: Tensor,
-    mask: Tensor,
-    normalize_target: bool = False,
-    eps: float = 1e-6,
-) -> Tensor:
+def masked_patch_l1(pred: Tensor, target: Tensor, mask: Tensor, normalize_target: bool = False,
+                       eps: float = 1e-6) -> Tensor:
     """SimMIM reconstruction loss: L1 distance to the raw pixels, averaged over the masked pixels only.
 
     Xie, Zhang, Cao, Lin, Bao, Yao, Dai & Hu (2022), "SimMIM: A Simple Framework for Masked

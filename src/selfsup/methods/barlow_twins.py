@@ -24,13 +24,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..heads import MLP
 from ..losses import barlow_twins
-from ..pretext.views import byol_augments
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
-from .simclr import two_views
+from .base import Hparams
+from .joint_embedding import JointEmbeddingMethod
 
 
 @dataclass
@@ -43,7 +41,7 @@ class BarlowTwinsHparams(Hparams):
 
 
 @register_method
-class BarlowTwins(Method):
+class BarlowTwins(JointEmbeddingMethod):
     name = "barlow_twins"
     family = Family.SELF_DISTILLATION  # non-contrastive; the Family enum has no redundancy-reduction value
     modalities = frozenset({Modality.IMAGE})
@@ -51,16 +49,7 @@ class BarlowTwins(Method):
     optim_defaults = {"lr": 2e-3, "weight_decay": 1e-4}
     Hparams = BarlowTwinsHparams
 
-    def __init__(self, encoder, input_size: int, **hparams) -> None:
-        super().__init__(encoder, input_size, **hparams)
-        self.projector = MLP(encoder.dim, self.hp.proj_hidden_dim, self.hp.proj_dim, num_layers=3)
-
-    def pretext(self, modality: Modality) -> Pretext:
-        hp = self.hp
-        return two_views(*byol_augments(self.input_size, crop_scale=(hp.crop_min_scale, 1.0), flip_p=hp.flip_p))
-
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
-        h = self.encoder.embed(torch.cat([batch["view1"], batch["view2"]]))
-        z1, z2 = self.projector(h).chunk(2)
+        h, z1, z2 = self.project(batch)
         loss = barlow_twins(z1, z2, lambda_offdiag=self.hp.lambda_offdiag)
         return LossOutput(loss, embeddings=h.chunk(2)[0].detach())

@@ -18,7 +18,6 @@ is ``heads.MLP`` with BatchNorm, as DINO's own ResNet recipe (``use_bn_in_head``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import groupby
 
 import torch
 import torch.nn.functional as F
@@ -26,15 +25,17 @@ from torch import nn
 
 from ..heads import MLP, Prototypes
 from ..losses import dino_loss
-from ..pretext.multicrop import dino_multicrop, local_crop_size, split_crops
+from ..pretext.multicrop import dino_multicrop, split_crops
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
+from .base import Method, Pretext
 from .momentum import Centering, cosine_momentum, ema_update, frozen_copy
+from .multicrop_base import MultiCropHparams, embed_crops, multicrop_pretext
 
 
 @dataclass
-class DINOHparams(Hparams):
+class DINOHparams(MultiCropHparams):
+    global_crop_min_scale: float = 0.4  # the paper's: globals (0.4, 1), locals (0.05, 0.4)
     head_hidden_dim: int = 1024
     bottleneck_dim: int = 256
     num_prototypes: int = 4096
@@ -45,22 +46,6 @@ class DINOHparams(Hparams):
     center_momentum: float = 0.9
     momentum_base: float = 0.99
     freeze_last_layer: float = 0.01  # fraction of training
-    num_local_crops: int = 4
-    global_crop_min_scale: float = 0.4  # globals (min, 1); locals (local_crop_min_scale, global_crop_min_scale)
-    local_crop_min_scale: float = 0.05
-    local_crop_size: int | None = None  # None: half the input size (multicrop.local_crop_size)
-    flip_p: float = 0.5
-
-
-def embed_crops(encoder: nn.Module, views: list[torch.Tensor]) -> torch.Tensor:
-    """Pooled features of all ``views`` in order, one encoder pass per run of same-size views
-    (DINO's ``MultiCropWrapper``): BatchNorm sees each resolution as one batch."""
-    return torch.cat([encoder.embed(torch.cat(list(group))) for _, group in groupby(views, key=lambda v: v.shape[-2:])])
-
-
-def local_size_for(encoder: nn.Module, input_size: int, requested: int | None) -> int:
-    """The requested local-crop size, else half the input rounded to the ViT patch size (4 for a CNN)."""
-    return requested or local_crop_size(input_size, getattr(encoder, "patch_size", 4))
 
 
 def teacher_temperature(progress: float, start: float, end: float, warmup: float) -> float:
@@ -94,10 +79,7 @@ class DINO(Method):
         self._teacher_output: torch.Tensor | None = None  # folded into the center after the step
 
     def pretext(self, modality: Modality) -> Pretext:
-        hp = self.hp
-        return dino_multicrop(self.input_size, hp.num_local_crops, (hp.global_crop_min_scale, 1.0),
-                              (hp.local_crop_min_scale, hp.global_crop_min_scale),
-                              local_size_for(self.encoder, self.input_size, hp.local_crop_size), hp.flip_p)
+        return multicrop_pretext(dino_multicrop, self.hp, self.encoder, self.input_size)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
         globals_, locals_ = split_crops(batch)

@@ -26,12 +26,13 @@ from ..pretext.clusters import sinkhorn
 from ..pretext.multicrop import split_crops, swav_multicrop
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
-from .dino import embed_crops, local_size_for
+from .base import Method, Pretext
+from .multicrop_base import MultiCropHparams, embed_crops, multicrop_pretext
 
 
 @dataclass
-class SwAVHparams(Hparams):
+class SwAVHparams(MultiCropHparams):
+    global_crop_min_scale: float = 0.14  # the paper's: globals (0.14, 1), locals (0.05, 0.14)
     proj_hidden_dim: int = 1024
     proj_dim: int = 128
     num_prototypes: int = 512
@@ -39,11 +40,6 @@ class SwAVHparams(Hparams):
     epsilon: float = 0.05
     sinkhorn_iterations: int = 3
     freeze_prototypes: float = 0.01  # fraction of training
-    num_local_crops: int = 4
-    global_crop_min_scale: float = 0.14  # globals (min, 1); locals (local_crop_min_scale, global_crop_min_scale)
-    local_crop_min_scale: float = 0.05
-    local_crop_size: int | None = None  # None: half the input size (multicrop.local_crop_size)
-    flip_p: float = 0.5
 
 
 @register_method
@@ -64,10 +60,7 @@ class SwAV(Method):
         self.prototypes.frozen = hp.freeze_prototypes > 0
 
     def pretext(self, modality: Modality) -> Pretext:
-        hp = self.hp
-        return swav_multicrop(self.input_size, hp.num_local_crops, (hp.global_crop_min_scale, 1.0),
-                              (hp.local_crop_min_scale, hp.global_crop_min_scale),
-                              local_size_for(self.encoder, self.input_size, hp.local_crop_size), hp.flip_p)
+        return multicrop_pretext(swav_multicrop, self.hp, self.encoder, self.input_size)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
         globals_, locals_ = split_crops(batch)

@@ -21,13 +21,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..heads import MLP
 from ..losses import vicreg_terms
-from ..pretext.views import byol_augments
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
-from .simclr import two_views
+from .base import Hparams
+from .joint_embedding import JointEmbeddingMethod
 
 
 @dataclass
@@ -43,7 +41,7 @@ class VICRegHparams(Hparams):
 
 
 @register_method
-class VICReg(Method):
+class VICReg(JointEmbeddingMethod):
     name = "vicreg"
     family = Family.SELF_DISTILLATION  # non-contrastive
     modalities = frozenset({Modality.IMAGE})
@@ -52,17 +50,8 @@ class VICReg(Method):
     optim_defaults = {"lr": 2e-3, "weight_decay": 1e-4}
     Hparams = VICRegHparams
 
-    def __init__(self, encoder, input_size: int, **hparams) -> None:
-        super().__init__(encoder, input_size, **hparams)
-        self.projector = MLP(encoder.dim, self.hp.proj_hidden_dim, self.hp.proj_dim, num_layers=3)
-
-    def pretext(self, modality: Modality) -> Pretext:
-        hp = self.hp
-        return two_views(*byol_augments(self.input_size, crop_scale=(hp.crop_min_scale, 1.0), flip_p=hp.flip_p))
-
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
-        h = self.encoder.embed(torch.cat([batch["view1"], batch["view2"]]))
-        z1, z2 = self.projector(h).chunk(2)
+        h, z1, z2 = self.project(batch)
         hp = self.hp
         terms = vicreg_terms(z1, z2, gamma=hp.gamma)
         loss = terms.weighted(hp.invariance_weight, hp.variance_weight, hp.covariance_weight)

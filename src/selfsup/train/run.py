@@ -16,7 +16,7 @@ from ..config import RunConfig
 from ..encoders import build_encoder
 from ..errors import SelfSupError
 from ..registry import get_encoder_builder, get_method
-from ..runtime import retain_freed_memory
+from ..runtime import resolve_precision, retain_freed_memory
 from ..types import Modality
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, load_checkpoint
 from .data import load_train_data, train_loader
@@ -94,6 +94,7 @@ def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
         raise SelfSupError(f"{config.data.path}: only {len(dataset)} image(s); self-supervised training needs at least 2")
     loader = train_loader(dataset, method.pretext(Modality(config.data.modality)), batch_size, tc, config.data.strict)
 
+    tc.precision = resolve_precision(tc.precision, tc.accelerator)  # resolved, for config.yaml
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = RunCheckpoint(run_dir / CHECKPOINT_DIR, tc.checkpoint_every)
     trainer = pl.Trainer(
