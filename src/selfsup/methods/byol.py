@@ -18,12 +18,11 @@ import torch
 
 from ..heads import MLP
 from ..losses import negative_cosine
-from ..pretext.views import byol_augments
+from ..pretext.views import byol_augments, two_views
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext
 from .momentum import cosine_momentum, ema_update, frozen_copy
-from .simclr import two_views
 
 
 @dataclass

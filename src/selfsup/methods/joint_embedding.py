@@ -13,10 +13,9 @@ import torch
 
 from ..encoders.base import Encoder
 from ..heads import MLP
-from ..pretext.views import byol_augments
+from ..pretext.views import byol_augments, two_views
 from ..types import Modality
 from .base import Method, Pretext
-from .simclr import two_views
 
 
 class JointEmbeddingMethod(Method):

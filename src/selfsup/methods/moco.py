@@ -42,13 +42,12 @@ import torch.nn.functional as F
 from ..errors import SelfSupError
 from ..heads import MLP
 from ..losses import moco_v2_loss, moco_v3_loss
-from ..pretext.views import simclr_augment
+from ..pretext.views import simclr_augment, two_views
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext
 from .memory import FeatureQueue
 from .momentum import cosine_momentum, ema_update, frozen_copy
-from .simclr import two_views
 
 DEFAULT_TEMPERATURE = {2: 0.2, 3: 1.0}
 

@@ -17,7 +17,7 @@ import torch
 
 from ..heads import MLP
 from ..losses import info_nce
-from ..pretext.views import simclr_augment
+from ..pretext.views import simclr_augment, two_views
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext
@@ -30,15 +30,6 @@ class SimCLRHparams(Hparams):
     proj_dim: int = 128
     crop_min_scale: float = 0.08  # RandomResizedCrop scale (crop_min_scale, 1)
     flip_p: float = 0.5
-
-
-def two_views(augment_1, augment_2) -> Pretext:
-    """The contrastive pretext: two independently augmented views of every sample."""
-
-    def pretext(images: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        return {"view1": augment_1(images, generator=generator), "view2": augment_2(images, generator=generator)}
-
-    return pretext
 
 
 @register_method

@@ -24,11 +24,10 @@ import torch.nn.functional as F
 
 from ..heads import MLP
 from ..losses import negative_cosine
-from ..pretext.views import simclr_augment
+from ..pretext.views import simclr_augment, two_views
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext
-from .simclr import two_views
 
 
 @dataclass

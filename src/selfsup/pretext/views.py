@@ -12,6 +12,7 @@ seeded ``torch.Generator`` gives the same views on CPU and GPU.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -518,6 +519,16 @@ def byol_augments(size: int, crop_scale: tuple[float, float] = (0.08, 1.0),
     view1 = replace(base, blur_p=1.0 if use_blur else 0.0, solarize_p=0.0)
     view2 = replace(base, blur_p=0.1 if use_blur else 0.0, solarize_p=0.2)
     return ImageAugment(view1), ImageAugment(view2)
+
+
+def two_views(augment_1: Callable[..., Tensor], augment_2: Callable[..., Tensor]) -> Callable[..., dict[str, Tensor]]:
+    """The two-view pretext of the siamese methods (SimCLR, MoCo, BYOL, SimSiam, Barlow Twins, VICReg):
+    ``{"view1": augment_1(x), "view2": augment_2(x)}``, each view drawn independently per sample."""
+
+    def pretext(images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        return {"view1": augment_1(images, generator=generator), "view2": augment_2(images, generator=generator)}
+
+    return pretext
 
 
 def light_augment(size: int, scale: tuple[float, float] = (0.2, 1.0)) -> ImageAugment:
