@@ -18,6 +18,7 @@ lightly runs its documented example recipes (see ``peer_lightly_worker.py``); se
 
     .venv/bin/python benchmarks/peer_lightly.py                  # ~40 min on 2 CPU cores
     .venv/bin/python benchmarks/peer_lightly.py --stems standard --minutes 2 --rounds 1   # quicker
+    .venv/bin/python benchmarks/peer_lightly.py --stems "" --work DIR    # kNN at equal wall-clock only
 
 Results are appended to benchmarks/RESULTS.md.
 """
@@ -30,6 +31,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -75,6 +77,7 @@ def selfsup_worker(args: argparse.Namespace) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     run = Path(args.out).with_suffix("")
+    shutil.rmtree(run, ignore_errors=True)  # a run folder left by an earlier call would be resumed, not retrained
     start = time.perf_counter()
     selfsup.pretrain(args.train, args.method, run, encoder=ENCODERS[args.stem], batch_size=args.batch_size,
                      image_size=32, epochs=10_000, max_steps=args.steps or None, max_minutes=args.minutes or None,
@@ -169,7 +172,7 @@ def main() -> None:
                 "--seed", str(args.seed), "--workers", str(args.lightly_workers)]
 
     throughput: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for stem in args.stems.split(","):
+    for stem in [s for s in args.stems.split(",") if s]:
         steps = args.steps if stem == "standard" else args.cifar_steps
         for method in args.methods.split(","):
             runs = throughput.setdefault((method, stem), {"selfsup": [], "lightly": []})
@@ -197,9 +200,11 @@ def main() -> None:
              f"- command: `{command}` (commit {commit or 'uncommitted'})",
              f"- data: {args.train_subset} CIFAR-10 train images (balanced), {args.test_subset} test images, 32 px, "
              f"lightly DataLoader workers {args.lightly_workers}\n",
-             "Throughput (training images/s incl. data loading and augmentation; mean over rounds, alternating order):\n",
-             "| method | ResNet-18 stem | batch | steps | selfsup img/s | lightly img/s | selfsup / lightly |",
-             "|---|---|---|---|---|---|---|"]
+             ]
+    if throughput:
+        lines += ["Throughput (training images/s incl. data loading and augmentation; mean over rounds, alternating order):\n",
+                  "| method | ResNet-18 stem | batch | steps | selfsup img/s | lightly img/s | selfsup / lightly |",
+                  "|---|---|---|---|---|---|---|"]
     for (method, stem), runs in throughput.items():
         ours, theirs = statistics.mean(runs["selfsup"]), statistics.mean(runs["lightly"])
         steps, batch = (args.steps, args.batch_size) if stem == "standard" else (args.cifar_steps, args.cifar_batch_size)

@@ -101,8 +101,15 @@ class ViTEncoder(Encoder):
         return tokens[:, 0]
 
 
+# timm zero-initialises the last BatchNorm gamma of every residual block (Goyal et al. 2017), which
+# leaves the residual branches silent at init: random-init kNN on CIFAR-10 0.200 instead of 0.287
+# (torchvision's default init: 0.283). SSL recipes (SimCLR, BYOL, lightly, solo-learn) start from
+# the standard init, so selfsup does too.
+_STANDARD_INIT = {"zero_init_last": False}
+
+
 def _resnet(name: str, in_chans: int, small_stem: bool) -> ResNet:
-    model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)
+    model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans, **_STANDARD_INIT)
     if small_stem:
         _small_image_stem(model, in_chans)
     return model
@@ -111,7 +118,7 @@ def _resnet(name: str, in_chans: int, small_stem: bool) -> ResNet:
 @register_encoder("tiny_cnn", "4-stage ResNet (1 BasicBlock each, widths 32-256) with the small-image stem; the fast CPU default")
 def tiny_cnn(image_size: int = 32, in_chans: int = 3) -> Encoder:
     model = ResNet(block=BasicBlock, layers=(1, 1, 1, 1), channels=(32, 64, 128, 256),
-                   stem_width=32, num_classes=0, in_chans=in_chans)
+                   stem_width=32, num_classes=0, in_chans=in_chans, **_STANDARD_INIT)
     _small_image_stem(model, in_chans)
     return ResNetEncoder(model, {"name": "tiny_cnn", "image_size": image_size, "in_chans": in_chans})
 
