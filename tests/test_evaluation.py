@@ -222,3 +222,11 @@ def test_format_table_gain(results):
     s = EvalResult("knn", 0.5, 10, "scratch", "accuracy", 0.55)
     assert "+0.2500" in format_table([r, s])
     assert "gain" not in format_table([r])
+
+
+def test_format_table_names_a_metric_other_than_accuracy():
+    rows = [EvalResult("similarity", 0.0, 0, "pretrained", "spearman", 0.61),
+            EvalResult("similarity", 0.0, 0, "tfidf", "spearman", 0.55)]
+    lines = format_table(rows).splitlines()
+    assert lines[0].split() == ["protocol", "metric", "fraction", "n_labels", "pretrained", "tfidf"]
+    assert lines[2].split()[:2] == ["similarity", "spearman"]

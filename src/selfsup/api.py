@@ -31,6 +31,11 @@ def pretrain(
     max_steps: int | None = None,
     batch_size: int | None = None,
     image_size: int | None = None,
+    modality: str | None = None,
+    encoding: str | None = None,
+    tokenizer: str | None = None,
+    vocab_size: int | None = None,
+    max_length: int | None = None,
     seed: int | None = None,
     precision: str | None = None,
     strict: bool | None = None,
@@ -62,6 +67,8 @@ def pretrain(
         "trainer.seed": seed, "trainer.precision": precision, "data.strict": strict, "trainer.progress_bar": progress_bar,
         "data.cache": cache, "trainer.accelerator": accelerator, "trainer.devices": devices,
         "trainer.num_nodes": num_nodes, "trainer.strategy": strategy, "trainer.num_workers": num_workers,
+        "data.modality": modality, "data.encoding": encoding, "data.tokenizer": tokenizer,
+        "data.vocab_size": vocab_size, "data.max_length": max_length,
     }
     for key, value in flags.items():
         if value is not None:
@@ -88,74 +95,87 @@ def load(path: str | Path) -> Encoder:
 
 def evaluate(
     run: str | Path,
-    train: str | Path,
+    train: str | Path | None,
     test: str | Path,
     *,
     protocols: Iterable[str] = ("knn", "linear", "finetune"),
     label_fractions: Iterable[float] = (0.01, 0.1, 1.0),
-    baseline: str | None = "scratch",
+    baseline: str | Iterable[str] | None = "scratch",
     json_path: str | Path | None = None,
     seed: int = 0,
     finetune_steps: int | None = None,
+    encoding: str = "utf-8",
     device: str | None = None,
     progress: Callable[[str], None] | None = None,
 ):
-    """Label-efficiency evaluation of a run's encoder (and a scratch baseline) on labeled data.
+    """Label-efficiency evaluation of a run's encoder (and baselines) on labeled data.
 
+    ``baseline``: ``"scratch"`` (the same architecture, randomly initialised), ``"tfidf"`` (text: TF-IDF +
+    logistic regression), several (``"scratch,tfidf"`` or a list), or None / ``"none"``. For text,
+    ``protocols=["similarity"]`` scores the sentence pairs in ``test`` (``train`` may be None).
     Writes ``json_path`` (default ``RUN/eval.json``) and ``RUN/plots/label_efficiency.png``;
     returns the list of :class:`selfsup.evaluation.EvalResult`.
     """
-    from .data.images import load_labeled
     from .artifacts import load as load_stored
-    from .evaluation import plot_label_efficiency, run_label_efficiency, write_json
-    from .pretext.views import eval_transform, light_augment
+    from .evaluation import plot_label_efficiency, write_json
+    from .evaluation.downstream import check_request, evaluate_labeled, evaluate_similarity
 
     run = Path(run).expanduser()
     loaded = load_stored(run)
-    if baseline not in (None, "none", "scratch"):
-        raise SelfSupError(f"--baseline {baseline!r} is not available for {loaded.modality} data; use scratch or none")
-    size = loaded.input_size
-    train_set = load_labeled(train, size)
-    test_set = load_labeled(test, size, classes=train_set.classes)
-    encoders = {"pretrained": loaded.encoder}
-    if baseline == "scratch":
-        torch.manual_seed(seed)
-        encoders["scratch"] = build_encoder(loaded.encoder.config)
-    augment = light_augment(size, scale=(0.5, 1.0))
-    results = run_label_efficiency(
-        encoders, train_set.images, train_set.labels, test_set.images, test_set.labels,
-        protocols=list(protocols), fractions=[float(f) for f in label_fractions],
-        train_transform=augment, eval_transform=eval_transform(size), seed=seed, device=_device(device),
-        finetune_kwargs={"steps": finetune_steps} if finetune_steps else None, progress=progress,
-    )
+    if baseline is None or isinstance(baseline, str):
+        baselines = [b.strip() for b in (baseline or "none").split(",") if b.strip() and b.strip() != "none"]
+    else:
+        baselines = [b for b in baseline if b != "none"]
+    protocols = list(protocols)
+    check_request(loaded.modality, protocols, baselines, train)
+    if "similarity" in protocols:
+        results = evaluate_similarity(loaded, test, baselines, seed, _device(device), encoding=encoding)
+    else:
+        results = evaluate_labeled(loaded, train, test, protocols, [float(f) for f in label_fractions], baselines,
+                                   seed, _device(device), encoding=encoding, finetune_steps=finetune_steps,
+                                   progress=progress)
     write_json(results, Path(json_path) if json_path else run / "eval.json")
-    plot_label_efficiency(results, run / "plots" / "label_efficiency.png")
+    if any(r.n_labels > 0 for r in results):
+        plot_label_efficiency(results, run / "plots" / "label_efficiency.png")
     return results
 
 
 def embed(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int = 256,
-          device: str | None = None, strict: bool = False) -> Path:
-    """Embeddings of every image under ``data`` with the run's encoder, to ``.npy`` or ``.parquet``."""
-    from .data.images import load_unlabeled
+          device: str | None = None, strict: bool = False, encoding: str = "utf-8", text_field: str = "text") -> Path:
+    """Embeddings of every image under ``data`` (or every text of a text run: one per line / record) with the
+    run's encoder, to ``.npy`` or ``.parquet`` (with the path or text of each row)."""
     from .artifacts import load as load_stored
     from .artifacts import write_embeddings
     from .evaluation import extract_features
-    from .pretext.views import eval_transform
 
     loaded = load_stored(run)
+    if loaded.modality == "text":
+        from .data.text import encode_texts, find_text_files, iter_texts
+        from .evaluation.downstream import TokenBatch
+
+        texts = list(iter_texts(find_text_files(data), encoding=encoding, text_field=text_field))
+        ids = encode_texts(texts, loaded.tokenizer, loaded.input_size)
+        feats = extract_features(loaded.encoder, ids, TokenBatch(loaded.encoder.spec.pad_token_id),
+                                 batch_size=batch_size, device=_device(device))
+        return write_embeddings(feats, texts, out, key="text")
+    from .data.images import load_unlabeled
+    from .pretext.views import eval_transform
+
     dataset = load_unlabeled(data, loaded.input_size, strict=strict)
     feats = extract_features(loaded.encoder, dataset.images, eval_transform(loaded.input_size),
                              batch_size=batch_size, device=_device(device))
     return write_embeddings(feats, dataset.paths, out)
 
 
-EXPORT_FORMATS = ("safetensors",)
+EXPORT_FORMATS = ("safetensors", "huggingface")
 
 
 def export(run: str | Path, out: str | Path, *, format: str = "safetensors") -> Path:
-    """Write the run's encoder in ``format`` to the folder ``out``."""
-    from .artifacts import export_safetensors, load as load_stored
+    """Write the run's encoder in ``format`` to the folder ``out``: ``safetensors`` (any encoder) or
+    ``huggingface`` (text encoders: ``transformers.AutoModel`` / ``AutoTokenizer.from_pretrained(out)``)."""
+    from .artifacts import export_huggingface, export_safetensors, load as load_stored
 
     if format not in EXPORT_FORMATS:
         raise SelfSupError(f"export format {format!r} is not supported yet; available: {', '.join(EXPORT_FORMATS)}")
-    return export_safetensors(load_stored(run), out)
+    writer = export_huggingface if format == "huggingface" else export_safetensors
+    return writer(load_stored(run), out)

@@ -1,8 +1,11 @@
-"""Moving a trained encoder between formats: run folders, safetensors exports, embeddings files.
+"""Moving a trained encoder between formats: run folders, safetensors and Hugging Face exports,
+embeddings files.
 
-An export folder holds ``model.safetensors`` (the encoder's weights) and ``selfsup.json`` (the
-encoder config and how inputs are prepared); ``load`` rebuilds the encoder from either an export
-folder or a run folder without unpickling anything.
+An export folder holds ``model.safetensors`` (the encoder's weights), ``selfsup.json`` (the encoder
+config and how inputs are prepared) and, for text, the tokenizer (Hugging Face files). A
+``huggingface`` export is also a folder that ``transformers.AutoModel.from_pretrained`` and
+``AutoTokenizer.from_pretrained`` load (``config.json`` + the model's own weight names). ``load``
+rebuilds the encoder from a run folder or either export without unpickling anything.
 """
 
 from __future__ import annotations
@@ -27,18 +30,36 @@ META_FILE = "selfsup.json"
 ENCODER_PREFIX = "method.encoder."
 
 
+TOKENIZER_DIR = "tokenizer"
+
+
 @dataclass
 class LoadedEncoder:
-    """A rebuilt encoder plus what is needed to feed it: modality, input size, provenance."""
+    """A rebuilt encoder plus what is needed to feed it: modality, input size (image side, tokens per
+    text), the tokenizer of a text encoder, provenance."""
 
     encoder: Encoder
     modality: str
     input_size: int
     method: str
+    tokenizer: Any = None
 
-    def meta(self) -> dict[str, Any]:
-        return {"selfsup_version": __version__, "encoder": self.encoder.config, "modality": self.modality,
-                "input_size": self.input_size, "method": self.method}
+    def meta(self, format: str = "safetensors") -> dict[str, Any]:
+        return {"selfsup_version": __version__, "format": format, "encoder": self.encoder.config,
+                "modality": self.modality, "input_size": self.input_size, "method": self.method}
+
+
+def _input_size(data: dict[str, Any]) -> int:
+    """What the method was built with: tokens per text, or the image side."""
+    return int(data["max_length"]) if data.get("modality") == "text" else int(data["image_size"])
+
+
+def _tokenizer(folder: Path, modality: str):
+    if modality != "text":
+        return None
+    from .data.tokenizer import load_tokenizer
+
+    return load_tokenizer(folder)
 
 
 def _from_run(run_dir: Path) -> LoadedEncoder:
@@ -49,19 +70,25 @@ def _from_run(run_dir: Path) -> LoadedEncoder:
     if not ckpt.exists():
         raise SelfSupError(f"{run_dir}: no checkpoint yet (checkpoints/last.ckpt); run or resume `selfsup pretrain`")
     config = yaml.safe_load(config_path.read_text())
-    size = int(config["data"]["image_size"])
-    encoder = build_encoder({"image_size": size, **config["encoder"]})
+    data = config["data"]
+    encoder = build_encoder({"image_size": int(data["image_size"]), **config["encoder"]})
     state = load_checkpoint(ckpt)["state_dict"]
     weights = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
     encoder.load_state_dict(weights)
-    return LoadedEncoder(encoder.eval(), config["data"]["modality"], size, config["method"]["name"])
+    tokenizer = _tokenizer(run_dir / TOKENIZER_DIR, data["modality"])
+    return LoadedEncoder(encoder.eval(), data["modality"], _input_size(data), config["method"]["name"], tokenizer)
 
 
 def _from_export(folder: Path) -> LoadedEncoder:
     meta = json.loads((folder / META_FILE).read_text())
     encoder = build_encoder(meta["encoder"])
-    encoder.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
-    return LoadedEncoder(encoder.eval(), meta["modality"], int(meta["input_size"]), meta["method"])
+    weights = load_file(str(folder / WEIGHTS_FILE))
+    if meta.get("format") == "huggingface":  # the transformers model's own weight names
+        encoder.hf_model.load_state_dict(weights)
+    else:
+        encoder.load_state_dict(weights)
+    tokenizer = _tokenizer(folder, meta["modality"])
+    return LoadedEncoder(encoder.eval(), meta["modality"], int(meta["input_size"]), meta["method"], tokenizer)
 
 
 def load(path: str | Path) -> LoadedEncoder:
@@ -75,17 +102,41 @@ def load(path: str | Path) -> LoadedEncoder:
 
 
 def export_safetensors(loaded: LoadedEncoder, out: str | Path) -> Path:
+    """``model.safetensors`` (selfsup's weight names) + ``selfsup.json`` (+ the tokenizer of a text encoder)."""
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in loaded.encoder.state_dict().items()}
     save_file(state, str(out / (WEIGHTS_FILE + ".tmp")))
     (out / (WEIGHTS_FILE + ".tmp")).replace(out / WEIGHTS_FILE)
+    if loaded.tokenizer is not None:
+        loaded.tokenizer.save_pretrained(str(out))
     (out / META_FILE).write_text(json.dumps(loaded.meta(), indent=2))
     return out
 
 
-def write_embeddings(embeddings: torch.Tensor, paths: list[Path], out: str | Path) -> Path:
-    """``.npy`` (float32 [N, D], rows in the order of ``paths``) or ``.parquet`` (path + embedding)."""
+def export_huggingface(loaded: LoadedEncoder, out: str | Path) -> Path:
+    """A folder that ``transformers.AutoModel.from_pretrained(out)`` and ``AutoTokenizer.from_pretrained(out)``
+    load offline (text encoders); mean-pool ``last_hidden_state`` over the attention mask for selfsup's
+    embedding. ``selfsup.json`` lets selfsup load it back too."""
+    save = getattr(loaded.encoder, "save_pretrained", None)
+    if save is None:
+        raise SelfSupError(f"--format huggingface needs a transformers encoder; {loaded.encoder.config.get('name')!r} "
+                           "is not one: use --format safetensors")
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    save(str(out))
+    if loaded.tokenizer is not None:
+        loaded.tokenizer.save_pretrained(str(out))
+    (out / META_FILE).write_text(json.dumps(loaded.meta(format="huggingface"), indent=2))
+    return out
+
+
+def write_embeddings(embeddings: torch.Tensor, paths: list[Path] | list[str], out: str | Path, key: str = "path") -> Path:
+    """``.npy`` (float32 [N, D], rows in the order of ``paths``) or ``.parquet`` (``key`` column: the path or
+    text of each row, + embedding)."""
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     array = embeddings.float().numpy()
@@ -97,7 +148,7 @@ def write_embeddings(embeddings: torch.Tensor, paths: list[Path], out: str | Pat
             import pyarrow.parquet as pq
         except ImportError:
             raise SelfSupError("writing .parquet needs pyarrow: pip install 'selfsup[parquet]', or use an .npy file") from None
-        table = pa.table({"path": [str(p) for p in paths],
+        table = pa.table({key: [str(p) for p in paths],
                           "embedding": pa.FixedSizeListArray.from_arrays(pa.array(array.reshape(-1)), array.shape[1])})
         pq.write_table(table, out)
     else:

@@ -34,15 +34,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("pretrain", help="pretrain an encoder on unlabeled data (resumes an existing RUN_DIR)")
-    p.add_argument("data", metavar="DATA", help="folder of images (any depth; class folders ignored) or a .txt list of image paths")
-    p.add_argument("--method", help="pretext method (see `selfsup methods`); default simclr")
+    p.add_argument("data", metavar="DATA", help="images: a folder (any depth; class folders ignored) or a .txt list of image paths; "
+                                                "text: a .txt file (one text per line), a folder of them, or a .jsonl/.csv/.tsv with a text field")
+    p.add_argument("--modality", choices=["image", "text"], help="what DATA holds (default image)")
+    p.add_argument("--method", help="pretext method (see `selfsup methods`); default simclr (images)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder: config.yaml, checkpoints/, metrics.csv")
-    p.add_argument("--encoder", help="backbone, e.g. tiny_cnn, resnet18, resnet18_cifar, vit_micro (default: the method's)")
+    p.add_argument("--encoder", help="backbone, e.g. tiny_cnn, resnet18, resnet18_cifar, vit_micro; bert_tiny, gpt_tiny (default: the method's)")
     p.add_argument("--epochs", type=int, help="passes over the data (default 100; total, across resumes)")
     p.add_argument("--max-minutes", type=float, help="stop after this much training time in all, across resumes (a checkpoint is kept)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps in all, across resumes")
-    p.add_argument("--batch-size", type=int, help="images per step and per device (default 256)")
+    p.add_argument("--batch-size", type=int, help="samples (images, texts) per step and per device (default 256)")
     p.add_argument("--image-size", type=int, help="images are resized (shorter side) and centre-cropped to this (default 32)")
+    p.add_argument("--encoding", help="text files' encoding (default utf-8; e.g. latin-1)")
+    p.add_argument("--tokenizer", help="text: wordpiece (default) or bpe, trained on DATA; or a tokenizer folder (Hugging Face files)")
+    p.add_argument("--vocab-size", type=int, help="text: vocabulary of a trained tokenizer (default 8000)")
+    p.add_argument("--max-length", type=int, help="text: tokens per text, longer ones are truncated (default 128)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--precision", help="Lightning precision: auto (default: bf16-mixed on GPUs and on CPUs with native bf16, "
                                                   "else 32-true), 32-true, bf16-mixed, 16-mixed")
@@ -62,11 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="label-efficiency evaluation: pretrained vs scratch at label fractions")
     e.add_argument("run", metavar="RUN_DIR")
-    e.add_argument("--train", required=True, metavar="LABELED", help="folder with one subfolder of images per class")
-    e.add_argument("--test", required=True, metavar="LABELED")
-    e.add_argument("--protocol", type=_names, default=["knn", "linear", "finetune"], help="comma list of knn, linear, finetune")
+    e.add_argument("--train", metavar="LABELED", help="images: a folder with one subfolder per class; "
+                                                      "text: .tsv/.csv of label<TAB>text (or columns label,text)")
+    e.add_argument("--test", required=True, metavar="LABELED",
+                   help="as --train; for --protocol similarity a .tsv of score<TAB>sentence1<TAB>sentence2")
+    e.add_argument("--protocol", type=_names, default=["knn", "linear", "finetune"],
+                   help="comma list of knn, linear, finetune; or similarity (text: Spearman of cosine similarities)")
     e.add_argument("--label-fractions", type=_floats, default=[0.01, 0.1, 1.0], help="comma list, e.g. 0.01,0.1,1.0")
-    e.add_argument("--baseline", default="scratch", choices=["scratch", "none"])
+    e.add_argument("--baseline", default="scratch",
+                   help="comma list: scratch (same model, random init), tfidf (text: TF-IDF + logistic regression), or none")
+    e.add_argument("--encoding", default="utf-8", help="text files' encoding (default utf-8)")
     e.add_argument("--json", metavar="OUT.json", help="where to write the results (default RUN_DIR/eval.json)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--finetune-steps", type=int, help="optimisation steps for finetune (same for both encoders)")
@@ -80,10 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("data", metavar="DATA")
     b.add_argument("--out", required=True, metavar="FILE", help=".npy (rows in sorted path order) or .parquet (path + embedding)")
     b.add_argument("--batch-size", type=int, default=256)
+    b.add_argument("--encoding", default="utf-8", help="text files' encoding (default utf-8)")
 
     x = sub.add_parser("export", help="export a run's encoder")
     x.add_argument("run", metavar="RUN_DIR")
-    x.add_argument("--format", default="safetensors", choices=["safetensors"])
+    x.add_argument("--format", default="safetensors", choices=["safetensors", "huggingface"],
+                   help="safetensors (any encoder) or huggingface (text: a folder AutoModel/AutoTokenizer load)")
     x.add_argument("--out", required=True, metavar="DIR")
 
     d = sub.add_parser("demo", help="pretrain + label-efficiency evaluation on scikit-learn's handwritten digits (a few minutes on a CPU)")
@@ -113,7 +126,9 @@ def _run(args: argparse.Namespace) -> None:
         run = api.pretrain(
             args.data, args.method, args.out, encoder=args.encoder, epochs=args.epochs,
             max_minutes=args.max_minutes, max_steps=args.max_steps,
-            batch_size=args.batch_size, image_size=args.image_size, seed=args.seed, precision=args.precision,
+            batch_size=args.batch_size, image_size=args.image_size, modality=args.modality, encoding=args.encoding,
+            tokenizer=args.tokenizer, vocab_size=args.vocab_size, max_length=args.max_length,
+            seed=args.seed, precision=args.precision,
             strict=args.strict, cache=args.cache, accelerator=args.accelerator, devices=args.devices,
             num_nodes=args.num_nodes, strategy=args.strategy, num_workers=args.num_workers,
             config=args.config, overrides=args.overrides,
@@ -128,7 +143,8 @@ def _run(args: argparse.Namespace) -> None:
 
         results = api.evaluate(args.run, args.train, args.test, protocols=args.protocol,
                                label_fractions=args.label_fractions, baseline=args.baseline, json_path=args.json,
-                               seed=args.seed, finetune_steps=args.finetune_steps, progress=print)
+                               seed=args.seed, finetune_steps=args.finetune_steps, encoding=args.encoding,
+                               progress=print)
         print(format_table(results))
     elif args.command == "methods":
         from .registry import list_methods
@@ -141,7 +157,7 @@ def _run(args: argparse.Namespace) -> None:
             for i in infos:
                 print(f"{i.name:<{width}}  {i.family.value:<18} {','.join(sorted(m.value for m in i.modalities)):<10} {i.paper}")
     elif args.command == "embed":
-        print(f"embeddings: {api.embed(args.run, args.data, args.out, batch_size=args.batch_size)}")
+        print(f"embeddings: {api.embed(args.run, args.data, args.out, batch_size=args.batch_size, encoding=args.encoding)}")
     elif args.command == "export":
         print(f"exported: {api.export(args.run, args.out, format=args.format)}")
     elif args.command == "demo":

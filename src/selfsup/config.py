@@ -23,7 +23,14 @@ class DataConfig:
     modality: str = "image"
     image_size: int = 32
     strict: bool = False
-    cache: str = "auto"  # memory: decode once into a uint8 tensor; stream: read per sample; auto: by size
+    cache: str = "auto"  # memory: decode/tokenize once and keep in RAM; stream: read per sample; auto: by size
+    # text
+    encoding: str = "utf-8"  # of the text files (e.g. latin-1)
+    text_field: str = "text"  # the field holding the text in .jsonl / .csv / .tsv files
+    tokenizer: str = "wordpiece"  # wordpiece | bpe (trained on DATA, saved in the run folder) | a tokenizer folder
+    vocab_size: int = 8000  # of a trained tokenizer
+    lowercase: bool = True  # a trained tokenizer lowercases (and strips accents for wordpiece)
+    max_length: int = 128  # tokens per text (longer texts are truncated)
 
 
 @dataclass

@@ -83,3 +83,23 @@ class MAEDecoder(nn.Module):
         x = torch.cat([cls, patches], dim=1) + self.pos_embed
         x = self.norm(self.blocks(x))
         return self.predict(x[:, 1:])
+
+
+class TokenPredictionHead(nn.Module):
+    """Scores over the vocabulary for each token state: [..., D] → [..., V].
+
+    BERT's masked-LM head (Devlin et al. 2019): Linear → GELU → LayerNorm, then an output layer that
+    shares its weight with the input word embeddings (Press & Wolf 2017, "Using the Output Embedding to
+    Improve Language Models") plus a bias. ``transform=False`` gives GPT's head (Radford et al. 2019):
+    the tied output layer alone, on states the decoder has already normalised.
+    """
+
+    def __init__(self, embeddings: nn.Embedding, transform: bool = True) -> None:
+        super().__init__()
+        dim = embeddings.embedding_dim
+        self.transform = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim)) if transform else nn.Identity()
+        self.embeddings = embeddings  # shared with the encoder, not a copy
+        self.bias = nn.Parameter(torch.zeros(embeddings.num_embeddings))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.transform(states), self.embeddings.weight, self.bias)

@@ -16,7 +16,9 @@ from .label_efficiency import (
     write_json,
 )
 from .linear import linear_probe_accuracy
+from .similarity import spearman, spearman_similarity
 from .subsets import class_balanced_subset
+from .tfidf import tfidf_accuracy, tfidf_similarity
 
 __all__ = [
     "PROTOCOLS",
@@ -29,5 +31,9 @@ __all__ = [
     "linear_probe_accuracy",
     "plot_label_efficiency",
     "run_label_efficiency",
+    "spearman",
+    "spearman_similarity",
+    "tfidf_accuracy",
+    "tfidf_similarity",
     "write_json",
 ]

@@ -117,7 +117,8 @@ def _unique(items) -> list:
 
 def format_table(results: Sequence[EvalResult]) -> str:
     """Fixed-width table: one row per (protocol, fraction, n_labels), one column per encoder,
-    plus ``gain`` = pretrained − scratch when both are present."""
+    plus ``gain`` = pretrained − scratch when both are present, and a ``metric`` column when a metric other
+    than accuracy appears."""
     encoders = _unique(r.encoder for r in results)
     protocols = _unique(r.protocol for r in results)
     cells = {(r.protocol, r.label_fraction, r.n_labels, r.encoder): r.value for r in results}
@@ -126,11 +127,13 @@ def format_table(results: Sequence[EvalResult]) -> str:
         key=lambda row: (protocols.index(row[0]), row[1], row[2]),
     )
     with_gain = "pretrained" in encoders and "scratch" in encoders
-    header = ["protocol", "fraction", "n_labels", *encoders] + (["gain"] if with_gain else [])
+    metrics = {r.protocol: r.metric for r in results}
+    with_metric = set(metrics.values()) != {"accuracy"}  # e.g. spearman: say so, or it reads as an accuracy
+    header = ["protocol", *(["metric"] if with_metric else []), "fraction", "n_labels", *encoders] + (["gain"] if with_gain else [])
     body: list[list[str]] = []
     for protocol, fraction, n_labels in rows:
         values = [cells.get((protocol, fraction, n_labels, e)) for e in encoders]
-        line = [protocol, f"{fraction:g}", str(n_labels)]
+        line = [protocol, *([metrics[protocol]] if with_metric else []), f"{fraction:g}", str(n_labels)]
         line += ["-" if v is None else f"{v:.4f}" for v in values]
         if with_gain:
             p = cells.get((protocol, fraction, n_labels, "pretrained"))

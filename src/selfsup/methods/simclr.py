@@ -6,7 +6,12 @@ Pseudo-code (paper Algorithm 1):
     z1, z2 = g(f(x1)), g(f(x2))             # encoder f, 2-layer MLP projector g
     loss = NT-Xent(z1, z2, t)               # the other 2N-2 views in the batch are negatives
 Defaults follow the CIFAR-10 recipe of the paper's appendix B.9: temperature 0.5, 128-d projection,
-colour-jitter strength 0.5, no blur for 32 px images.
+colour-jitter strength 0.5, no blur for 32 px images. The method is modality-generic: the modality
+supplies the views (image augmentations; for text, dropout views, see :class:`SimCSE`).
+
+SimCSE — Gao, Yao, Chen 2021, "SimCSE: Simple Contrastive Learning of Sentence Embeddings" (EMNLP),
+unsupervised: the same recipe on sentences, where the positive pair is one sentence encoded twice with
+independent dropout masks (§3) and the other sentences of the batch are the negatives; temperature 0.05.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import torch
 
 from ..heads import MLP
 from ..losses import info_nce
-from ..pretext.views import simclr_augment, two_views
+from ..pretext.views import concat_views, dropout_views, simclr_augment, two_views
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext
@@ -46,12 +51,33 @@ class SimCLR(Method):
         self.projector = MLP(encoder.dim, self.hp.proj_hidden_dim, self.hp.proj_dim)
 
     def pretext(self, modality: Modality) -> Pretext:
+        if modality is Modality.TEXT:
+            return dropout_views()
         augment = simclr_augment(self.input_size, crop_scale=(self.hp.crop_min_scale, 1.0), flip_p=self.hp.flip_p)
         return two_views(augment, augment)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
-        views = torch.cat([batch["view1"], batch["view2"]])  # one pass: BN sees both views
+        views = concat_views(batch["view1"], batch["view2"])  # one pass: BN sees both views
         h = self.encoder.embed(views)
         z1, z2 = self.projector(h).chunk(2)
         loss = info_nce(z1, z2, temperature=self.hp.temperature)
         return LossOutput(loss, embeddings=h.chunk(2)[0].detach())
+
+
+@dataclass
+class SimCSEHparams(Hparams):
+    temperature: float = 0.05
+    proj_hidden_dim: int = 512  # SimCSE trains with an MLP on the sentence vector and drops it afterwards
+    proj_dim: int = 128
+
+
+@register_method
+class SimCSE(SimCLR):
+    """SimCLR with text views (dropout) and SimCSE's temperature."""
+
+    name = "simcse"
+    modalities = frozenset({Modality.TEXT})
+    paper = "Gao et al. 2021, SimCSE: Simple Contrastive Learning of Sentence Embeddings (EMNLP)"
+    default_encoder = "bert_tiny"
+    optim_defaults = {"lr": 5e-4, "weight_decay": 0.01}
+    Hparams = SimCSEHparams

@@ -1,9 +1,10 @@
-"""Pretext data operations for images: augmented views, patch masking, rotations, jigsaw puzzles,
-multi-crop views, clustering pseudo-labels (pure tensor ops)."""
+"""Pretext data operations (pure tensor ops): image views, patch masking, rotations, jigsaw puzzles,
+multi-crop views, clustering pseudo-labels; token masking, deletion and next-token targets."""
 
 from selfsup.pretext.clusters import assign, kmeans, sinkhorn
 from selfsup.pretext.masking import PatchMask, gather_tokens, num_visible, random_block_mask, random_patch_mask
 from selfsup.pretext.multicrop import MultiCrop, dino_multicrop, local_crop_size, split_crops, swav_multicrop
+from selfsup.pretext.tokens import causal_lm_targets, delete_tokens, mlm_mask
 from selfsup.pretext.transforms import (
     NUM_ROTATIONS,
     hamming_permutations,
@@ -38,6 +39,8 @@ __all__ = [
     "PatchMask",
     "assign",
     "byol_augments",
+    "causal_lm_targets",
+    "delete_tokens",
     "dino_multicrop",
     "eval_transform",
     "gather_tokens",
@@ -47,6 +50,7 @@ __all__ = [
     "light_augment",
     "local_crop_size",
     "min_hamming_distance",
+    "mlm_mask",
     "normalize",
     "num_visible",
     "random_block_mask",

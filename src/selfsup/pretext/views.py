@@ -531,6 +531,36 @@ def two_views(augment_1: Callable[..., Tensor], augment_2: Callable[..., Tensor]
     return pretext
 
 
+def dropout_views() -> Callable[..., dict[str, dict[str, Tensor]]]:
+    """The text views of SimCSE (Gao, Yao, Chen 2021, "SimCSE: Simple Contrastive Learning of Sentence
+    Embeddings", §3): the same token batch twice; the encoder's dropout, drawn independently for every
+    row, makes the two views differ."""
+
+    def pretext(batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, dict[str, Tensor]]:
+        return {"view1": batch, "view2": batch}
+
+    return pretext
+
+
+def concat_views(first: Tensor | dict[str, Tensor], second: Tensor | dict[str, Tensor]) -> Tensor | dict[str, Tensor]:
+    """Two batches of views as one (rows of ``first`` first), so one encoder pass sees both: image tensors
+    are concatenated; token batches (dicts of [B, T] tensors) key by key, right-padding the shorter with 0
+    (a padded position has attention mask 0)."""
+    if isinstance(first, Tensor):
+        return torch.cat([first, second])
+    length = max(first["input_ids"].shape[1], second["input_ids"].shape[1])
+    pad_id = 0
+    out = {}
+    for key in first:
+        a, b = first[key], second[key]
+        if a.ndim >= 2 and key in ("input_ids", "attention_mask", "word_starts"):
+            fill = pad_id if key == "input_ids" else 0
+            a = torch.nn.functional.pad(a, (0, length - a.shape[1]), value=fill)
+            b = torch.nn.functional.pad(b, (0, length - b.shape[1]), value=fill)
+        out[key] = torch.cat([a, b])
+    return out
+
+
 def light_augment(size: int, scale: tuple[float, float] = (0.2, 1.0)) -> ImageAugment:
     """Crop + flip only, as MAE pre-training uses (He et al. 2022, "Masked Autoencoders Are
     Scalable Vision Learners": RandomResizedCrop scale (0.2, 1) and horizontal flip)."""

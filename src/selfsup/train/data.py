@@ -43,6 +43,7 @@ from ..data.images import (
 )
 from ..errors import SelfSupError, did_you_mean
 from ..methods.base import Pretext
+from .sources import TrainData
 
 log = logging.getLogger("selfsup")
 
@@ -112,29 +113,32 @@ def check_cache_mode(mode: str) -> str:
 
 
 def choose_cache(mode: str, n_images: int, image_size: int, memory_budget: int | None = None) -> str:
-    """``memory`` or ``stream`` for ``mode`` (``auto`` decides by size, and logs which and why).
+    """``memory`` or ``stream`` for ``mode`` (``auto`` decides by the size of the decoded images)."""
+    return decide_cache(mode, cache_bytes(n_images, image_size), f"{n_images} images at {image_size} px",
+                        "decoded", memory_budget)
 
-    ``memory_budget``: bytes the cache may take; default :data:`MEMORY_FRACTION` of :func:`available_memory`.
-    """
+
+def decide_cache(mode: str, need: int, what: str, form: str, memory_budget: int | None = None) -> str:
+    """``memory`` or ``stream`` for ``mode``: ``auto`` keeps the data in memory when its ``need`` bytes (in
+    ``form``: decoded, tokenized) fit in ``memory_budget`` (default :data:`MEMORY_FRACTION` of
+    :func:`available_memory`), and logs which and why."""
     if check_cache_mode(mode) != "auto":
         return mode
-    need = cache_bytes(n_images, image_size)
     if memory_budget is None:
         available = available_memory()
         if available is None:
-            log.info("data.cache=auto: available memory unknown; caching %d images (%s) in memory", n_images, _size(need))
+            log.info("data.cache=auto: available memory unknown; keeping %s (%s %s) in memory", what, _size(need), form)
             return "memory"
         memory_budget = int(MEMORY_FRACTION * available)
         budget = f"{_size(memory_budget)} ({MEMORY_FRACTION:.0%} of the {_size(available)} of memory available)"
     else:
         budget = f"the memory budget of {_size(memory_budget)}"
     if need < memory_budget:
-        log.info("data.cache=auto: %d images at %d px take %s decoded, within %s: caching in memory",
-                 n_images, image_size, _size(need), budget)
+        log.info("data.cache=auto: %s take %s %s, within %s: keeping them in memory", what, _size(need), form, budget)
         return "memory"
-    log.warning("data.cache=auto: %d images at %d px would take %s decoded, more than %s: streaming from disk "
-                "(slower; use --num-workers to decode in parallel, or --cache memory to override)",
-                n_images, image_size, _size(need), budget)
+    log.warning("data.cache=auto: %s would take %s %s, more than %s: streaming from disk "
+                "(slower; use --num-workers to read in parallel, or --cache memory to override)",
+                what, _size(need), form, budget)
     return "stream"
 
 
@@ -239,3 +243,14 @@ def train_loader(dataset: ImageTensorDataset | ImageFileDataset, pretext: Pretex
     pin = torch.cuda.is_available() and trainer.accelerator != "cpu"
     return StreamLoader(PretextDataset(dataset, pretext, strict), collate_fn=_collate, pin_memory=pin,
                         multiprocessing_context=context, **common)
+
+
+def load_image_data(data: DataConfig, progress: bool = True) -> TrainData:
+    """The unlabeled images of ``data`` as :class:`TrainData` (memory cache or stream, see the module doc)."""
+    dataset = load_train_data(data, progress=progress)
+
+    def make_loader(pretext: Pretext, batch_size: int, trainer: TrainerConfig, world_size: int) -> DataLoader:
+        return train_loader(dataset, pretext, batch_size, trainer, data.strict)
+
+    return TrainData(dataset, len(dataset), data.image_size, {"image_size": data.image_size}, make_loader,
+                     pretext_in_loader=isinstance(dataset, ImageFileDataset), unit="images")

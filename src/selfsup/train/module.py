@@ -43,25 +43,27 @@ def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 class PretrainModule(pl.LightningModule):
-    def __init__(self, method: Method, modality: Modality, optim: OptimConfig, lr: float, weight_decay: float) -> None:
+    def __init__(self, method: Method, modality: Modality, optim: OptimConfig, lr: float, weight_decay: float,
+                 pretext_in_loader: bool = False) -> None:
         super().__init__()
         self.method = method
         self.pretext = method.pretext(modality)
+        self.pretext_in_loader = pretext_in_loader
         self.optim = optim
         self.lr = lr
         self.weight_decay = weight_decay
         self._last_time: float | None = None
 
     def training_step(self, batch: torch.Tensor | dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        """``batch``: uint8 images (the pretext runs here, on the whole batch on the device), or a dict the
-        loader already pretexted per sample (``data.cache=stream``, see ``train/data.py``)."""
-        pretexted = isinstance(batch, dict)
-        inputs = batch if pretexted else self.pretext(batch, None)
+        """``batch``: raw samples (uint8 images, token batches; the pretext runs here, on the whole batch on the
+        device), or what the loader already pretexted per sample (``pretext_in_loader``, see
+        ``train/data.py``)."""
+        inputs = batch if self.pretext_in_loader else self.pretext(batch, None)
         out = self.method.loss(inputs)
         if self._any_process_failed(not bool(torch.isfinite(out.loss))):
             raise NonFiniteLossError(f"loss became {out.loss.item()} at step {self.global_step}")
         now = time.perf_counter()
-        samples = getattr(self.trainer.train_dataloader, "batch_size", None) if pretexted else batch.shape[0]
+        samples = getattr(self.trainer.train_dataloader, "batch_size", None)
         if self._last_time is not None and samples:
             self.log("samples_per_s", samples / max(now - self._last_time, 1e-9), prog_bar=True, on_step=True)
         self._last_time = now

@@ -14,12 +14,13 @@ import yaml
 
 from ..config import RunConfig
 from ..encoders import build_encoder
-from ..errors import SelfSupError
+from ..errors import SelfSupError, did_you_mean
 from ..registry import get_encoder_builder, get_method
 from ..runtime import resolve_precision, retain_freed_memory
 from ..types import Modality
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, load_checkpoint
-from .data import load_train_data, train_loader
+from .data import load_image_data
+from .sources import TrainData
 from .health import HealthMonitor
 from .logger import RunCSVLogger
 from .module import NonFiniteLossError, PretrainModule
@@ -28,10 +29,17 @@ log = logging.getLogger("selfsup")
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
+PREPARED_FIRST = frozenset({"tokenizer", "tokenizer.tmp"})  # saved while the data is prepared, before config.yaml
+
+
+MODALITIES = tuple(m.value for m in Modality)
 
 
 def resolve(config: RunConfig) -> RunConfig:
     """Fill in the method's defaults (hyper-parameters, encoder) and validate names."""
+    if config.data.modality not in MODALITIES:
+        raise SelfSupError(f"data.modality={config.data.modality!r} is not a modality"
+                           f"{did_you_mean(str(config.data.modality), MODALITIES)}; use one of {', '.join(MODALITIES)}")
     info = get_method(config.method.get("name", ""), config.data.modality)
     hparams = {k: v for k, v in config.method.items() if k != "name"}
     config.method = {"name": info.name, **asdict(info.cls.parse_hparams(hparams))}
@@ -59,13 +67,27 @@ def check_resumable(run_dir: Path, config: RunConfig) -> bool:
     return True
 
 
-def build_method(config: RunConfig):
-    """Encoder + method exactly as the (resolved) config describes them."""
+def build_method(config: RunConfig, data: TrainData):
+    """Encoder + method exactly as the (resolved) config describes them, sized for ``data``. The encoder
+    settings the data decides (image size, vocabulary) are written into ``config.encoder``."""
     info = get_method(config.method["name"], config.data.modality)
-    encoder_cfg = {"image_size": config.data.image_size, **config.encoder}
-    encoder = build_encoder(encoder_cfg)
+    config.encoder = {**config.encoder, **data.encoder_kwargs}
+    encoder = build_encoder(config.encoder)
     hparams = {k: v for k, v in config.method.items() if k != "name"}
-    return info.cls(encoder, config.data.image_size, **hparams)
+    return info.cls(encoder, data.input_size, **hparams)
+
+
+def load_data(config: RunConfig, run_dir: Path) -> TrainData:
+    """The training data of the run's modality."""
+    modality = Modality(config.data.modality)
+    progress = config.trainer.progress_bar
+    if modality is Modality.IMAGE:
+        return load_image_data(config.data, progress=progress)
+    if modality is Modality.TEXT:
+        from .text_data import load_text_data
+
+        return load_text_data(config.data, run_dir, progress=progress)
+    raise SelfSupError(f"--modality {modality.value}: no data reader yet; use image or text")
 
 
 def _devices(devices: str | int) -> str | int:
@@ -78,7 +100,8 @@ def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
     run_dir = Path(run_dir).expanduser()
     config = resolve(config)
     resume = check_resumable(run_dir, config)
-    if not resume and run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / CONFIG_FILE).exists():
+    if not resume and run_dir.exists() and not (run_dir / CONFIG_FILE).exists() and \
+            any(p.name not in PREPARED_FIRST for p in run_dir.iterdir()):
         raise SelfSupError(f"{run_dir}: folder exists and is not a selfsup run; choose a new --out folder")
     # a resumed run must not replay the first epochs' shuffles and augmentations
     resumed_step = int(load_checkpoint(run_dir / CHECKPOINT_DIR / "last.ckpt").get("global_step", 0)) if resume else 0
@@ -86,13 +109,12 @@ def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
     if config.trainer.accelerator in ("auto", "cpu") and not torch.cuda.is_available():
         retain_freed_memory()
 
-    dataset = load_train_data(config.data, progress=config.trainer.progress_bar)  # data.cache: memory or stream
-    method = build_method(config)
+    data = load_data(config, run_dir)  # data.cache: memory or stream
+    method = build_method(config, data)
     tc = config.trainer
-    batch_size = min(tc.batch_size, len(dataset))
+    batch_size = min(tc.batch_size, data.num_samples)
     if batch_size < 2:
-        raise SelfSupError(f"{config.data.path}: only {len(dataset)} image(s); self-supervised training needs at least 2")
-    loader = train_loader(dataset, method.pretext(Modality(config.data.modality)), batch_size, tc, config.data.strict)
+        raise SelfSupError(f"{config.data.path}: only {data.num_samples} {data.unit}; self-supervised training needs at least 2")
 
     tc.precision = resolve_precision(tc.precision, tc.accelerator)  # resolved, for config.yaml
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -117,12 +139,14 @@ def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
         num_sanity_val_steps=0,
         default_root_dir=str(run_dir),
     )
+    loader = data.make_loader(method.pretext(Modality(config.data.modality)), batch_size, tc, trainer.world_size)
     # --batch-size is per process (as in PyTorch DDP); the default lr scales with the global batch
     global_batch = batch_size * trainer.world_size
     lr = config.optim.lr if config.optim.lr is not None else method.optim_defaults["lr"] * global_batch / 256
     weight_decay = config.optim.weight_decay if config.optim.weight_decay is not None else method.optim_defaults["weight_decay"]
     config.optim.lr, config.optim.weight_decay = lr, weight_decay  # resolved, for config.yaml
-    module = PretrainModule(method, Modality(config.data.modality), config.optim, lr, weight_decay)
+    module = PretrainModule(method, Modality(config.data.modality), config.optim, lr, weight_decay,
+                            pretext_in_loader=data.pretext_in_loader)
     if trainer.is_global_zero:
         config.save(run_dir / CONFIG_FILE)
     if resume:

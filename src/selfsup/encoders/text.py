@@ -1,0 +1,213 @@
+"""Text encoders: Hugging Face transformers models behind the selfsup Encoder interface.
+
+Every model is built from a transformers config with ``AutoModel.from_config`` (random init, no
+download). Bidirectional BERT encoders (Devlin et al. 2019) serve masked language modelling, SimCSE
+and TSDAE; causal GPT-2 decoders (Radford et al. 2019) serve next-token prediction. ``forward`` gives
+the last hidden states [B, T, D]; ``pool`` averages the real tokens (``attention_mask == 1``) or takes
+the first ([CLS]) token. ``save_pretrained`` writes a folder that ``transformers.AutoModel`` loads.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from ..errors import SelfSupError, did_you_mean
+from ..registry import register_encoder
+from .base import Encoder
+
+if TYPE_CHECKING:  # pragma: no cover - transformers is imported when a text encoder is built (1-2 s)
+    import transformers
+
+log = logging.getLogger("selfsup")
+
+POOLS = ("mean", "cls")
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    """Vocabulary size and the ids of the special tokens a text encoder was built for."""
+
+    vocab_size: int
+    pad_token_id: int = 0
+    unk_token_id: int = 1
+    cls_token_id: int = 2
+    sep_token_id: int = 3
+    mask_token_id: int = 4
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        """Ids of [PAD] [UNK] [CLS] [SEP] [MASK], in that order."""
+        return (self.pad_token_id, self.unk_token_id, self.cls_token_id, self.sep_token_id, self.mask_token_id)
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenSpec:
+        """The spec from a dict holding (at least) its fields; other keys are ignored."""
+        return cls(**{name: int(data[name]) for name in cls.__dataclass_fields__ if name in data})
+
+
+class TextEncoder(Encoder):
+    """A transformers base model (no head); inputs are dicts with "input_ids" and "attention_mask" [B, T]."""
+
+    def __init__(self, hf_model: nn.Module, spec: TokenSpec, causal: bool, max_length: int,
+                 pool: str, config: dict) -> None:
+        super().__init__()
+        self.hf_model = hf_model
+        self.spec = spec
+        self.causal = causal
+        self.max_length = max_length
+        self.pool_mode = pool
+        self.dim = int(hf_model.config.hidden_size)
+        self.config = config
+
+    @property
+    def input_embeddings(self) -> nn.Embedding:
+        """The word embedding table (to tie the weights of an MLM/CLM output layer)."""
+        return self.hf_model.get_input_embeddings()
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Last hidden states [B, T, D]; keys other than input_ids/attention_mask are ignored."""
+        kwargs: dict[str, Any] = {"input_ids": inputs["input_ids"], "attention_mask": inputs.get("attention_mask")}
+        if self.causal:
+            kwargs["use_cache"] = False
+        return self.hf_model(**kwargs).last_hidden_state
+
+    def pool(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean over real tokens (``mask == 1``), or the first ([CLS]) token when built with pool="cls"."""
+        if self.pool_mode == "cls":
+            return tokens[:, 0]
+        return super().pool(tokens, mask)
+
+    def embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        return self.pool(self(inputs), inputs.get("attention_mask"))
+
+    def save_pretrained(self, folder: str) -> None:
+        """Write the transformers model (config.json + model.safetensors) for ``AutoModel.from_pretrained``.
+
+        BERT encoders have no pooler: load them with ``add_pooling_layer=False`` to skip its random init.
+        """
+        self.hf_model.save_pretrained(folder)
+
+
+def _from_config(hf_config: "transformers.PretrainedConfig", **kwargs: Any) -> nn.Module:
+    """``AutoModel.from_config`` with PyTorch's fused attention (SDPA) where the model supports it."""
+    import transformers
+
+    try:
+        return transformers.AutoModel.from_config(hf_config, attn_implementation="sdpa", **kwargs)
+    except (ValueError, ImportError) as exc:
+        log.debug("no SDPA attention for %s (%s); using the default", type(hf_config).__name__, exc)
+        return transformers.AutoModel.from_config(hf_config, **kwargs)
+
+
+def _check(name: str, vocab_size: int | None, max_length: int, pool: str, spec_ids: dict[str, int],
+           hidden: int, heads: int, causal: bool) -> TokenSpec:
+    where = f"encoder {name!r}"
+    if vocab_size is None:
+        raise SelfSupError(f"text encoder needs vocab_size: {where} got none; set encoder.vocab_size in the config "
+                           f"(the text data pipeline fills it from the tokenizer)")
+    if int(vocab_size) < 5:
+        raise SelfSupError(f"{where}: vocab_size {vocab_size} is too small for the 5 special tokens; "
+                           f"use the tokenizer's vocabulary size")
+    for key, value in spec_ids.items():
+        if not 0 <= int(value) < int(vocab_size):
+            raise SelfSupError(f"{where}: {key}={value} is outside the vocabulary (0..{int(vocab_size) - 1}); "
+                               f"set encoder.vocab_size to the tokenizer's vocabulary size")
+    if int(max_length) < 2:
+        raise SelfSupError(f"{where}: max_length {max_length} leaves no room for [CLS] and [SEP]; use 128 or more")
+    if pool not in POOLS:
+        raise SelfSupError(f"{where}: unknown pool {pool!r}{did_you_mean(pool, POOLS)}; choose one of {', '.join(POOLS)}")
+    if causal and pool == "cls":
+        raise SelfSupError(f"{where} is causal: its first token sees nothing else, so pool='cls' is constant; "
+                           f"use pool='mean'")
+    if hidden % heads:
+        raise SelfSupError(f"{where}: hidden_size {hidden} is not divisible by num_heads {heads}; "
+                           f"choose num_heads dividing {hidden}")
+    return TokenSpec(vocab_size=int(vocab_size), **{k: int(v) for k, v in spec_ids.items()})
+
+
+def _record(name: str, spec: TokenSpec, max_length: int, pool: str, overrides: dict[str, Any]) -> dict:
+    config = {"name": name, **spec.to_dict(), "max_length": int(max_length), "pool": pool}
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    return config
+
+
+def _bert(name: str, preset: dict[str, Any], vocab_size: int | None, max_length: int, pool: str,
+          spec_ids: dict[str, int], overrides: dict[str, Any]) -> TextEncoder:
+    arch = {**preset, **{k: v for k, v in overrides.items() if v is not None}}
+    spec = _check(name, vocab_size, max_length, pool, spec_ids, arch["hidden_size"], arch["num_heads"], causal=False)
+    import transformers
+
+    hf_config = transformers.BertConfig(
+        vocab_size=spec.vocab_size, hidden_size=arch["hidden_size"], num_hidden_layers=arch["num_layers"],
+        num_attention_heads=arch["num_heads"], intermediate_size=arch["intermediate_size"],
+        hidden_dropout_prob=arch["dropout"], attention_probs_dropout_prob=arch["dropout"],
+        max_position_embeddings=int(max_length), type_vocab_size=2, pad_token_id=spec.pad_token_id,
+    )
+    # no pooler: selfsup pools itself, and an unused layer would break DDP's gradient bookkeeping
+    model = _from_config(hf_config, add_pooling_layer=False)
+    return TextEncoder(model, spec, causal=False, max_length=int(max_length), pool=pool,
+                       config=_record(name, spec, max_length, pool, overrides))
+
+
+def _gpt(name: str, preset: dict[str, Any], vocab_size: int | None, max_length: int, pool: str,
+         spec_ids: dict[str, int], overrides: dict[str, Any]) -> TextEncoder:
+    arch = {**preset, **{k: v for k, v in overrides.items() if v is not None}}
+    spec = _check(name, vocab_size, max_length, pool, spec_ids, arch["hidden_size"], arch["num_heads"], causal=True)
+    import transformers
+
+    hf_config = transformers.GPT2Config(
+        vocab_size=spec.vocab_size, n_positions=int(max_length), n_embd=arch["hidden_size"],
+        n_layer=arch["num_layers"], n_head=arch["num_heads"], n_inner=arch["intermediate_size"],
+        resid_pdrop=arch["dropout"], embd_pdrop=arch["dropout"], attn_pdrop=arch["dropout"],
+        bos_token_id=spec.cls_token_id, eos_token_id=spec.sep_token_id, pad_token_id=spec.pad_token_id,
+        use_cache=False,
+    )
+    model = _from_config(hf_config)
+    return TextEncoder(model, spec, causal=True, max_length=int(max_length), pool=pool,
+                       config=_record(name, spec, max_length, pool, overrides))
+
+
+def _make_builder(name: str, description: str, build: Any, preset: dict[str, Any]) -> Any:
+    """A builder for one preset, taking the keyword arguments shared by every text encoder."""
+
+    def builder(vocab_size: int | None = None, max_length: int = 128, pad_token_id: int = 0,
+                unk_token_id: int = 1, cls_token_id: int = 2, sep_token_id: int = 3, mask_token_id: int = 4,
+                pool: str = "mean", hidden_size: int | None = None, num_layers: int | None = None,
+                num_heads: int | None = None, intermediate_size: int | None = None,
+                dropout: float | None = None, image_size: int | None = None) -> TextEncoder:
+        del image_size  # the engine passes it to every encoder; text has no use for it
+        spec_ids = {"pad_token_id": pad_token_id, "unk_token_id": unk_token_id, "cls_token_id": cls_token_id,
+                    "sep_token_id": sep_token_id, "mask_token_id": mask_token_id}
+        overrides = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
+                     "intermediate_size": intermediate_size, "dropout": dropout}
+        return build(name, preset, vocab_size, max_length, pool, spec_ids, overrides)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = description
+    return register_encoder(name, description)(builder)
+
+
+def _arch(hidden: int, layers: int, heads: int) -> dict[str, Any]:
+    """A preset: feed-forward width 4x hidden, dropout 0.1 (SimCSE's dropout views rely on it)."""
+    return {"hidden_size": hidden, "num_layers": layers, "num_heads": heads, "intermediate_size": 4 * hidden,
+            "dropout": 0.1}
+
+
+bert_tiny = _make_builder("bert_tiny", "BERT with 2 layers of width 128 (2 heads); the CPU default for "
+                          "mlm/simcse/tsdae", _bert, _arch(128, 2, 2))
+bert_mini = _make_builder("bert_mini", "BERT with 4 layers of width 256 (4 heads)", _bert, _arch(256, 4, 4))
+bert_small = _make_builder("bert_small", "BERT with 4 layers of width 512 (8 heads)", _bert, _arch(512, 4, 8))
+gpt_tiny = _make_builder("gpt_tiny", "causal GPT-2 with 2 layers of width 128 (2 heads) for next-token "
+                         "prediction; mean-pooled", _gpt, _arch(128, 2, 2))
+gpt_mini = _make_builder("gpt_mini", "causal GPT-2 with 4 layers of width 256 (4 heads) for next-token "
+                         "prediction; mean-pooled", _gpt, _arch(256, 4, 4))

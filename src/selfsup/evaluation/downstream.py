@@ -1,0 +1,151 @@
+"""A loaded encoder's downstream evaluation, per modality: read the labeled files, turn them into the
+inputs the encoder takes, run the protocols and baselines.
+
+- images: a folder with one subfolder per class; inputs are uint8 images, resized and normalised on the
+  fly (light crop + flip augmentation while fine-tuning).
+- text: ``.tsv``/``.csv`` of ``label<TAB>text`` (or columns ``label``, ``text``), tokenized with the run's
+  tokenizer; baseline ``tfidf`` adds TF-IDF + logistic regression on the same label subsets (encoder
+  ``"tfidf"``, protocol ``"linear"``); protocol ``similarity`` scores sentence pairs
+  (``score<TAB>sentence1<TAB>sentence2``) by the Spearman correlation of embedding cosines with the gold
+  scores (metric ``spearman``; no labels, so ``label_fraction`` and ``n_labels`` are 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..encoders import Encoder, build_encoder
+from ..errors import SelfSupError
+from .label_efficiency import PROTOCOLS, EvalResult, run_label_efficiency
+from .subsets import class_balanced_subset
+
+BASELINES = ("scratch", "tfidf")
+TEXT_PROTOCOLS = (*PROTOCOLS, "similarity")
+
+
+class TokenBatch:
+    """Padded token ids [B, T] → the text encoder's input dict, trimmed to the batch's longest text."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, ids: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        mask = (ids != self.pad_token_id).long()
+        length = max(1, int(mask.sum(1).max()))
+        return {"input_ids": ids[:, :length], "attention_mask": mask[:, :length]}
+
+
+@dataclass
+class Labeled:
+    """Inputs the encoder takes (after ``transform``), integer labels, and the raw texts (text only)."""
+
+    inputs: Tensor
+    labels: Tensor
+    classes: list[str]
+    texts: list[str] | None = None
+
+
+def check_request(modality: str, protocols: list[str], baselines: list[str], train: str | Path | None) -> None:
+    """Fail early, in one line, on a protocol or baseline the modality does not have."""
+    valid = TEXT_PROTOCOLS if modality == "text" else PROTOCOLS
+    unknown = [p for p in protocols if p not in valid]
+    if unknown:
+        raise SelfSupError(f"--protocol {','.join(unknown)}: not available for {modality} data; use {', '.join(valid)}")
+    if "similarity" in protocols and len(protocols) > 1:
+        raise SelfSupError("--protocol similarity scores sentence pairs and cannot be mixed with "
+                           f"{','.join(p for p in protocols if p != 'similarity')}; run them separately")
+    for name in baselines:
+        if name not in BASELINES or (name == "tfidf" and modality != "text"):
+            fitting = "scratch, tfidf" if modality == "text" else "scratch"
+            raise SelfSupError(f"--baseline {name!r} is not available for {modality} data; use {fitting} or none")
+    if train is None and "similarity" not in protocols:
+        raise SelfSupError("--train LABELED is needed for knn, linear and finetune (only --protocol similarity "
+                           "works without it)")
+
+
+def _scratch(encoder: Encoder, seed: int) -> Encoder:
+    torch.manual_seed(seed)
+    return build_encoder(encoder.config)
+
+
+def _text_labeled(loaded, path: str | Path, classes: list[str] | None, encoding: str) -> Labeled:
+    from ..data.text import encode_texts, load_labeled_text
+
+    data = load_labeled_text(path, encoding=encoding, classes=classes)
+    return Labeled(encode_texts(data.texts, loaded.tokenizer, loaded.input_size), data.labels, data.classes, data.texts)
+
+
+def _image_labeled(loaded, path: str | Path, classes: list[str] | None) -> Labeled:
+    from ..data.images import load_labeled
+
+    data = load_labeled(path, loaded.input_size, classes=classes)
+    return Labeled(data.images, data.labels, data.classes)
+
+
+def _transforms(loaded) -> tuple[Callable, Callable]:
+    """(train_transform, eval_transform) for fine-tuning and feature extraction."""
+    if loaded.modality == "text":
+        batch = TokenBatch(loaded.encoder.spec.pad_token_id)
+        return batch, batch  # dropout is the fine-tuning noise
+    from ..pretext.views import eval_transform, light_augment
+
+    return light_augment(loaded.input_size, scale=(0.5, 1.0)), eval_transform(loaded.input_size)
+
+
+def evaluate_labeled(loaded, train: str | Path, test: str | Path, protocols: list[str], fractions: list[float],
+                     baselines: list[str], seed: int, device: str, encoding: str = "utf-8",
+                     finetune_steps: int | None = None, progress: Callable[[str], None] | None = None) -> list[EvalResult]:
+    """Label efficiency of ``loaded`` (and the baselines) on labeled train/test files."""
+    read = (lambda path, classes: _text_labeled(loaded, path, classes, encoding)) if loaded.modality == "text" \
+        else (lambda path, classes: _image_labeled(loaded, path, classes))
+    train_set = read(train, None)
+    test_set = read(test, train_set.classes)
+    encoders = {"pretrained": loaded.encoder}
+    if "scratch" in baselines:
+        encoders["scratch"] = _scratch(loaded.encoder, seed)
+    train_transform, eval_transform = _transforms(loaded)
+    results = run_label_efficiency(
+        encoders, train_set.inputs, train_set.labels, test_set.inputs, test_set.labels,
+        protocols=protocols, fractions=fractions, train_transform=train_transform, eval_transform=eval_transform,
+        seed=seed, device=device, finetune_kwargs={"steps": finetune_steps} if finetune_steps else None,
+        progress=progress,
+    )
+    if "tfidf" in baselines:
+        from .tfidf import tfidf_accuracy
+
+        for fraction in fractions:
+            idx = class_balanced_subset(train_set.labels, fraction, seed)  # the subsets the encoders saw
+            texts = [train_set.texts[i] for i in idx.tolist()]
+            value = tfidf_accuracy(texts, train_set.labels[idx], test_set.texts, test_set.labels, seed=seed)
+            results.append(EvalResult("linear", float(fraction), int(idx.numel()), "tfidf", "accuracy", value))
+    return results
+
+
+def evaluate_similarity(loaded, pairs: str | Path, baselines: list[str], seed: int, device: str,
+                        encoding: str = "utf-8") -> list[EvalResult]:
+    """Spearman correlation between the cosine similarity of the two sentences' embeddings and the gold
+    scores (the STS protocol of Reimers & Gurevych 2019 and Gao et al. 2021), for each encoder."""
+    from ..data.text import encode_texts, load_text_pairs
+    from .similarity import spearman, spearman_similarity
+
+    data = load_text_pairs(pairs, encoding=encoding)
+    first = encode_texts(data.first, loaded.tokenizer, loaded.input_size)
+    second = encode_texts(data.second, loaded.tokenizer, loaded.input_size)
+    transform = TokenBatch(loaded.encoder.spec.pad_token_id)
+    encoders = {"pretrained": loaded.encoder}
+    if "scratch" in baselines:
+        encoders["scratch"] = _scratch(loaded.encoder, seed)
+    results = [EvalResult("similarity", 0.0, 0, name, "spearman",
+                          spearman_similarity(encoder, first, second, data.scores, transform, device=device))
+               for name, encoder in encoders.items()]
+    if "tfidf" in baselines:
+        from .tfidf import tfidf_similarity
+
+        cosine = tfidf_similarity(data.first, data.second, fit_texts=data.first + data.second)
+        results.append(EvalResult("similarity", 0.0, 0, "tfidf", "spearman", spearman(cosine, data.scores)))
+    return results
