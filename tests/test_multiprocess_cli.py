@@ -39,3 +39,34 @@ def test_two_process_ddp_run_from_the_cli(image_folder: Path, tmp_path: Path, me
         step_rows = [row for row in csv.DictReader(file) if row.get("loss_step")]
     assert len(step_rows) == checkpoint["global_step"]  # rank 0 alone logs, once per step
     assert done.stdout.count("run folder:") == 1  # and only rank 0 speaks
+
+
+N_TEXTS = 60
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+@pytest.mark.parametrize("cache", ["memory", "stream"])
+def test_two_process_ddp_text_run_shares_one_tokenizer(tmp_path: Path, cache: str) -> None:
+    """Only the first process trains the tokenizer (its id order is not reproducible across processes); the
+    other waits for it. Both take the same number of steps: DistributedSampler halves the memory corpus, and
+    the stream gives every process the same count of batches."""
+    words = "the cat sat on a mat while dogs ran in parks near old red houses today".split()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(words[(i + j) % len(words)] for j in range(4 + i % 5))
+                                for i in range(N_TEXTS)) + "\n")
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "selfsup.cli", "pretrain", str(corpus), "--modality", "text",
+               "--method", "mlm", "--out", str(run), "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+               "--epochs", "2", "--batch-size", "6", "--vocab-size", "60", "--max-length", "16",
+               "--cache", cache, "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 2 * (N_TEXTS // (2 * 6))  # 5 steps per epoch on each process
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    from transformers import AutoTokenizer
+
+    assert config["encoder"]["vocab_size"] == len(AutoTokenizer.from_pretrained(run / "tokenizer"))
+    assert not (run / "tokenizer.tmp").exists()

@@ -27,6 +27,7 @@ from selfsup.train.data import (
     available_memory,
     cache_bytes,
     choose_cache,
+    load_image_data,
     load_train_data,
     stack_copy_major,
     train_loader,
@@ -220,7 +221,8 @@ def test_stream_pretraining_writes_a_checkpoint_and_finite_losses(folder, tmp_pa
 def method_and_data(folder: Path, name: str, encoder: str):
     config = resolve(RunConfig(data=DataConfig(path=str(folder), image_size=SIZE), method={"name": name},
                                encoder={"name": encoder}))
-    return build_method(config), config.data
+    sized = load_image_data(replace(config.data, cache="stream"))  # opens the files without decoding them
+    return build_method(config, sized), config.data
 
 
 @pytest.mark.parametrize(("name", "encoder"), [("simclr", "tiny_cnn"), ("rotation", "tiny_cnn"), ("mae", "vit_micro")])

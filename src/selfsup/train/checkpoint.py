@@ -58,7 +58,9 @@ class RunCheckpoint(pl.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self._loss_count:
-            mean = float(self._loss_sum) / self._loss_count
+            # every DDP process must take the same decision: saving runs collective barriers, and a process
+            # that skips one while another enters it leaves them waiting on each other
+            mean = float(trainer.strategy.reduce(self._loss_sum / self._loss_count, reduce_op="mean"))
             self._loss_sum, self._loss_count = None, 0
             if mean < self.best_loss:
                 self.best_loss = mean
