@@ -20,18 +20,16 @@ from ..runtime import resolve_precision, retain_freed_memory
 from ..types import Modality
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, load_checkpoint
 from .data import load_image_data
-from .sources import TrainData
 from .health import HealthMonitor
 from .logger import RunCSVLogger
 from .module import NonFiniteLossError, PretrainModule
+from .sources import TrainData
 
 log = logging.getLogger("selfsup")
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 PREPARED_FIRST = frozenset({"tokenizer", "tokenizer.tmp"})  # saved while the data is prepared, before config.yaml
-
-
 MODALITIES = tuple(m.value for m in Modality)
 
 
