@@ -61,3 +61,12 @@ def test_precision_auto_uses_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatc
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
     assert runtime.resolve_precision("auto", "cpu") == "bf16-mixed"
     assert runtime.resolve_precision("16-mixed") == "16-mixed"  # an explicit choice is kept
+
+
+def test_no_method_named_means_the_modality_default():
+    from selfsup.config import DataConfig, RunConfig
+    from selfsup.train.run import resolve
+
+    assert resolve(RunConfig()).method["name"] == "simclr"
+    text = resolve(RunConfig(data=DataConfig(modality="text")))
+    assert text.method["name"] == "mlm" and text.encoder["name"] == "bert_tiny"

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA", help="images: a folder (any depth; class folders ignored) or a .txt list of image paths; "
                                                 "text: a .txt file (one text per line), a folder of them, or a .jsonl/.csv/.tsv with a text field")
     p.add_argument("--modality", choices=["image", "text"], help="what DATA holds (default image)")
-    p.add_argument("--method", help="pretext method (see `selfsup methods`); default simclr (images)")
+    p.add_argument("--method", help="pretext method (see `selfsup methods`); default simclr for images, mlm for text")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder: config.yaml, checkpoints/, metrics.csv")
     p.add_argument("--encoder", help="backbone, e.g. tiny_cnn, resnet18, resnet18_cifar, vit_micro; bert_tiny, gpt_tiny (default: the method's)")
     p.add_argument("--epochs", type=int, help="passes over the data (default 100; total, across resumes)")

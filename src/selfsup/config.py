@@ -65,7 +65,7 @@ class TrainerConfig:
 @dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    method: dict[str, Any] = field(default_factory=lambda: {"name": "simclr"})
+    method: dict[str, Any] = field(default_factory=lambda: {"name": ""})  # "": the modality's default method
     encoder: dict[str, Any] = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

@@ -31,6 +31,7 @@ CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 PREPARED_FIRST = frozenset({"tokenizer", "tokenizer.tmp"})  # saved while the data is prepared, before config.yaml
 MODALITIES = tuple(m.value for m in Modality)
+DEFAULT_METHODS = {Modality.IMAGE: "simclr", Modality.TEXT: "mlm"}  # when no method is named
 
 
 def resolve(config: RunConfig) -> RunConfig:
@@ -38,7 +39,10 @@ def resolve(config: RunConfig) -> RunConfig:
     if config.data.modality not in MODALITIES:
         raise SelfSupError(f"data.modality={config.data.modality!r} is not a modality"
                            f"{did_you_mean(str(config.data.modality), MODALITIES)}; use one of {', '.join(MODALITIES)}")
-    info = get_method(config.method.get("name", ""), config.data.modality)
+    name = config.method.get("name") or DEFAULT_METHODS.get(Modality(config.data.modality))
+    if not name:
+        raise SelfSupError(f"--modality {config.data.modality}: no methods yet; use image or text")
+    info = get_method(name, config.data.modality)
     hparams = {k: v for k, v in config.method.items() if k != "name"}
     config.method = {"name": info.name, **asdict(info.cls.parse_hparams(hparams))}
     config.encoder = {"name": info.cls.default_encoder, **config.encoder}
