@@ -544,21 +544,14 @@ def dropout_views() -> Callable[..., dict[str, dict[str, Tensor]]]:
 
 def concat_views(first: Tensor | dict[str, Tensor], second: Tensor | dict[str, Tensor]) -> Tensor | dict[str, Tensor]:
     """Two batches of views as one (rows of ``first`` first), so one encoder pass sees both: image tensors
-    are concatenated; token batches (dicts of [B, T] tensors) key by key, right-padding the shorter with 0
-    (a padded position has attention mask 0)."""
+    are concatenated; token batches (dicts of [B, T] tensors) key by key, the shorter right-padded with 0
+    (the attention mask is 0 there, so the encoder ignores the padded ids)."""
     if isinstance(first, Tensor):
         return torch.cat([first, second])
     length = max(first["input_ids"].shape[1], second["input_ids"].shape[1])
-    pad_id = 0
-    out = {}
-    for key in first:
-        a, b = first[key], second[key]
-        if a.ndim >= 2 and key in ("input_ids", "attention_mask", "word_starts"):
-            fill = pad_id if key == "input_ids" else 0
-            a = torch.nn.functional.pad(a, (0, length - a.shape[1]), value=fill)
-            b = torch.nn.functional.pad(b, (0, length - b.shape[1]), value=fill)
-        out[key] = torch.cat([a, b])
-    return out
+    return {key: torch.cat([torch.nn.functional.pad(first[key], (0, length - first[key].shape[1])),
+                            torch.nn.functional.pad(second[key], (0, length - second[key].shape[1]))])
+            for key in first}
 
 
 def light_augment(size: int, scale: tuple[float, float] = (0.2, 1.0)) -> ImageAugment:

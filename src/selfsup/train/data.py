@@ -252,5 +252,5 @@ def load_image_data(data: DataConfig, progress: bool = True) -> TrainData:
     def make_loader(pretext: Pretext, batch_size: int, trainer: TrainerConfig, world_size: int) -> DataLoader:
         return train_loader(dataset, pretext, batch_size, trainer, data.strict)
 
-    return TrainData(dataset, len(dataset), data.image_size, {"image_size": data.image_size}, make_loader,
+    return TrainData(len(dataset), data.image_size, {"image_size": data.image_size}, make_loader,
                      pretext_in_loader=isinstance(dataset, ImageFileDataset), unit="images")

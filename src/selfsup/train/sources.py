@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from ..config import TrainerConfig
 from ..methods.base import Pretext
@@ -26,7 +26,6 @@ class TrainData:
     batches on the training device).
     """
 
-    dataset: Dataset
     num_samples: int
     input_size: int
     encoder_kwargs: dict[str, Any]

@@ -115,37 +115,36 @@ class TextStreamLoader(DataLoader):
                 raise SelfSupError(f"{self.dataset.files[0]}: the text stream yielded no batch; check DATA")
 
 
-def load_text_data(data: DataConfig, run_dir: Path, progress: bool = True, memory_budget: int | None = None) -> TrainData:
+def load_text_data(data: DataConfig, run_dir: Path, progress: bool = True) -> TrainData:
     """The unlabeled texts of ``data`` as :class:`TrainData`: tokenized in memory, or streamed."""
     files = find_text_files(data.path)
     if data.max_length < 8:
         raise SelfSupError(f"data.max_length={data.max_length} is too short; use at least 8 tokens (default 128)")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if next(iter_texts(files, data.encoding, data.text_field), None) is None:
+        raise SelfSupError(f"{data.path}: no text found (empty lines are skipped); point DATA at your text files")
     tokenizer = prepare_tokenizer(data, files, run_dir)
     spec = token_spec(tokenizer)
     need = text_bytes(files) // CHARS_PER_TOKEN * BYTES_PER_TOKEN
     what = f"the texts of {len(files)} file(s)"
-    mode = decide_cache(data.cache, need, what, "tokenized", memory_budget)
+    mode = decide_cache(data.cache, need, what, "tokenized")
     collate = TokenCollator(spec.pad_token_id)
     encoder_kwargs = {**spec.to_dict(), "max_length": data.max_length}
 
     if mode == "memory":
         corpus = TokenizedCorpus.build(iter_texts(files, data.encoding, data.text_field), tokenizer,
                                        data.max_length, progress=progress)
-        if len(corpus) == 0:
-            raise SelfSupError(f"{data.path}: no text found (empty lines are skipped); point DATA at your text files")
+        if len(corpus) == 0:  # every text tokenized to special tokens only
+            raise SelfSupError(f"{data.path}: no text left after tokenizing; check --encoding and the tokenizer")
 
         def memory_loader(pretext: Pretext, batch_size: int, trainer: TrainerConfig, world_size: int) -> DataLoader:
             workers = _workers(trainer)
             return DataLoader(corpus, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=collate,
                               num_workers=workers, persistent_workers=workers > 0)
 
-        return TrainData(corpus, len(corpus), data.max_length, encoder_kwargs, memory_loader, pretext_in_loader=False,
+        return TrainData(len(corpus), data.max_length, encoder_kwargs, memory_loader, pretext_in_loader=False,
                          unit="texts")
 
     count = sum(1 for _ in iter_texts(files, data.encoding, data.text_field))  # sizes epochs and the lr schedule
-    if count == 0:
-        raise SelfSupError(f"{data.path}: no text found (empty lines are skipped); point DATA at your text files")
     stream = TextStream(files, tokenizer, data.max_length, encoding=data.encoding, text_field=data.text_field)
 
     def stream_loader(pretext: Pretext, batch_size: int, trainer: TrainerConfig, world_size: int) -> DataLoader:
@@ -153,5 +152,5 @@ def load_text_data(data: DataConfig, run_dir: Path, progress: bool = True, memor
         return TextStreamLoader(stream, batches, batch_size=batch_size, drop_last=True, collate_fn=collate,
                                 num_workers=_workers(trainer))
 
-    return TrainData(stream, count, data.max_length, encoder_kwargs, stream_loader, pretext_in_loader=False,
+    return TrainData(count, data.max_length, encoder_kwargs, stream_loader, pretext_in_loader=False,
                      unit="texts")
