@@ -65,6 +65,6 @@ def test_registry_lists_and_rejects_with_suggestions(suggests):
         get_method("simclr", "text")
     message = str(info.value)
     assert "does not work on text data" in message
-    assert "supports: image" in message
+    assert "supports: audio, image" in message
     fitting = [i.name for i in list_methods("text")]
     assert f"Methods for text: {', '.join(fitting) or 'none yet'}" in message

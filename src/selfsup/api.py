@@ -36,6 +36,8 @@ def pretrain(
     tokenizer: str | None = None,
     vocab_size: int | None = None,
     max_length: int | None = None,
+    sample_rate: int | None = None,
+    clip_seconds: float | None = None,
     seed: int | None = None,
     precision: str | None = None,
     strict: bool | None = None,
@@ -68,7 +70,8 @@ def pretrain(
         "data.cache": cache, "trainer.accelerator": accelerator, "trainer.devices": devices,
         "trainer.num_nodes": num_nodes, "trainer.strategy": strategy, "trainer.num_workers": num_workers,
         "data.modality": modality, "data.encoding": encoding, "data.tokenizer": tokenizer,
-        "data.vocab_size": vocab_size, "data.max_length": max_length,
+        "data.vocab_size": vocab_size, "data.max_length": max_length, "data.sample_rate": sample_rate,
+        "data.clip_seconds": clip_seconds,
     }
     for key, value in flags.items():
         if value is not None:
@@ -111,7 +114,7 @@ def evaluate(
     """Label-efficiency evaluation of a run's encoder (and baselines) on labeled data.
 
     ``baseline``: ``"scratch"`` (the same architecture, randomly initialised), ``"tfidf"`` (text: TF-IDF +
-    logistic regression), several (``"scratch,tfidf"`` or a list), or None / ``"none"``. For text,
+    logistic regression), ``"mfcc"`` (audio: MFCC statistics + logistic regression), several (``"scratch,tfidf"`` or a list), or None / ``"none"``. For text,
     ``protocols=["similarity"]`` scores the sentence pairs in ``test`` (``train`` may be None).
     Writes ``json_path`` (default ``RUN/eval.json``) and ``RUN/plots/label_efficiency.png``;
     returns the list of :class:`selfsup.evaluation.EvalResult`.
@@ -142,8 +145,9 @@ def evaluate(
 
 def embed(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int = 256,
           device: str | None = None, strict: bool = False, encoding: str = "utf-8", text_field: str = "text") -> Path:
-    """Embeddings of every image under ``data`` (or every text of a text run: one per line / record) with the
-    run's encoder, to ``.npy`` or ``.parquet`` (with the path or text of each row)."""
+    """Embeddings of every image under ``data`` (every text of a text run: one per line / record; every recording
+    of an audio run, centre-cropped to the run's clip length) with the run's encoder, to ``.npy`` or ``.parquet``
+    (with the path or text of each row)."""
     from .artifacts import load as load_stored
     from .artifacts import write_embeddings
     from .evaluation import extract_features
@@ -158,6 +162,13 @@ def embed(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int
         feats = extract_features(loaded.encoder, ids, TokenBatch(loaded.encoder.spec.pad_token_id),
                                  batch_size=batch_size, device=_device(device))
         return write_embeddings(feats, texts, out, key="text")
+    if loaded.modality == "audio":
+        from .data.audio import unlabeled_waves
+        from .evaluation.downstream import WaveBatch
+
+        waves, paths = unlabeled_waves(data, loaded.encoder.sample_rate, loaded.input_size, strict=strict)
+        feats = extract_features(loaded.encoder, waves, WaveBatch(), batch_size=batch_size, device=_device(device))
+        return write_embeddings(feats, paths, out)
     from .data.images import load_unlabeled
     from .pretext.views import eval_transform
 
@@ -172,7 +183,8 @@ EXPORT_FORMATS = ("safetensors", "huggingface")
 
 def export(run: str | Path, out: str | Path, *, format: str = "safetensors") -> Path:
     """Write the run's encoder in ``format`` to the folder ``out``: ``safetensors`` (any encoder) or
-    ``huggingface`` (text encoders: ``transformers.AutoModel`` / ``AutoTokenizer.from_pretrained(out)``)."""
+    ``huggingface`` (text and audio encoders: ``transformers.AutoModel`` with ``AutoTokenizer`` /
+    ``AutoFeatureExtractor.from_pretrained(out)``)."""
     from .artifacts import export_huggingface, export_safetensors, load as load_stored
 
     if format not in EXPORT_FORMATS:

@@ -4,7 +4,8 @@ embeddings files.
 An export folder holds ``model.safetensors`` (the encoder's weights), ``selfsup.json`` (the encoder
 config and how inputs are prepared) and, for text, the tokenizer (Hugging Face files). A
 ``huggingface`` export is also a folder that ``transformers.AutoModel.from_pretrained`` and
-``AutoTokenizer.from_pretrained`` load (``config.json`` + the model's own weight names). ``load``
+``AutoTokenizer.from_pretrained`` load (``config.json`` + the model's own weight names; audio adds ``preprocessor_config.json`` for
+``AutoFeatureExtractor``). ``load``
 rebuilds the encoder from a run folder or either export without unpickling anything.
 """
 
@@ -50,8 +51,12 @@ class LoadedEncoder:
 
 
 def _input_size(data: dict[str, Any]) -> int:
-    """What the method was built with: tokens per text, or the image side."""
-    return int(data["max_length"]) if data.get("modality") == "text" else int(data["image_size"])
+    """What the method was built with: tokens per text, samples per audio clip, or the image side."""
+    if data.get("modality") == "text":
+        return int(data["max_length"])
+    if data.get("modality") == "audio":
+        return int(round(float(data["clip_seconds"]) * int(data["sample_rate"])))
+    return int(data["image_size"])
 
 
 def _tokenizer(folder: Path, modality: str):
@@ -84,7 +89,10 @@ def _from_export(folder: Path) -> LoadedEncoder:
     encoder = build_encoder(meta["encoder"])
     weights = load_file(str(folder / WEIGHTS_FILE))
     if meta.get("format") == "huggingface":  # the transformers model's own weight names
-        encoder.hf_model.load_state_dict(weights)
+        missing, unexpected = encoder.hf_model.load_state_dict(weights, strict=False)
+        if unexpected or set(missing) - {"masked_spec_embed"}:  # an audio export leaves out the mask vector
+            raise SelfSupError(f"{folder}: weights do not match the encoder in {META_FILE} "
+                               f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}); re-export the run")
     else:
         encoder.load_state_dict(weights)
     tokenizer = _tokenizer(folder, meta["modality"])
@@ -115,9 +123,10 @@ def export_safetensors(loaded: LoadedEncoder, out: str | Path) -> Path:
 
 
 def export_huggingface(loaded: LoadedEncoder, out: str | Path) -> Path:
-    """A folder that ``transformers.AutoModel.from_pretrained(out)`` and ``AutoTokenizer.from_pretrained(out)``
-    load offline (text encoders); mean-pool ``last_hidden_state`` over the attention mask for selfsup's
-    embedding. ``selfsup.json`` lets selfsup load it back too."""
+    """A folder that ``transformers.AutoModel.from_pretrained(out)`` loads offline, with
+    ``AutoTokenizer.from_pretrained(out)`` (text) or ``AutoFeatureExtractor.from_pretrained(out)`` (audio);
+    mean-pool ``last_hidden_state`` over the (frame) attention mask for selfsup's embedding. ``selfsup.json``
+    lets selfsup load it back too."""
     save = getattr(loaded.encoder, "save_pretrained", None)
     if save is None:
         raise SelfSupError(f"--format huggingface needs a transformers encoder; {loaded.encoder.config.get('name')!r} "

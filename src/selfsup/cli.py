@@ -35,11 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="pretrain an encoder on unlabeled data (resumes an existing RUN_DIR)")
     p.add_argument("data", metavar="DATA", help="images: a folder (any depth; class folders ignored) or a .txt list of image paths; "
-                                                "text: a .txt file (one text per line), a folder of them, or a .jsonl/.csv/.tsv with a text field")
-    p.add_argument("--modality", choices=["image", "text"], help="what DATA holds (default image)")
-    p.add_argument("--method", help="pretext method (see `selfsup methods`); default simclr for images, mlm for text")
+                                                "text: a .txt file (one text per line), a folder of them, or a .jsonl/.csv/.tsv with a text field; "
+                                                "audio: a folder of wav/flac/ogg/mp3 files (any depth) or a .txt list of them")
+    p.add_argument("--modality", choices=["image", "text", "audio"], help="what DATA holds (default image)")
+    p.add_argument("--method", help="pretext method (see `selfsup methods`); default simclr for images, mlm for text, "
+                                    "wav2vec2 for audio")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder: config.yaml, checkpoints/, metrics.csv")
-    p.add_argument("--encoder", help="backbone, e.g. tiny_cnn, resnet18, resnet18_cifar, vit_micro; bert_tiny, gpt_tiny (default: the method's)")
+    p.add_argument("--encoder", help="backbone, e.g. tiny_cnn, resnet18, resnet18_cifar, vit_micro; bert_tiny, gpt_tiny; wav2vec2_tiny (default: the method's)")
     p.add_argument("--epochs", type=int, help="passes over the data (default 100; total, across resumes)")
     p.add_argument("--max-minutes", type=float, help="stop after this much training time in all, across resumes (a checkpoint is kept)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps in all, across resumes")
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", help="text: wordpiece (default) or bpe, trained on DATA; or a tokenizer folder (Hugging Face files)")
     p.add_argument("--vocab-size", type=int, help="text: vocabulary of a trained tokenizer (default 8000)")
     p.add_argument("--max-length", type=int, help="text: tokens per text, longer ones are truncated (default 128)")
+    p.add_argument("--sample-rate", type=int, help="audio: recordings are resampled to this rate in Hz (default 16000)")
+    p.add_argument("--clip-seconds", type=float, help="audio: random training crops of at most this length (default 2.0)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--precision", help="Lightning precision: auto (default: bf16-mixed on GPUs and on CPUs with native bf16, "
                                                   "else 32-true), 32-true, bf16-mixed, 16-mixed")
@@ -68,15 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="label-efficiency evaluation: pretrained vs scratch at label fractions")
     e.add_argument("run", metavar="RUN_DIR")
-    e.add_argument("--train", metavar="LABELED", help="images: a folder with one subfolder per class; "
-                                                      "text: .tsv/.csv of label<TAB>text (or columns label,text)")
+    e.add_argument("--train", metavar="LABELED", help="images, audio: a folder with one subfolder per class; "
+                                                      "text: .tsv/.csv of label<TAB>text (or columns label,text); "
+                                                      "audio also: a .csv/.tsv with columns path,label")
     e.add_argument("--test", required=True, metavar="LABELED",
                    help="as --train; for --protocol similarity a .tsv of score<TAB>sentence1<TAB>sentence2")
     e.add_argument("--protocol", type=_names, default=["knn", "linear", "finetune"],
                    help="comma list of knn, linear, finetune; or similarity (text: Spearman of cosine similarities)")
     e.add_argument("--label-fractions", type=_floats, default=[0.01, 0.1, 1.0], help="comma list, e.g. 0.01,0.1,1.0")
     e.add_argument("--baseline", default="scratch",
-                   help="comma list: scratch (same model, random init), tfidf (text: TF-IDF + logistic regression), or none")
+                   help="comma list: scratch (same model, random init), tfidf (text: TF-IDF + logistic regression), "
+                        "mfcc (audio: MFCC statistics + logistic regression), or none")
     e.add_argument("--encoding", default="utf-8", help="text files' encoding (default utf-8)")
     e.add_argument("--json", metavar="OUT.json", help="where to write the results (default RUN_DIR/eval.json)")
     e.add_argument("--seed", type=int, default=0)
@@ -96,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="export a run's encoder")
     x.add_argument("run", metavar="RUN_DIR")
     x.add_argument("--format", default="safetensors", choices=["safetensors", "huggingface"],
-                   help="safetensors (any encoder) or huggingface (text: a folder AutoModel/AutoTokenizer load)")
+                   help="safetensors (any encoder) or huggingface (text and audio: a folder AutoModel and "
+                        "AutoTokenizer / AutoFeatureExtractor load)")
     x.add_argument("--out", required=True, metavar="DIR")
 
     d = sub.add_parser("demo", help="pretrain + label-efficiency evaluation on scikit-learn's handwritten digits (a few minutes on a CPU)")
@@ -128,6 +135,7 @@ def _run(args: argparse.Namespace) -> None:
             max_minutes=args.max_minutes, max_steps=args.max_steps,
             batch_size=args.batch_size, image_size=args.image_size, modality=args.modality, encoding=args.encoding,
             tokenizer=args.tokenizer, vocab_size=args.vocab_size, max_length=args.max_length,
+            sample_rate=args.sample_rate, clip_seconds=args.clip_seconds,
             seed=args.seed, precision=args.precision,
             strict=args.strict, cache=args.cache, accelerator=args.accelerator, devices=args.devices,
             num_nodes=args.num_nodes, strategy=args.strategy, num_workers=args.num_workers,

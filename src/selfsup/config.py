@@ -31,6 +31,10 @@ class DataConfig:
     vocab_size: int = 8000  # of a trained tokenizer
     lowercase: bool = True  # a trained tokenizer lowercases (and strips accents for wordpiece)
     max_length: int = 128  # tokens per text (longer texts are truncated)
+    # audio
+    sample_rate: int = 16000  # every recording is resampled to this rate (Hz) and mixed down to mono
+    clip_seconds: float = 2.0  # training crops (random) and evaluation clips (centre) are at most this long
+    max_seconds: float = 60.0  # longer recordings are centre-cropped to this when read
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..registry import get_encoder_builder
-from . import image, text  # noqa: F401  (registers the image and text encoders)
+from . import audio, image, text  # noqa: F401  (registers the audio, image and text encoders)
 from .base import Encoder
 
 

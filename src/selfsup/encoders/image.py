@@ -74,7 +74,24 @@ class ViTEncoder(Encoder):
 
     def forward(self, inputs: torch.Tensor, keep_idx: torch.Tensor | None = None,
                 token_mask: torch.Tensor | None = None, mask_token: torch.Tensor | None = None) -> torch.Tensor:
-        """``inputs`` [B, C, H, W] (H, W multiples of the patch size) -> tokens [B, 1 + N, D].
+        """``inputs`` [B, C, H, W] -> tokens [B, 1 + N, D] after the blocks and the final norm; the masking
+        arguments are :meth:`embedded`'s."""
+        m = self.model
+        return m.norm(m.blocks(self.embedded(inputs, keep_idx, token_mask, mask_token)))
+
+    def layer_outputs(self, inputs: torch.Tensor, token_mask: torch.Tensor | None = None,
+                      mask_token: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The tokens [B, 1 + N, D] after each block, first to last (data2vec's targets)."""
+        x, outputs = self.embedded(inputs, token_mask=token_mask, mask_token=mask_token), []
+        for block in self.model.blocks:
+            x = block(x)
+            outputs.append(x)
+        return outputs
+
+    def embedded(self, inputs: torch.Tensor, keep_idx: torch.Tensor | None = None,
+                 token_mask: torch.Tensor | None = None, mask_token: torch.Tensor | None = None) -> torch.Tensor:
+        """``inputs`` [B, C, H, W] (H, W multiples of the patch size) -> the tokens [B, 1 + N, D] that enter the
+        blocks (patch + position embeddings, class token first).
 
         ``keep_idx`` [B, K]: keep only these patches (MAE, He et al. 2022) -> [B, 1 + K, D].
         ``token_mask`` [B, N] (True = masked) with ``mask_token`` [D] (or broadcastable, e.g.
@@ -94,8 +111,7 @@ class ViTEncoder(Encoder):
             x = torch.gather(x, 1, keep_idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         cls = m.cls_token + pos[:, :1, :]
         x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
-        x = m.blocks(m.norm_pre(x))
-        return m.norm(x)
+        return m.norm_pre(x)
 
     def pool(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return tokens[:, 0]

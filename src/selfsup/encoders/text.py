@@ -81,6 +81,14 @@ class TextEncoder(Encoder):
             kwargs["use_cache"] = False
         return self.hf_model(**kwargs).last_hidden_state
 
+    def layer_outputs(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The hidden states [B, T, D] after each transformer layer, first to last (data2vec's targets)."""
+        kwargs: dict[str, Any] = {"input_ids": inputs["input_ids"], "attention_mask": inputs.get("attention_mask"),
+                                  "output_hidden_states": True}
+        if self.causal:
+            kwargs["use_cache"] = False
+        return list(self.hf_model(**kwargs).hidden_states[1:])
+
     def pool(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Mean over real tokens (``mask == 1``), or the first ([CLS]) token when built with pool="cls"."""
         if self.pool_mode == "cls":

@@ -8,6 +8,11 @@ inputs the encoder takes, run the protocols and baselines.
   ``"tfidf"``, protocol ``"linear"``); protocol ``similarity`` scores sentence pairs
   (``score<TAB>sentence1<TAB>sentence2``) by the Spearman correlation of embedding cosines with the gold
   scores (metric ``spearman``; no labels, so ``label_fraction`` and ``n_labels`` are 0).
+- audio: a folder with one subfolder per class, or a ``.csv``/``.tsv`` with columns ``path`` and ``label``;
+  recordings are read at the encoder's sample rate, centre-cropped to the run's clip length and held
+  NaN-padded (:class:`WaveBatch` turns a batch into the encoder's input); fine-tuning adds light noise;
+  baseline ``mfcc`` adds MFCC statistics + logistic regression on the same label subsets (encoder
+  ``"mfcc"``, protocol ``"linear"``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from ..errors import SelfSupError
 from .label_efficiency import PROTOCOLS, EvalResult, run_label_efficiency
 from .subsets import class_balanced_subset
 
-BASELINES = ("scratch", "tfidf")
+BASELINES = {"image": ("scratch",), "text": ("scratch", "tfidf"), "audio": ("scratch", "mfcc")}
 TEXT_PROTOCOLS = (*PROTOCOLS, "similarity")
 
 
@@ -38,6 +43,24 @@ class TokenBatch:
         mask = (ids != self.pad_token_id).long()
         length = max(1, int(mask.sum(1).max()))
         return {"input_ids": ids[:, :length], "attention_mask": mask[:, :length]}
+
+
+class WaveBatch:
+    """NaN-padded waveforms [B, L] → the audio encoder's input dict, trimmed to the batch's longest clip;
+    with ``noise`` (fine-tuning), white noise at 20-40 dB SNR."""
+
+    def __init__(self, noise: bool = False) -> None:
+        self.noise = noise
+
+    def __call__(self, waves: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        mask = (~torch.isnan(waves)).long()
+        length = max(1, int(mask.sum(1).max()))
+        waves, mask = torch.nan_to_num(waves[:, :length], nan=0.0), mask[:, :length]
+        if self.noise:
+            from ..pretext.audio import add_noise
+
+            waves = add_noise(waves, mask, min_snr_db=20.0, max_snr_db=40.0, generator=generator)
+        return {"input_values": waves, "attention_mask": mask}
 
 
 @dataclass
@@ -59,10 +82,10 @@ def check_request(modality: str, protocols: list[str], baselines: list[str], tra
     if "similarity" in protocols and len(protocols) > 1:
         raise SelfSupError("--protocol similarity scores sentence pairs and cannot be mixed with "
                            f"{','.join(p for p in protocols if p != 'similarity')}; run them separately")
+    fitting = BASELINES.get(modality, ("scratch",))
     for name in baselines:
-        if name not in BASELINES or (name == "tfidf" and modality != "text"):
-            fitting = "scratch, tfidf" if modality == "text" else "scratch"
-            raise SelfSupError(f"--baseline {name!r} is not available for {modality} data; use {fitting} or none")
+        if name not in fitting:
+            raise SelfSupError(f"--baseline {name!r} is not available for {modality} data; use {', '.join(fitting)} or none")
     if train is None and "similarity" not in protocols:
         raise SelfSupError("--train LABELED is needed for knn, linear and finetune (only --protocol similarity "
                            "works without it)")
@@ -87,8 +110,18 @@ def _image_labeled(loaded, path: str | Path, classes: list[str] | None) -> Label
     return Labeled(data.images, data.labels, data.classes)
 
 
+def _audio_labeled(loaded, path: str | Path, classes: list[str] | None) -> Labeled:
+    from ..data.audio import load_labeled_audio
+
+    data = load_labeled_audio(path, loaded.encoder.sample_rate, loaded.input_size, classes=classes)
+    order = torch.argsort((~torch.isnan(data.waves)).sum(1))  # batches of similar lengths waste less on padding
+    return Labeled(data.waves[order], data.labels[order], data.classes)
+
+
 def _transforms(loaded) -> tuple[Callable, Callable]:
     """(train_transform, eval_transform) for fine-tuning and feature extraction."""
+    if loaded.modality == "audio":
+        return WaveBatch(noise=True), WaveBatch()
     if loaded.modality == "text":
         batch = TokenBatch(loaded.encoder.spec.pad_token_id)
         return batch, batch  # dropout is the fine-tuning noise
@@ -101,8 +134,9 @@ def evaluate_labeled(loaded, train: str | Path, test: str | Path, protocols: lis
                      baselines: list[str], seed: int, device: str, encoding: str = "utf-8",
                      finetune_steps: int | None = None, progress: Callable[[str], None] | None = None) -> list[EvalResult]:
     """Label efficiency of ``loaded`` (and the baselines) on labeled train/test files."""
-    read = (lambda path, classes: _text_labeled(loaded, path, classes, encoding)) if loaded.modality == "text" \
-        else (lambda path, classes: _image_labeled(loaded, path, classes))
+    readers = {"text": lambda path, classes: _text_labeled(loaded, path, classes, encoding),
+               "audio": lambda path, classes: _audio_labeled(loaded, path, classes)}
+    read = readers.get(loaded.modality, lambda path, classes: _image_labeled(loaded, path, classes))
     train_set = read(train, None)
     test_set = read(test, train_set.classes)
     encoders = {"pretrained": loaded.encoder}
@@ -123,6 +157,16 @@ def evaluate_labeled(loaded, train: str | Path, test: str | Path, protocols: lis
             texts = [train_set.texts[i] for i in idx.tolist()]
             value = tfidf_accuracy(texts, train_set.labels[idx], test_set.texts, test_set.labels, seed=seed)
             results.append(EvalResult("linear", float(fraction), int(idx.numel()), "tfidf", "accuracy", value))
+    if "mfcc" in baselines:
+        from .linear import linear_probe_accuracy
+        from .mfcc_baseline import mfcc_statistics
+
+        sample_rate = loaded.encoder.sample_rate
+        train_feats, test_feats = mfcc_statistics(train_set.inputs, sample_rate), mfcc_statistics(test_set.inputs, sample_rate)
+        for fraction in fractions:
+            idx = class_balanced_subset(train_set.labels, fraction, seed)  # the subsets the encoders saw
+            value = linear_probe_accuracy(train_feats[idx], train_set.labels[idx], test_feats, test_set.labels, seed=seed)
+            results.append(EvalResult("linear", float(fraction), int(idx.numel()), "mfcc", "accuracy", value))
     return results
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -15,6 +15,10 @@ from ..types import Family, LossOutput, Modality
 
 Pretext = Callable[[torch.Tensor, "torch.Generator | None"], dict[str, torch.Tensor]]
 """Turns a raw batch (uint8 images [B, C, H, W] on the training device) into inputs + pseudo-labels."""
+
+Examples = Callable[[int, int], Iterator[Any]]
+"""``(count, seed) -> batches of up to count raw samples chosen by seed``, the same in every process: what a
+method with a ``prepare(examples, device)`` step fits to before training (HuBERT's k-means)."""
 
 
 @dataclass
@@ -34,6 +38,7 @@ class Method(nn.Module):
     modalities: ClassVar[frozenset[Modality]]
     paper: ClassVar[str]
     default_encoder: ClassVar[str] = "tiny_cnn"
+    default_encoders: ClassVar[dict[Modality, str]] = {}  # per modality, for methods that run on several
     optim_defaults: ClassVar[dict[str, float]] = {"lr": 1e-3, "weight_decay": 1e-4}
     Hparams: ClassVar[type[Hparams]] = Hparams
 
@@ -42,6 +47,11 @@ class Method(nn.Module):
         self.encoder = encoder
         self.input_size = input_size
         self.hp = self.parse_hparams(hparams)
+
+    @classmethod
+    def encoder_for(cls, modality: Modality | str) -> str:
+        """The encoder the method trains on ``modality`` when none is named."""
+        return cls.default_encoders.get(Modality(modality), cls.default_encoder)
 
     @classmethod
     def parse_hparams(cls, values: dict[str, Any]) -> Hparams:

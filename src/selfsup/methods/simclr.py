@@ -7,7 +7,9 @@ Pseudo-code (paper Algorithm 1):
     loss = NT-Xent(z1, z2, t)               # the other 2N-2 views in the batch are negatives
 Defaults follow the CIFAR-10 recipe of the paper's appendix B.9: temperature 0.5, 128-d projection,
 colour-jitter strength 0.5, no blur for 32 px images. The method is modality-generic: the modality
-supplies the views (image augmentations; for text, dropout views, see :class:`SimCSE`).
+supplies the views (image augmentations; for text, dropout views, see :class:`SimCSE`; for audio, two
+random crops of each recording with random gain and noise, the positives of COLA, Saeed et al. 2021,
+"Contrastive Learning of General-Purpose Audio Representations", ICASSP).
 
 SimCSE — Gao, Yao, Chen 2021, "SimCSE: Simple Contrastive Learning of Sentence Embeddings" (EMNLP),
 unsupervised: the same recipe on sentences, where the positive pair is one sentence encoded twice with
@@ -22,6 +24,7 @@ import torch
 
 from ..heads import MLP
 from ..losses import info_nce
+from ..pretext.audio import audio_views
 from ..pretext.views import concat_views, dropout_views, simclr_augment, two_views
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
@@ -41,7 +44,8 @@ class SimCLRHparams(Hparams):
 class SimCLR(Method):
     name = "simclr"
     family = Family.CONTRASTIVE
-    modalities = frozenset({Modality.IMAGE})
+    modalities = frozenset({Modality.IMAGE, Modality.AUDIO})
+    default_encoders = {Modality.AUDIO: "wav2vec2_tiny"}
     paper = "Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations (ICML)"
     optim_defaults = {"lr": 2e-3, "weight_decay": 1e-4}
     Hparams = SimCLRHparams
@@ -53,6 +57,8 @@ class SimCLR(Method):
     def pretext(self, modality: Modality) -> Pretext:
         if modality is Modality.TEXT:
             return dropout_views()
+        if modality is Modality.AUDIO:
+            return audio_views(self.input_size)
         augment = simclr_augment(self.input_size, crop_scale=(self.hp.crop_min_scale, 1.0), flip_p=self.hp.flip_p)
         return two_views(augment, augment)
 

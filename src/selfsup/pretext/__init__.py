@@ -1,8 +1,27 @@
 """Pretext data operations (pure tensor ops): image views, patch masking, rotations, jigsaw puzzles,
-multi-crop views, clustering pseudo-labels; token masking, deletion and next-token targets."""
+multi-crop views, clustering pseudo-labels; token masking, deletion and next-token targets; waveform
+crops, gain, noise, speed changes, log-mel / MFCC features and frame-span masks."""
+
+from selfsup.pretext.audio import (
+    SPEED_FACTORS,
+    add_noise,
+    audio_views,
+    change_speed,
+    log_mel,
+    mfcc,
+    random_crops,
+    random_gain,
+)
 
 from selfsup.pretext.clusters import assign, kmeans, sinkhorn
-from selfsup.pretext.masking import PatchMask, gather_tokens, num_visible, random_block_mask, random_patch_mask
+from selfsup.pretext.masking import (
+    PatchMask,
+    gather_tokens,
+    num_visible,
+    random_block_mask,
+    random_patch_mask,
+    span_mask,
+)
 from selfsup.pretext.multicrop import MultiCrop, dino_multicrop, local_crop_size, split_crops, swav_multicrop
 from selfsup.pretext.tokens import causal_lm_targets, delete_tokens, mlm_mask
 from selfsup.pretext.transforms import (
@@ -31,15 +50,13 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "NUM_ROTATIONS",
-    "AugmentConfig",
-    "AugmentParams",
-    "EvalTransform",
-    "ImageAugment",
-    "MultiCrop",
-    "PatchMask",
+    "SPEED_FACTORS",
+    "add_noise",
     "assign",
+    "audio_views",
     "byol_augments",
     "causal_lm_targets",
+    "change_speed",
     "delete_tokens",
     "dino_multicrop",
     "eval_transform",
@@ -49,16 +66,27 @@ __all__ = [
     "kmeans",
     "light_augment",
     "local_crop_size",
+    "log_mel",
+    "mfcc",
     "min_hamming_distance",
     "mlm_mask",
     "normalize",
     "num_visible",
     "random_block_mask",
+    "random_crops",
+    "random_gain",
     "random_patch_mask",
     "rotate_all",
     "rotate_random",
     "simclr_augment",
     "sinkhorn",
+    "span_mask",
     "split_crops",
     "swav_multicrop",
+    "AugmentConfig",
+    "AugmentParams",
+    "EvalTransform",
+    "ImageAugment",
+    "MultiCrop",
+    "PatchMask",
 ]

@@ -1,7 +1,8 @@
 """Per-sample random patch masking, as in MAE (He et al. 2022, "Masked Autoencoders Are
 Scalable Vision Learners"): each sample shuffles its patches with its own random noise, keeps
 the first K, and hides the rest; and SimMIM's masking of larger square blocks of patches (Xie et
-al. 2022, "SimMIM: A Simple Framework for Masked Image Modeling")."""
+al. 2022, "SimMIM: A Simple Framework for Masked Image Modeling"); and spans of frames for audio
+(:func:`span_mask`, wav2vec 2.0)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["PatchMask", "gather_tokens", "num_visible", "random_block_mask", "random_patch_mask"]
+__all__ = ["PatchMask", "gather_tokens", "num_visible", "random_block_mask", "random_patch_mask", "span_mask"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +119,29 @@ def gather_tokens(tokens: Tensor, idx: Tensor) -> Tensor:
             f"expected tokens [B, N, D] and idx [B, K], got {tuple(tokens.shape)} and {tuple(idx.shape)}"
         )
     return torch.gather(tokens, 1, idx.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+
+def span_mask(frame_mask: Tensor, mask_prob: float, span: int, min_spans: int = 2) -> Tensor:
+    """Masked spans of frames (wav2vec 2.0, Baevski et al. 2020, §3.1; HuBERT; data2vec): about
+    ``mask_prob * T / span`` start frames per clip, each masking the ``span`` frames that follow, within the
+    clip's real frames (``frame_mask`` [B, T], 1 = real); at least ``min_spans`` spans where the clip allows.
+    A clip shorter than a span gets none, unless no clip of the batch is long enough: then the spans shrink
+    to the shortest clip, so a batch always has masked frames.
+
+    transformers' ``_compute_mask_indices`` draws the spans (with NumPy's global RNG, which the engine
+    seeds); returns a bool tensor [B, T] on ``frame_mask``'s device.
+    """
+    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
+
+    if not 0.0 < mask_prob <= 1.0 or span < 1:
+        raise ValueError(f"span_mask needs 0 < mask_prob <= 1 and span >= 1, got {mask_prob} and {span}")
+    batch, frames = frame_mask.shape
+    lengths = frame_mask.sum(1)
+    chosen = torch.zeros(batch, frames, dtype=torch.bool)
+    for length in (min(span, frames), int(lengths.min())):  # a batch of clips all shorter than a span: shorter spans
+        chosen = torch.from_numpy(_compute_mask_indices((batch, frames), mask_prob=mask_prob, mask_length=max(1, length),
+                                                        attention_mask=frame_mask.long().cpu(), min_masks=min_spans))
+        chosen &= frame_mask.bool().cpu()
+        if chosen.any():
+            break
+    return chosen.to(frame_mask.device)

@@ -544,11 +544,11 @@ def dropout_views() -> Callable[..., dict[str, dict[str, Tensor]]]:
 
 def concat_views(first: Tensor | dict[str, Tensor], second: Tensor | dict[str, Tensor]) -> Tensor | dict[str, Tensor]:
     """Two batches of views as one (rows of ``first`` first), so one encoder pass sees both: image tensors
-    are concatenated; token batches (dicts of [B, T] tensors) key by key, the shorter right-padded with 0
-    (the attention mask is 0 there, so the encoder ignores the padded ids)."""
+    are concatenated; token and waveform batches (dicts of [B, T] tensors) key by key, the shorter right-padded
+    with 0 (the attention mask is 0 there, so the encoder ignores the padding)."""
     if isinstance(first, Tensor):
         return torch.cat([first, second])
-    length = max(first["input_ids"].shape[1], second["input_ids"].shape[1])
+    length = max(max(v.shape[1] for v in first.values()), max(v.shape[1] for v in second.values()))
     return {key: torch.cat([torch.nn.functional.pad(first[key], (0, length - first[key].shape[1])),
                             torch.nn.functional.pad(second[key], (0, length - second[key].shape[1]))])
             for key in first}

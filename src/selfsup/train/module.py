@@ -63,7 +63,8 @@ class PretrainModule(pl.LightningModule):
         if self._any_process_failed(not bool(torch.isfinite(out.loss))):
             raise NonFiniteLossError(f"loss became {out.loss.item()} at step {self.global_step}")
         now = time.perf_counter()
-        samples = getattr(self.trainer.train_dataloader, "batch_size", None)
+        loader = self.trainer.train_dataloader
+        samples = getattr(loader, "batch_size", None) or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
         if self._last_time is not None and samples:
             self.log("samples_per_s", samples / max(now - self._last_time, 1e-9), prog_bar=True, on_step=True)
         self._last_time = now

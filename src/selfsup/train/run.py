@@ -31,7 +31,7 @@ CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 PREPARED_FIRST = frozenset({"tokenizer", "tokenizer.tmp"})  # saved while the data is prepared, before config.yaml
 MODALITIES = tuple(m.value for m in Modality)
-DEFAULT_METHODS = {Modality.IMAGE: "simclr", Modality.TEXT: "mlm"}  # when no method is named
+DEFAULT_METHODS = {Modality.IMAGE: "simclr", Modality.TEXT: "mlm", Modality.AUDIO: "wav2vec2"}  # when no method is named
 
 
 def resolve(config: RunConfig) -> RunConfig:
@@ -41,11 +41,11 @@ def resolve(config: RunConfig) -> RunConfig:
                            f"{did_you_mean(str(config.data.modality), MODALITIES)}; use one of {', '.join(MODALITIES)}")
     name = config.method.get("name") or DEFAULT_METHODS.get(Modality(config.data.modality))
     if not name:
-        raise SelfSupError(f"--modality {config.data.modality}: no methods yet; use image or text")
+        raise SelfSupError(f"--modality {config.data.modality}: no methods yet; use image, text or audio")
     info = get_method(name, config.data.modality)
     hparams = {k: v for k, v in config.method.items() if k != "name"}
     config.method = {"name": info.name, **asdict(info.cls.parse_hparams(hparams))}
-    config.encoder = {"name": info.cls.default_encoder, **config.encoder}
+    config.encoder = {"name": info.cls.encoder_for(config.data.modality), **config.encoder}
     get_encoder_builder(config.encoder["name"])  # fail on a typo before any data is read
     return config
 
@@ -89,12 +89,21 @@ def load_data(config: RunConfig, run_dir: Path) -> TrainData:
         from .text_data import load_text_data
 
         return load_text_data(config.data, run_dir, progress=progress)
-    raise SelfSupError(f"--modality {modality.value}: no data reader yet; use image or text")
+    if modality is Modality.AUDIO:
+        from .audio_data import load_audio_data
+
+        return load_audio_data(config.data, progress=progress)
+    raise SelfSupError(f"--modality {modality.value}: no data reader yet; use image, text or audio")
 
 
 def _devices(devices: str | int) -> str | int:
     """``"4"`` (from the CLI or YAML) means four devices; ``"0,1"`` and ``"auto"`` pass through to Lightning."""
     return int(devices) if isinstance(devices, str) and devices.strip().isdigit() else devices
+
+
+def _fit_device(accelerator: str) -> str:
+    """Where a method fits its targets before training (k-means): the GPU when training will use one."""
+    return "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
 
 
 def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
@@ -118,6 +127,12 @@ def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
     if batch_size < 2:
         raise SelfSupError(f"{config.data.path}: only {data.num_samples} {data.unit}; self-supervised training needs at least 2")
 
+    prepare = getattr(method, "prepare", None)
+    if prepare is not None and not resume:  # fitted once; a resumed run restores the fit from its checkpoint
+        if data.examples is None:
+            raise SelfSupError(f"method {config.method['name']!r} fits targets to the data, which "
+                               f"{config.data.modality} data does not offer yet")
+        prepare(data.examples, _fit_device(tc.accelerator))
     tc.precision = resolve_precision(tc.precision, tc.accelerator)  # resolved, for config.yaml
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = RunCheckpoint(run_dir / CHECKPOINT_DIR, tc.checkpoint_every)

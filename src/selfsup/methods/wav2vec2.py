@@ -1,0 +1,106 @@
+"""wav2vec 2.0 — Baevski, Zhou, Mohamed, Auli 2020, "wav2vec 2.0: A Framework for Self-Supervised
+Learning of Speech Representations" (NeurIPS).
+
+Pseudo-code (paper §3):
+    z = feature_encoder(waveform)                  # one latent frame per 20 ms
+    q = gumbel_quantize(z)                         # G codebooks of V entries, product quantisation
+    mask spans: p = 0.065 of the frames start a span of M = 10 masked frames (mask_prob 0.65 here)
+    c = transformer(z with masked frames replaced by a learned vector)
+    L_m = -log exp(sim(c_t, q_t)/k) / sum over q~ in {q_t} + K distractors exp(sim(c_t, q~)/k)
+          at every masked frame t; distractors are other frames of the same utterance
+    L_d = (GV - perplexity of the averaged codebook distributions) / GV       # diversity
+    loss = L_m + alpha * L_d                       # alpha = 0.1, k = 0.1, K = 100
+The quantiser, the projections, the contrastive and diversity losses are transformers'
+``Wav2Vec2ForPreTraining`` (its masks and distractors from ``_compute_mask_indices`` and
+``_sample_negative_indices``, as in transformers' pretraining example), sharing the encoder's
+``Wav2Vec2Model``; the loss is averaged over the masked frames. The Gumbel temperature anneals from 2 to 0.5
+over training (the paper: by a factor 0.999995 per update, over 400k updates).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from ..pretext.masking import span_mask
+from ..registry import register_method
+from ..types import Family, LossOutput, Modality
+from .audio_base import frame_grid, require_audio_encoder
+from .base import Hparams, Method, Pretext
+
+
+@dataclass
+class Wav2Vec2Hparams(Hparams):
+    mask_prob: float = 0.65
+    mask_length: int = 10
+    num_negatives: int = 100
+    codebooks: int = 2  # G
+    codebook_size: int = 320  # V
+    codevector_dim: int = 256
+    proj_dim: int = 256
+    temperature: float = 0.1  # kappa
+    diversity_weight: float = 0.1  # alpha
+    gumbel_start: float = 2.0
+    gumbel_end: float = 0.5
+
+
+@register_method
+class Wav2Vec2(Method):
+    name = "wav2vec2"
+    family = Family.CONTRASTIVE
+    modalities = frozenset({Modality.AUDIO})
+    paper = "Baevski et al. 2020, wav2vec 2.0: A Framework for Self-Supervised Learning of Speech Representations (NeurIPS)"
+    default_encoder = "wav2vec2_tiny"
+    optim_defaults = {"lr": 1e-3, "weight_decay": 0.01}
+    Hparams = Wav2Vec2Hparams
+
+    def __init__(self, encoder, input_size: int, **hparams) -> None:
+        require_audio_encoder(encoder, self.name)
+        super().__init__(encoder, input_size, **hparams)
+        from transformers import Wav2Vec2ForPreTraining
+
+        hp = self.hp
+        config = copy.deepcopy(encoder.hf_model.config)
+        config.update({"num_codevector_groups": hp.codebooks, "num_codevectors_per_group": hp.codebook_size,
+                       "codevector_dim": hp.codevector_dim, "proj_codevector_dim": hp.proj_dim,
+                       "contrastive_logits_temperature": hp.temperature, "num_negatives": hp.num_negatives,
+                       "diversity_loss_weight": hp.diversity_weight, "feat_quantizer_dropout": 0.0})
+        self.pretraining = Wav2Vec2ForPreTraining(config)
+        self.pretraining.wav2vec2 = encoder.hf_model  # shared: the exported encoder is what was trained
+        self.pretraining.set_gumbel_temperature(hp.gumbel_start)
+        encoder.enable_frame_masking()
+
+    def pretext(self, modality: Modality) -> Pretext:
+        from transformers.models.wav2vec2.modeling_wav2vec2 import _sample_negative_indices
+
+        encoder, hp = self.encoder, self.hp
+
+        def pretext(batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+            batch = frame_grid(encoder, batch, min_frames=2)  # a distractor needs a second frame
+            frame_mask = batch["frame_mask"]
+            masked = span_mask(frame_mask, hp.mask_prob, hp.mask_length)
+            # distractors: real frames of the same utterance (transformers' example samples them this way)
+            negatives = _sample_negative_indices(tuple(frame_mask.shape), hp.num_negatives,
+                                                 mask_time_indices=frame_mask.cpu().numpy())
+            return {**batch, "mask_time_indices": masked,
+                    "negatives": torch.from_numpy(negatives).long().to(frame_mask.device)}
+
+        return pretext
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
+        waves, mask = self.encoder.prepare_inputs(batch)
+        masked = batch["mask_time_indices"]
+        out = self.pretraining(waves, attention_mask=mask, mask_time_indices=masked,
+                               sampled_negative_indices=batch["negatives"])
+        count = masked.sum().clamp_min(1)
+        metrics = {"contrastive": (out.contrastive_loss / count).detach(),
+                   "diversity": (out.diversity_loss / count).detach(),
+                   "codebook_perplexity": out.codevector_perplexity.detach()}
+        return LossOutput(out.loss / count, metrics=metrics)
+
+    def on_step_end(self, progress: float) -> None:
+        hp = self.hp
+        temperature = hp.gumbel_start * (hp.gumbel_end / hp.gumbel_start) ** min(max(progress, 0.0), 1.0)
+        self.pretraining.set_gumbel_temperature(max(hp.gumbel_end, temperature))
