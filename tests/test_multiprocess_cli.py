@@ -70,3 +70,35 @@ def test_two_process_ddp_text_run_shares_one_tokenizer(tmp_path: Path, cache: st
 
     assert config["encoder"]["vocab_size"] == len(AutoTokenizer.from_pretrained(run / "tokenizer"))
     assert not (run / "tokenizer.tmp").exists()
+
+
+N_CLIPS = 24
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+@pytest.mark.parametrize("method", ["hubert", "wav2vec2"])
+def test_two_process_ddp_audio_run(tmp_path: Path, method: str) -> None:
+    """Audio under DDP: every process fits the same HuBERT k-means (same clips, same seed) and trains only
+    the parameters it uses (the frame mask vector is trained by masking methods only)."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for i in range(N_CLIPS):
+        t = np.arange(int(8000 * rng.uniform(0.2, 0.5))) / 8000
+        sf.write(folder / f"{i:02d}.wav", 0.5 * np.sin(2 * np.pi * (200 + 40 * i) * t), 8000)
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "selfsup.cli", "pretrain", str(folder), "--modality", "audio", "--method", method,
+               "--out", str(run), "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--epochs", "2",
+               "--batch-size", "4", "--no-progress", "--set", "encoder.hidden_size=32", "--set", "encoder.num_heads=2",
+               "--set", "encoder.conv_dim=16", "--set", "method.num_clusters=4" if method == "hubert" else
+               "method.num_negatives=5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 2 * (N_CLIPS // (2 * 4))  # DistributedSampler: 3 steps per epoch each
+    if method == "hubert":
+        assert checkpoint["state_dict"]["method.centroids"].abs().sum() > 0
