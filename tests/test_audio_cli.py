@@ -5,9 +5,7 @@ Hugging Face), and the one-line errors."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import logging
 import shutil
@@ -21,10 +19,11 @@ import torch
 import yaml
 
 import selfsup
-from selfsup.cli import main
 from selfsup.data.audio import find_audio_files, unlabeled_waves
 from selfsup.evaluation import extract_features
 from selfsup.evaluation.downstream import WaveBatch
+
+from cli_checks import assert_one_line_error, global_step, run_cli
 
 FILE_RATE = 8000  # the files' rate: every read resamples to RATE
 RATE = 16000
@@ -34,27 +33,6 @@ AUDIO = ["--modality", "audio", "--sample-rate", str(RATE), "--clip-seconds", "2
          "--no-progress", *SMALL]
 N_TRAIN = 20  # 10 per class
 N_TEST = 12  # 6 per class
-
-
-def run_cli(argv: list) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> str:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
-    assert lines[0].startswith("selfsup: error: ") and "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-    return lines[0]
-
-
-def global_step(run: Path) -> int:
-    return int(torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"])
 
 
 def tone(rng: np.random.Generator, kind: str, stereo: bool) -> np.ndarray:

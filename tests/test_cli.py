@@ -3,8 +3,6 @@ embed, export, and the one-line errors (exit code 2, no traceback)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import numpy as np
@@ -14,21 +12,15 @@ import torch
 from PIL import Image
 
 import selfsup
-from selfsup.cli import main
 from selfsup.data.images import find_images, load_unlabeled
 from selfsup.evaluation import extract_features
 from selfsup.pretext.views import eval_transform
 
+from cli_checks import assert_one_line_error, run_cli
+
 SIZE = 16
 N_TRAIN = 48
 PRETRAIN = ["--epochs", "1", "--batch-size", "16", "--image-size", str(SIZE), "--no-progress"]
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +34,6 @@ def workspace(tmp_path_factory, write_images):
     assert code == 0, err
     assert f"run folder: {run}" in out
     return {"root": root, "train": train, "test": test, "run": run}
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> str:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
-    line = lines[0]
-    assert line.startswith("selfsup: error: ")
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in line, f"{fragment!r} not in {line!r}"
-    return line
 
 
 def test_pretrain_creates_a_run(workspace):

@@ -3,8 +3,6 @@ Hugging Face / safetensors, embed, and the one-line errors for bad text files.""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import random
 import shutil
@@ -16,21 +14,15 @@ import torch
 import yaml
 
 import selfsup
-from selfsup.cli import main
 from selfsup.encoders.text import TextEncoder
+
+from cli_checks import assert_one_line_error, global_step, run_cli
 
 BATCH = 16
 TEXT = ["--modality", "text", "--batch-size", str(BATCH), "--vocab-size", "150", "--max-length", "32", "--no-progress"]
 ANIMALS = "cat dog bird horse cow sheep goat mouse fox wolf bear duck".split()
 PLACES = "city river mountain garden house street forest lake village bridge market field".split()
 COMMON = "the a big small old new quick slow red green happy sad saw near by with".split()
-
-
-def run_cli(argv: list) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def sentence(rng: random.Random, topic: list[str]) -> str:
@@ -66,20 +58,6 @@ def write_pairs(path: Path, n: int, seed: int) -> None:
             second[j] = rng.choice(ANIMALS + PLACES + COMMON)
         rows.append(f"{score}\t{' '.join(first)}\t{' '.join(second)}")
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-
-
-def global_step(run: Path) -> int:
-    return int(torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"])
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> str:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
-    assert lines[0].startswith("selfsup: error: ") and "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
