@@ -114,7 +114,8 @@ def evaluate(
     """Label-efficiency evaluation of a run's encoder (and baselines) on labeled data.
 
     ``baseline``: ``"scratch"`` (the same architecture, randomly initialised), ``"tfidf"`` (text: TF-IDF +
-    logistic regression), ``"mfcc"`` (audio: MFCC statistics + logistic regression), several (``"scratch,tfidf"`` or a list), or None / ``"none"``. For text,
+    logistic regression), ``"mfcc"`` (audio: MFCC statistics + logistic regression), several
+    (``"scratch,tfidf"`` or a list), or None / ``"none"``. For text,
     ``protocols=["similarity"]`` scores the sentence pairs in ``test`` (``train`` may be None).
     Writes ``json_path`` (default ``RUN/eval.json``) and ``RUN/plots/label_efficiency.png``;
     returns the list of :class:`selfsup.evaluation.EvalResult`.

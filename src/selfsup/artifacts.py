@@ -4,9 +4,8 @@ embeddings files.
 An export folder holds ``model.safetensors`` (the encoder's weights), ``selfsup.json`` (the encoder
 config and how inputs are prepared) and, for text, the tokenizer (Hugging Face files). A
 ``huggingface`` export is also a folder that ``transformers.AutoModel.from_pretrained`` and
-``AutoTokenizer.from_pretrained`` load (``config.json`` + the model's own weight names; audio adds ``preprocessor_config.json`` for
-``AutoFeatureExtractor``). ``load``
-rebuilds the encoder from a run folder or either export without unpickling anything.
+``AutoTokenizer.from_pretrained`` load (``config.json`` + the model's own weight names; audio adds
+``preprocessor_config.json`` for ``AutoFeatureExtractor``). ``load`` rebuilds the encoder from a run folder or either export without unpickling anything.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Downstream evaluation of encoders: kNN, linear probe, fine-tuning and label efficiency.
+"""Downstream evaluation of encoders: kNN, linear probe, fine-tuning and label efficiency; full-ranking
+next-item metrics (HR@k, NDCG@k).
 
 Modality-agnostic: inputs are tensors, and the caller supplies the transforms that turn a batch
 of raw inputs into what the encoder takes.
@@ -16,6 +17,7 @@ from .label_efficiency import (
     write_json,
 )
 from .linear import linear_probe_accuracy
+from .ranking import hit_rate_at_k, ndcg_at_k, popularity_scores, rank_of_target, ranking_metrics
 from .similarity import spearman, spearman_similarity
 from .subsets import class_balanced_subset
 from .tfidf import tfidf_accuracy, tfidf_similarity
@@ -27,9 +29,14 @@ __all__ = [
     "extract_features",
     "finetune_accuracy",
     "format_table",
+    "hit_rate_at_k",
     "knn_accuracy",
     "linear_probe_accuracy",
+    "ndcg_at_k",
     "plot_label_efficiency",
+    "popularity_scores",
+    "rank_of_target",
+    "ranking_metrics",
     "run_label_efficiency",
     "spearman",
     "spearman_similarity",
