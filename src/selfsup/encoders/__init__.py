@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..registry import get_encoder_builder
-from . import audio, image, text  # noqa: F401  (registers the audio, image and text encoders)
+from . import audio, image, sequence, text  # noqa: F401  (registers every built-in encoder)
 from .base import Encoder
 
 
