@@ -36,10 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="pretrain an encoder on unlabeled data (resumes an existing RUN_DIR)")
     p.add_argument("data", metavar="DATA", help="images: a folder (any depth; class folders ignored) or a .txt list of image paths; "
                                                 "text: a .txt file (one text per line), a folder of them, or a .jsonl/.csv/.tsv with a text field; "
-                                                "audio: a folder of wav/flac/ogg/mp3 files (any depth) or a .txt list of them")
-    p.add_argument("--modality", choices=["image", "text", "audio"], help="what DATA holds (default image)")
+                                                "audio: a folder of wav/flac/ogg/mp3 files (any depth) or a .txt list of them; "
+                                                "sequence: a .csv/.tsv/.parquet interaction log with user, item, timestamp columns")
+    p.add_argument("--modality", choices=["image", "text", "audio", "sequence"], help="what DATA holds (default image)")
     p.add_argument("--method", help="pretext method (see `selfsup methods`); default simclr for images, mlm for text, "
-                                    "wav2vec2 for audio")
+                                    "wav2vec2 for audio, sasrec for sequences")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder: config.yaml, checkpoints/, metrics.csv")
     p.add_argument("--encoder", help="backbone, e.g. tiny_cnn, resnet18, resnet18_cifar, vit_micro; bert_tiny, gpt_tiny; wav2vec2_tiny (default: the method's)")
     p.add_argument("--epochs", type=int, help="passes over the data (default 100; total, across resumes)")

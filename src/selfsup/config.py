@@ -35,6 +35,12 @@ class DataConfig:
     sample_rate: int = 16000  # every recording is resampled to this rate (Hz) and mixed down to mono
     clip_seconds: float = 2.0  # training crops (random) and evaluation clips (centre) are at most this long
     max_seconds: float = 60.0  # longer recordings are centre-cropped to this when read
+    # behaviour sequences (interaction logs; data.max_length is the history length)
+    user_column: str = "user"
+    item_column: str = "item"
+    timestamp_column: str = "timestamp"
+    rating_column: str = ""  # optional; with min_rating, rows rated below it are dropped (implicit feedback)
+    min_rating: float | None = None
 
 
 @dataclass
@@ -103,7 +109,7 @@ class RunConfig:
 
 
 _SECTIONS = ("data", "method", "encoder", "optim", "trainer")
-_OPTIONAL_FLOATS = frozenset({"optim.lr", "optim.weight_decay", "trainer.max_minutes"})
+_OPTIONAL_FLOATS = frozenset({"optim.lr", "optim.weight_decay", "trainer.max_minutes", "data.min_rating"})
 _OPTIONAL_INTS = frozenset({"trainer.max_steps"})
 
 

@@ -29,9 +29,9 @@ log = logging.getLogger("selfsup")
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
-PREPARED_FIRST = frozenset({"tokenizer", "tokenizer.tmp"})  # saved while the data is prepared, before config.yaml
+PREPARED_FIRST = frozenset({"tokenizer", "tokenizer.tmp", "item_map.json", "item_map.json.tmp"})  # saved while the data is prepared, before config.yaml
 MODALITIES = tuple(m.value for m in Modality)
-DEFAULT_METHODS = {Modality.IMAGE: "simclr", Modality.TEXT: "mlm", Modality.AUDIO: "wav2vec2"}  # when no method is named
+DEFAULT_METHODS = {Modality.IMAGE: "simclr", Modality.TEXT: "mlm", Modality.AUDIO: "wav2vec2", Modality.SEQUENCE: "sasrec"}  # when no method is named
 
 
 def resolve(config: RunConfig) -> RunConfig:
@@ -41,7 +41,7 @@ def resolve(config: RunConfig) -> RunConfig:
                            f"{did_you_mean(str(config.data.modality), MODALITIES)}; use one of {', '.join(MODALITIES)}")
     name = config.method.get("name") or DEFAULT_METHODS.get(Modality(config.data.modality))
     if not name:
-        raise SelfSupError(f"--modality {config.data.modality}: no methods yet; use image, text or audio")
+        raise SelfSupError(f"--modality {config.data.modality}: no methods yet; use image, text, audio or sequence")
     info = get_method(name, config.data.modality)
     hparams = {k: v for k, v in config.method.items() if k != "name"}
     config.method = {"name": info.name, **asdict(info.cls.parse_hparams(hparams))}
@@ -93,7 +93,9 @@ def load_data(config: RunConfig, run_dir: Path) -> TrainData:
         from .audio_data import load_audio_data
 
         return load_audio_data(config.data, progress=progress)
-    raise SelfSupError(f"--modality {modality.value}: no data reader yet; use image, text or audio")
+    from .sequence_data import load_sequence_data
+
+    return load_sequence_data(config.data, run_dir)
 
 
 def _devices(devices: str | int) -> str | int:

@@ -1,0 +1,70 @@
+"""The behaviour-sequence training data path: interaction log → per-user item histories → batches.
+
+The log is read once (``data/sequences.py``), its item map saved to ``RUN/item_map.json`` (the item
+embedding rows are tied to its ids; a resumed run reuses it), and each user's LAST TWO items are held out
+(leave-one-out: validation and test targets of ``evaluate --protocol ranking``), so pretraining never sees
+them. Batches are dicts ``{input_ids, attention_mask}`` [B, T] of each user's most recent ``data.max_length``
+training items, right-padded with 0; the method's pretext (next-item targets, masks, augmentations) runs on
+the training device.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import DataConfig, TrainerConfig
+from ..data.sequences import LogColumns, leave_one_out, read_interactions, save_item_map, truncate
+from ..errors import SelfSupError
+from ..methods.base import Pretext
+from .sources import TrainData
+
+ITEM_MAP_FILE = "item_map.json"
+
+
+def read_log(data: DataConfig):
+    """The interaction log of ``data`` with its column settings."""
+    columns = LogColumns(data.user_column, data.item_column, data.timestamp_column, data.rating_column or None)
+    return read_interactions(data.path, columns, min_rating=data.min_rating, strict=data.strict)
+
+
+class HistoryCollator:
+    """Item histories (int64 arrays) → ``{input_ids, attention_mask}`` [B, T], right-padded with 0."""
+
+    def __call__(self, histories: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        longest = max(len(h) for h in histories)
+        ids = torch.zeros(len(histories), longest, dtype=torch.long)
+        for row, history in enumerate(histories):
+            ids[row, : len(history)] = torch.from_numpy(np.asarray(history, dtype=np.int64))
+        return {"input_ids": ids, "attention_mask": (ids != 0).long()}
+
+
+def load_sequence_data(data: DataConfig, run_dir: Path) -> TrainData:
+    """The training histories of ``data`` as :class:`TrainData` (held in memory: one int64 per interaction)."""
+    if data.max_length < 2:
+        raise SelfSupError(f"data.max_length={data.max_length} is too short for a history; use 50 or more")
+    log = read_log(data)
+    saved = run_dir / ITEM_MAP_FILE
+    if saved.exists() and json.loads(saved.read_text(encoding="utf-8")) != log.item_map:
+        raise SelfSupError(f"{data.path}: its items differ from the ones {run_dir} was trained on ({saved}); "
+                           "use a new --out folder for a new log")
+    histories = [truncate(h, data.max_length) for h in leave_one_out(log).train if len(h) >= 2]
+    if len(histories) < 2:
+        raise SelfSupError(f"{data.path}: fewer than 2 users have 2 or more training interactions; "
+                           "a history needs at least 2 items (after the 2 held out per user)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_item_map(log.item_map, saved)
+    collate = HistoryCollator()
+
+    def make_loader(pretext: Pretext, batch_size: int, trainer: TrainerConfig, world_size: int) -> DataLoader:
+        workers = trainer.num_workers
+        return DataLoader(histories, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=collate,
+                          num_workers=workers, persistent_workers=workers > 0)
+
+    encoder_kwargs = {"num_items": log.num_items, "max_length": data.max_length}
+    return TrainData(len(histories), data.max_length, encoder_kwargs, make_loader, pretext_in_loader=False,
+                     unit="users")
