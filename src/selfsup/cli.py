@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", help="text files' encoding (default utf-8; e.g. latin-1)")
     p.add_argument("--tokenizer", help="text: wordpiece (default) or bpe, trained on DATA; or a tokenizer folder (Hugging Face files)")
     p.add_argument("--vocab-size", type=int, help="text: vocabulary of a trained tokenizer (default 8000)")
-    p.add_argument("--max-length", type=int, help="text: tokens per text, longer ones are truncated (default 128)")
+    p.add_argument("--max-length", type=int, help="text: tokens per text, longer ones are truncated; sequences: the most "
+                                                  "recent items kept per history (default 128)")
     p.add_argument("--sample-rate", type=int, help="audio: recordings are resampled to this rate in Hz (default 16000)")
     p.add_argument("--clip-seconds", type=float, help="audio: random training crops of at most this length (default 2.0)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
