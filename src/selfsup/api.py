@@ -154,6 +154,9 @@ def embed(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int
     from .evaluation import extract_features
 
     loaded = load_stored(run)
+    if loaded.modality == "sequence":
+        raise SelfSupError("embedding users and items of a sequence run is not available yet; export the encoder "
+                           "with `selfsup export` meanwhile")
     if loaded.modality == "text":
         from .data.text import encode_texts, find_text_files, iter_texts
         from .evaluation.downstream import TokenBatch

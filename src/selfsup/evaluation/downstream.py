@@ -75,6 +75,9 @@ class Labeled:
 
 def check_request(modality: str, protocols: list[str], baselines: list[str], train: str | Path | None) -> None:
     """Fail early, in one line, on a protocol or baseline the modality does not have."""
+    if modality == "sequence":
+        raise SelfSupError("evaluating a sequence run (leave-one-out ranking, user attributes) is not available yet; "
+                           "export the encoder with `selfsup export` meanwhile")
     valid = TEXT_PROTOCOLS if modality == "text" else PROTOCOLS
     unknown = [p for p in protocols if p not in valid]
     if unknown:
