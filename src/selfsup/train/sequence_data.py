@@ -10,7 +10,6 @@ the training device.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import DataConfig, TrainerConfig
-from ..data.sequences import LogColumns, leave_one_out, read_interactions, save_item_map, truncate
+from ..data.sequences import LogColumns, leave_one_out, load_item_map, read_interactions, save_item_map, truncate
 from ..errors import SelfSupError
 from ..methods.base import Pretext
 from .sources import TrainData
@@ -49,7 +48,7 @@ def load_sequence_data(data: DataConfig, run_dir: Path) -> TrainData:
         raise SelfSupError(f"data.max_length={data.max_length} is too short for a history; use 50 or more")
     log = read_log(data)
     saved = run_dir / ITEM_MAP_FILE
-    if saved.exists() and json.loads(saved.read_text(encoding="utf-8")) != log.item_map:
+    if saved.exists() and load_item_map(saved) != log.item_map:
         raise SelfSupError(f"{data.path}: its items differ from the ones {run_dir} was trained on ({saved}); "
                            "use a new --out folder for a new log")
     histories = [truncate(h, data.max_length) for h in leave_one_out(log).train if len(h) >= 2]
