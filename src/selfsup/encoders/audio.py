@@ -32,14 +32,20 @@ FRONTENDS = ("conv", "mel")
 MASK_EMBEDDING = "masked_spec_embed"  # HF's learned vector that replaces masked frames
 
 
+def standardize_over_time(x: torch.Tensor, mask: torch.Tensor, eps: float) -> torch.Tensor:
+    """``x`` [B, T, ...] shifted and scaled to zero mean and unit variance over its real time steps (``mask`` [B, T]
+    1), per row and channel; padded steps are normalised too but do not count."""
+    weights = mask.to(x.dtype).reshape(*mask.shape, *([1] * (x.ndim - 2)))
+    count = weights.sum(1, keepdim=True).clamp_min(1.0)
+    mean = (x * weights).sum(1, keepdim=True) / count
+    var = ((x - mean).pow(2) * weights).sum(1, keepdim=True) / count
+    return (x - mean) / torch.sqrt(var + eps)
+
+
 def normalize_clips(waves: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Zero mean, unit variance over each clip's real samples (``mask`` 1); padding stays 0
     (``Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm``)."""
-    weights = mask.to(waves.dtype)
-    count = weights.sum(1, keepdim=True).clamp_min(1.0)
-    mean = (waves * weights).sum(1, keepdim=True) / count
-    var = ((waves - mean).pow(2) * weights).sum(1, keepdim=True) / count
-    return (waves - mean) / torch.sqrt(var + 1e-7) * weights
+    return standardize_over_time(waves, mask, eps=1e-7) * mask.to(waves.dtype)
 
 
 class LogMelFrontend(nn.Module):
@@ -105,10 +111,10 @@ class AudioEncoder(Encoder):
         return waves, mask
 
     def frame_mask(self, inputs: dict[str, torch.Tensor], num_frames: int) -> torch.Tensor:
-        """[B, T] long: 1 on the frames that hold real samples."""
-        _, mask = self.prepare_inputs(inputs)
-        lengths = self.num_frames(mask.sum(1))
-        return (torch.arange(num_frames, device=mask.device)[None] < lengths[:, None]).long()
+        """[B, T] long: 1 on the frames that hold real samples (a clip shorter than one frame has one)."""
+        waves, mask = inputs["input_values"], inputs.get("attention_mask")
+        lengths = self.num_frames(mask.sum(1) if mask is not None else torch.full_like(waves[:, 0], waves.shape[1]).long())
+        return (torch.arange(num_frames, device=waves.device)[None] < lengths[:, None]).long()
 
     def _run(self, inputs: dict[str, torch.Tensor], hidden_states: bool = False):
         waves, mask = self.prepare_inputs(inputs)

@@ -155,22 +155,27 @@ def evaluate_labeled(loaded, train: str | Path, test: str | Path, protocols: lis
     if "tfidf" in baselines:
         from .tfidf import tfidf_accuracy
 
-        for fraction in fractions:
-            idx = class_balanced_subset(train_set.labels, fraction, seed)  # the subsets the encoders saw
-            texts = [train_set.texts[i] for i in idx.tolist()]
-            value = tfidf_accuracy(texts, train_set.labels[idx], test_set.texts, test_set.labels, seed=seed)
-            results.append(EvalResult("linear", float(fraction), int(idx.numel()), "tfidf", "accuracy", value))
+        results += _baseline_rows("tfidf", train_set.labels, fractions, seed, lambda idx: tfidf_accuracy(
+            [train_set.texts[i] for i in idx.tolist()], train_set.labels[idx], test_set.texts, test_set.labels, seed=seed))
     if "mfcc" in baselines:
         from .linear import linear_probe_accuracy
         from .mfcc_baseline import mfcc_statistics
 
-        sample_rate = loaded.encoder.sample_rate
-        train_feats, test_feats = mfcc_statistics(train_set.inputs, sample_rate), mfcc_statistics(test_set.inputs, sample_rate)
-        for fraction in fractions:
-            idx = class_balanced_subset(train_set.labels, fraction, seed)  # the subsets the encoders saw
-            value = linear_probe_accuracy(train_feats[idx], train_set.labels[idx], test_feats, test_set.labels, seed=seed)
-            results.append(EvalResult("linear", float(fraction), int(idx.numel()), "mfcc", "accuracy", value))
+        rate = loaded.encoder.sample_rate
+        train_feats, test_feats = mfcc_statistics(train_set.inputs, rate), mfcc_statistics(test_set.inputs, rate)
+        results += _baseline_rows("mfcc", train_set.labels, fractions, seed, lambda idx: linear_probe_accuracy(
+            train_feats[idx], train_set.labels[idx], test_feats, test_set.labels, seed=seed))
     return results
+
+
+def _baseline_rows(name: str, labels: Tensor, fractions: list[float], seed: int,
+                   accuracy: Callable[[Tensor], float]) -> list[EvalResult]:
+    """One ``linear`` row per fraction for a feature baseline, fitted on the label subsets the encoders saw."""
+    rows = []
+    for fraction in fractions:
+        idx = class_balanced_subset(labels, fraction, seed)
+        rows.append(EvalResult("linear", float(fraction), int(idx.numel()), name, "accuracy", accuracy(idx)))
+    return rows
 
 
 def evaluate_similarity(loaded, pairs: str | Path, baselines: list[str], seed: int, device: str,

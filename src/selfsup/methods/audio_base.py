@@ -27,7 +27,6 @@ def frame_grid(encoder: AudioEncoder, batch: dict[str, torch.Tensor], min_frames
         mask = torch.nn.functional.pad(mask, (0, pad))
     mask = mask.clone()
     mask[:, :need] = 1  # short clips: their silent padding counts as real, so each has min_frames frames
+    batch = {**batch, "input_values": waves, "attention_mask": mask}
     frames = int(encoder.num_frames(torch.tensor([waves.shape[1]]))[0])
-    lengths = encoder.num_frames(mask.sum(1))
-    frame_mask = (torch.arange(frames, device=waves.device)[None] < lengths[:, None]).long()
-    return {**batch, "input_values": waves, "attention_mask": mask, "frame_mask": frame_mask}
+    return {**batch, "frame_mask": encoder.frame_mask(batch, frames)}

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..encoders.audio import AudioEncoder
+from ..encoders.audio import AudioEncoder, standardize_over_time
 from ..encoders.image import ViTEncoder
 from ..encoders.text import TextEncoder
 from ..errors import SelfSupError
@@ -55,15 +55,6 @@ def linear_momentum(start: float, end: float, anneal: float, progress: float) ->
     if anneal <= 0:
         return end
     return start + (end - start) * min(1.0, max(progress, 0.0) / anneal)
-
-
-def instance_norm_time(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Normalise each channel of ``x`` [B, T, D] over its real time steps (``mask`` [B, T] 1)."""
-    weights = mask.to(x.dtype).unsqueeze(-1)
-    count = weights.sum(1, keepdim=True).clamp_min(1.0)
-    mean = (x * weights).sum(1, keepdim=True) / count
-    var = ((x - mean).pow(2) * weights).sum(1, keepdim=True) / count
-    return (x - mean) / torch.sqrt(var + 1e-5)
 
 
 @register_method
@@ -140,7 +131,7 @@ class Data2Vec(Method):
         teacher = self.teacher.eval()
         if isinstance(teacher, AudioEncoder):
             layers = teacher.layer_outputs({k: v for k, v in batch.items() if k != "mask_time_indices"})
-            norm = lambda x: instance_norm_time(x.float(), batch["frame_mask"])  # noqa: E731
+            norm = lambda x: standardize_over_time(x.float(), batch["frame_mask"], eps=1e-5)  # noqa: E731
         elif isinstance(teacher, TextEncoder):
             layers = teacher.layer_outputs(batch)
             norm = lambda x: F.layer_norm(x.float(), x.shape[-1:])  # noqa: E731

@@ -53,7 +53,7 @@ class ReplacingAudioDataset(Dataset):
                     return self.files[index]
                 except AudioReadError as exc:
                     if self.strict:
-                        raise SelfSupError(str(exc)) from None
+                        raise
                     self._bad.add(index)
                     log.warning("skipping unreadable audio %s (%s)", self.files.paths[index], exc.reason)
             index = int(torch.randint(len(self.files), ()))
