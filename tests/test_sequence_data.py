@@ -182,3 +182,14 @@ def test_user_labels(tmp_path, caplog):
         load_user_labels(write(tmp_path / "none.csv", "user,label\nghost,x\n"), log)
     with pytest.raises(SelfSupError, match="columns: user, gender"):
         load_user_labels(write(tmp_path / "bad.csv", "user,gender\nbob,x\n"), log)
+
+
+def test_history_windows_cover_every_transition_once() -> None:
+    from selfsup.data.sequences import history_windows
+
+    history = np.arange(1, 11)
+    windows = history_windows(history, 4)
+    assert [w.tolist() for w in windows] == [[1, 2, 3, 4], [4, 5, 6, 7], [7, 8, 9, 10]]
+    pairs = [(int(a), int(b)) for w in windows for a, b in zip(w[:-1], w[1:])]
+    assert sorted(pairs) == [(i, i + 1) for i in range(1, 10)]
+    assert [w.tolist() for w in history_windows(np.array([3, 4]), 50)] == [[3, 4]]

@@ -98,8 +98,8 @@ def load(path: str | Path) -> Encoder:
 
 def evaluate(
     run: str | Path,
-    train: str | Path | None,
-    test: str | Path,
+    train: str | Path | None = None,
+    test: str | Path | None = None,
     *,
     protocols: Iterable[str] = ("knn", "linear", "finetune"),
     label_fractions: Iterable[float] = (0.01, 0.1, 1.0),
@@ -116,13 +116,15 @@ def evaluate(
     ``baseline``: ``"scratch"`` (the same architecture, randomly initialised), ``"tfidf"`` (text: TF-IDF +
     logistic regression), ``"mfcc"`` (audio: MFCC statistics + logistic regression), several
     (``"scratch,tfidf"`` or a list), or None / ``"none"``. For text,
-    ``protocols=["similarity"]`` scores the sentence pairs in ``test`` (``train`` may be None).
+    ``protocols=["similarity"]`` scores the sentence pairs in ``test`` (``train`` may be None). For a sequence
+    run, ``protocols=["ranking"]`` is leave-one-out next-item ranking on the run's own log (no files; a
+    popularity baseline is always added), and ``train``/``test`` are ``user,label`` files for user attributes.
     Writes ``json_path`` (default ``RUN/eval.json``) and ``RUN/plots/label_efficiency.png``;
     returns the list of :class:`selfsup.evaluation.EvalResult`.
     """
     from .artifacts import load as load_stored
     from .evaluation import plot_label_efficiency, write_json
-    from .evaluation.downstream import check_request, evaluate_labeled, evaluate_similarity
+    from .evaluation.downstream import check_request, evaluate_labeled, evaluate_ranking, evaluate_similarity
 
     run = Path(run).expanduser()
     loaded = load_stored(run)
@@ -131,8 +133,10 @@ def evaluate(
     else:
         baselines = [b for b in baseline if b != "none"]
     protocols = list(protocols)
-    check_request(loaded.modality, protocols, baselines, train)
-    if "similarity" in protocols:
+    check_request(loaded.modality, protocols, baselines, train, test)
+    if "ranking" in protocols:
+        results = evaluate_ranking(loaded, baselines, seed, _device(device))
+    elif "similarity" in protocols:
         results = evaluate_similarity(loaded, test, baselines, seed, _device(device), encoding=encoding)
     else:
         results = evaluate_labeled(loaded, train, test, protocols, [float(f) for f in label_fractions], baselines,
@@ -148,15 +152,17 @@ def embed(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int
           device: str | None = None, strict: bool = False, encoding: str = "utf-8", text_field: str = "text") -> Path:
     """Embeddings of every image under ``data`` (every text of a text run: one per line / record; every recording
     of an audio run, centre-cropped to the run's clip length) with the run's encoder, to ``.npy`` or ``.parquet``
-    (with the path or text of each row)."""
+    (with the path or text of each row). For a sequence run ``data`` is an interaction log: ``out`` gets one
+    row per user (its pooled history) and ``NAME.items.EXT`` next to it one row per item."""
     from .artifacts import load as load_stored
     from .artifacts import write_embeddings
     from .evaluation import extract_features
 
     loaded = load_stored(run)
     if loaded.modality == "sequence":
-        raise SelfSupError("embedding users and items of a sequence run is not available yet; export the encoder "
-                           "with `selfsup export` meanwhile")
+        from .evaluation.sequence_eval import embed_log
+
+        return embed_log(loaded, data, out, batch_size, _device(device), strict=strict)
     if loaded.modality == "text":
         from .data.text import encode_texts, find_text_files, iter_texts
         from .evaluation.downstream import TokenBatch

@@ -5,7 +5,7 @@ An export folder holds ``model.safetensors`` (the encoder's weights), ``selfsup.
 config and how inputs are prepared) and, for text, the tokenizer (Hugging Face files). A
 ``huggingface`` export is also a folder that ``transformers.AutoModel.from_pretrained`` and
 ``AutoTokenizer.from_pretrained`` load (``config.json`` + the model's own weight names; audio adds
-``preprocessor_config.json`` for ``AutoFeatureExtractor``). ``load`` rebuilds the encoder from a run folder or either export without unpickling anything.
+``preprocessor_config.json`` for ``AutoFeatureExtractor``); a sequence encoder's export adds ``item_map.json``. ``load`` rebuilds the encoder from a run folder or either export without unpickling anything.
 """
 
 from __future__ import annotations
@@ -36,17 +36,32 @@ TOKENIZER_DIR = "tokenizer"
 @dataclass
 class LoadedEncoder:
     """A rebuilt encoder plus what is needed to feed it: modality, input size (image side, tokens per
-    text), the tokenizer of a text encoder, provenance."""
+    text, samples per clip, items per history), the tokenizer of a text encoder, the item map of a sequence
+    encoder, the run's data settings (sequences: where the log is and its columns), provenance."""
 
     encoder: Encoder
     modality: str
     input_size: int
     method: str
     tokenizer: Any = None
+    item_map: dict[str, int] | None = None
+    data: dict[str, Any] | None = None
 
     def meta(self, format: str = "safetensors") -> dict[str, Any]:
-        return {"selfsup_version": __version__, "format": format, "encoder": self.encoder.config,
+        meta = {"selfsup_version": __version__, "format": format, "encoder": self.encoder.config,
                 "modality": self.modality, "input_size": self.input_size, "method": self.method}
+        if self.data is not None:
+            meta["data"] = self.data
+        return meta
+
+    def save_extras(self, out: Path) -> None:
+        """The files that travel with the weights: the tokenizer (text), the item map (sequences)."""
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(str(out))
+        if self.item_map is not None:
+            from .data.sequences import ITEM_MAP_FILE, save_item_map
+
+            save_item_map(self.item_map, out / ITEM_MAP_FILE)
 
 
 def _input_size(data: dict[str, Any]) -> int:
@@ -55,6 +70,8 @@ def _input_size(data: dict[str, Any]) -> int:
         return int(data["max_length"])
     if data.get("modality") == "audio":
         return int(round(float(data["clip_seconds"]) * int(data["sample_rate"])))
+    if data.get("modality") == "sequence":
+        return int(data["max_length"])
     return int(data["image_size"])
 
 
@@ -64,6 +81,14 @@ def _tokenizer(folder: Path, modality: str):
     from .data.tokenizer import load_tokenizer
 
     return load_tokenizer(folder)
+
+
+def _item_map(folder: Path, modality: str) -> dict[str, int] | None:
+    if modality != "sequence":
+        return None
+    from .data.sequences import ITEM_MAP_FILE, load_item_map
+
+    return load_item_map(folder / ITEM_MAP_FILE)
 
 
 def _from_run(run_dir: Path) -> LoadedEncoder:
@@ -80,7 +105,9 @@ def _from_run(run_dir: Path) -> LoadedEncoder:
     weights = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
     encoder.load_state_dict(weights)
     tokenizer = _tokenizer(run_dir / TOKENIZER_DIR, data["modality"])
-    return LoadedEncoder(encoder.eval(), data["modality"], _input_size(data), config["method"]["name"], tokenizer)
+    sequence = data["modality"] == "sequence"
+    return LoadedEncoder(encoder.eval(), data["modality"], _input_size(data), config["method"]["name"], tokenizer,
+                         _item_map(run_dir, data["modality"]), data if sequence else None)
 
 
 def _from_export(folder: Path) -> LoadedEncoder:
@@ -95,7 +122,8 @@ def _from_export(folder: Path) -> LoadedEncoder:
     else:
         encoder.load_state_dict(weights)
     tokenizer = _tokenizer(folder, meta["modality"])
-    return LoadedEncoder(encoder.eval(), meta["modality"], int(meta["input_size"]), meta["method"], tokenizer)
+    return LoadedEncoder(encoder.eval(), meta["modality"], int(meta["input_size"]), meta["method"], tokenizer,
+                         _item_map(folder, meta["modality"]), meta.get("data"))
 
 
 def load(path: str | Path) -> LoadedEncoder:
@@ -109,14 +137,14 @@ def load(path: str | Path) -> LoadedEncoder:
 
 
 def export_safetensors(loaded: LoadedEncoder, out: str | Path) -> Path:
-    """``model.safetensors`` (selfsup's weight names) + ``selfsup.json`` (+ the tokenizer of a text encoder)."""
+    """``model.safetensors`` (selfsup's weight names) + ``selfsup.json`` (+ the tokenizer of a text encoder, the
+    ``item_map.json`` of a sequence encoder)."""
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in loaded.encoder.state_dict().items()}
     save_file(state, str(out / (WEIGHTS_FILE + ".tmp")))
     (out / (WEIGHTS_FILE + ".tmp")).replace(out / WEIGHTS_FILE)
-    if loaded.tokenizer is not None:
-        loaded.tokenizer.save_pretrained(str(out))
+    loaded.save_extras(out)
     (out / META_FILE).write_text(json.dumps(loaded.meta(), indent=2))
     return out
 
@@ -136,8 +164,7 @@ def export_huggingface(loaded: LoadedEncoder, out: str | Path) -> Path:
 
     hf_logging.disable_progress_bar()
     save(str(out))
-    if loaded.tokenizer is not None:
-        loaded.tokenizer.save_pretrained(str(out))
+    loaded.save_extras(out)
     (out / META_FILE).write_text(json.dumps(loaded.meta(format="huggingface"), indent=2))
     return out
 

@@ -72,15 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any setting, e.g. --set optim.lr=0.001 --set method.temperature=0.2")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    e = sub.add_parser("evaluate", help="label-efficiency evaluation: pretrained vs scratch at label fractions")
+    e = sub.add_parser("evaluate", help="label-efficiency evaluation: pretrained vs scratch at label fractions; "
+                                        "sequences also: leave-one-out next-item ranking")
     e.add_argument("run", metavar="RUN_DIR")
     e.add_argument("--train", metavar="LABELED", help="images, audio: a folder with one subfolder per class; "
                                                       "text: .tsv/.csv of label<TAB>text (or columns label,text); "
-                                                      "audio also: a .csv/.tsv with columns path,label")
-    e.add_argument("--test", required=True, metavar="LABELED",
-                   help="as --train; for --protocol similarity a .tsv of score<TAB>sentence1<TAB>sentence2")
+                                                      "audio also: a .csv/.tsv with columns path,label; "
+                                                      "sequence: a .csv/.tsv with columns user,label (users of the run's log)")
+    e.add_argument("--test", metavar="LABELED",
+                   help="as --train; for --protocol similarity a .tsv of score<TAB>sentence1<TAB>sentence2 "
+                        "(not used by --protocol ranking)")
     e.add_argument("--protocol", type=_names, default=["knn", "linear", "finetune"],
-                   help="comma list of knn, linear, finetune; or similarity (text: Spearman of cosine similarities)")
+                   help="comma list of knn, linear, finetune; or similarity (text: Spearman of cosine similarities); "
+                        "or ranking (sequence: leave-one-out HR@10 and NDCG@10 over all items on the run's own "
+                        "log, with a popularity baseline)")
     e.add_argument("--label-fractions", type=_floats, default=[0.01, 0.1, 1.0], help="comma list, e.g. 0.01,0.1,1.0")
     e.add_argument("--baseline", default="scratch",
                    help="comma list: scratch (same model, random init), tfidf (text: TF-IDF + logistic regression), "
@@ -96,16 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("embed", help="embed every input under DATA with a run's encoder")
     b.add_argument("run", metavar="RUN_DIR")
-    b.add_argument("data", metavar="DATA")
-    b.add_argument("--out", required=True, metavar="FILE", help=".npy (rows in sorted path order) or .parquet (path + embedding)")
+    b.add_argument("data", metavar="DATA", help="what the run was trained on: images, texts, recordings, or an "
+                                                "interaction log (one embedding per user)")
+    b.add_argument("--out", required=True, metavar="FILE", help=".npy (rows in sorted path order) or .parquet (path + embedding); "
+                                                               "sequences: users here, items in FILE's NAME.items.EXT")
     b.add_argument("--batch-size", type=int, default=256)
     b.add_argument("--encoding", default="utf-8", help="text files' encoding (default utf-8)")
 
     x = sub.add_parser("export", help="export a run's encoder")
     x.add_argument("run", metavar="RUN_DIR")
     x.add_argument("--format", default="safetensors", choices=["safetensors", "huggingface"],
-                   help="safetensors (any encoder) or huggingface (text and audio: a folder AutoModel and "
-                        "AutoTokenizer / AutoFeatureExtractor load)")
+                   help="safetensors (any encoder; sequences add item_map.json) or huggingface (text, audio and "
+                        "sequences: a folder AutoModel and AutoTokenizer / AutoFeatureExtractor load)")
     x.add_argument("--out", required=True, metavar="DIR")
 
     d = sub.add_parser("demo", help="pretrain + label-efficiency evaluation on scikit-learn's handwritten digits (a few minutes on a CPU)")
@@ -167,7 +174,13 @@ def _run(args: argparse.Namespace) -> None:
             for i in infos:
                 print(f"{i.name:<{width}}  {i.family.value:<18} {','.join(sorted(m.value for m in i.modalities)):<10} {i.paper}")
     elif args.command == "embed":
-        print(f"embeddings: {api.embed(args.run, args.data, args.out, batch_size=args.batch_size, encoding=args.encoding)}")
+        from .evaluation.sequence_eval import item_embeddings_path
+
+        written = api.embed(args.run, args.data, args.out, batch_size=args.batch_size, encoding=args.encoding)
+        print(f"embeddings: {written}")
+        items = item_embeddings_path(written)
+        if items.exists() and items.stat().st_mtime >= written.stat().st_mtime:  # a sequence run wrote it just after
+            print(f"item embeddings: {items}")
     elif args.command == "export":
         print(f"exported: {api.export(args.run, args.out, format=args.format)}")
     elif args.command == "demo":

@@ -33,6 +33,7 @@ from ..errors import SelfSupError, did_you_mean
 log = logging.getLogger("selfsup")
 
 SEQUENCE_EXTENSIONS = (".csv", ".tsv", ".parquet")
+ITEM_MAP_FILE = "item_map.json"  # the item map's name in run and export folders
 _PARQUET_BATCH = 65536
 
 
@@ -285,6 +286,21 @@ def load_item_map(path: str | Path) -> dict[str, int]:
     return {str(k): int(v) for k, v in data.items()}
 
 
+def remap_items(log: InteractionLog, item_map: dict[str, int]) -> tuple[list[np.ndarray], int]:
+    """``log``'s histories in the ids of another ``item_map`` (a trained model's), and how many
+    interactions were dropped because their item is not in it (new items have no embedding)."""
+    lookup = np.zeros(log.num_items + 1, dtype=np.int64)
+    for raw, own in log.item_map.items():
+        lookup[own] = item_map.get(raw, 0)
+    histories, dropped = [], 0
+    for history in log.histories:
+        mapped = lookup[history]
+        kept = mapped[mapped > 0]
+        dropped += len(mapped) - len(kept)
+        histories.append(kept)
+    return histories, dropped
+
+
 # --------------------------------------------------------------------------------------- splits
 
 
@@ -293,6 +309,21 @@ def truncate(history: np.ndarray, max_length: int) -> np.ndarray:
     if max_length <= 0:
         raise ValueError(f"max_length must be positive, got {max_length}")
     return history[-max_length:]
+
+
+def history_windows(history: np.ndarray, max_length: int) -> list[np.ndarray]:
+    """A long history cut into windows of at most ``max_length`` items from the most recent end, consecutive
+    windows sharing one item, so every transition (item t -> item t + 1) is inside exactly one window and no
+    interaction is thrown away. Oldest window first."""
+    if max_length < 2:
+        raise ValueError(f"max_length must be at least 2, got {max_length}")
+    windows, end = [], len(history)
+    while True:
+        start = max(0, end - max_length)
+        windows.append(history[start:end])
+        if start == 0:
+            return windows[::-1]
+        end = start + 1
 
 
 @dataclass

@@ -78,6 +78,38 @@ class SequenceEncoder(Encoder):
             mask = (inputs["input_ids"] != 0).long()
         return self.pool(self(inputs), mask)
 
+    def next_item_state(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The state [B, D] that scores the item after each (right-padded) history.
+
+        Causal: the state at the last real item (SASRec). Bidirectional: a [MASK] is appended after the last
+        real item (dropping the oldest item of a history already at ``max_length``) and its state is taken,
+        BERT4Rec's test-time protocol (Sun et al. 2019, §3.6)."""
+        ids = inputs["input_ids"]
+        mask = inputs.get("attention_mask")
+        mask = (ids != 0).long() if mask is None else mask.long()
+        if self.causal:
+            return self.pool(self(inputs), mask)
+        lengths = mask.sum(1)
+        extended = torch.cat([ids * mask, torch.zeros_like(ids[:, :1])], dim=1)
+        rows = torch.arange(ids.shape[0], device=ids.device)
+        extended[rows, lengths] = self.mask_item_id
+        width = min(extended.shape[1], self.max_length)
+        kept = (lengths + 1).clamp_max(width)  # items + [MASK] that fit
+        start = lengths + 1 - kept  # drop the oldest items that do not fit
+        steps = torch.arange(width, device=ids.device)
+        index = (start[:, None] + steps).clamp_max(extended.shape[1] - 1)
+        new_mask = (steps[None, :] < kept[:, None]).long()
+        new_ids = extended.gather(1, index) * new_mask
+        states = self({"input_ids": new_ids, "attention_mask": new_mask})
+        return states[rows, kept - 1]
+
+    def next_item_scores(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scores [B, num_items + 1] of the next item for each history: column 0 (padding) is -inf, [MASK] is
+        left out, so column i is item id i."""
+        scores = self.score_items(self.next_item_state(inputs))[:, : self.num_items + 1]
+        scores[:, 0] = float("-inf")
+        return scores
+
     def score_items(self, states: torch.Tensor) -> torch.Tensor:
         """Scores [..., num_items + 2] of every id (padding and [MASK] included) = states @ item table.T."""
         return states @ self.item_embeddings.weight.T

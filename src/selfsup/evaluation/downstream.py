@@ -13,6 +13,8 @@ inputs the encoder takes, run the protocols and baselines.
   NaN-padded (:class:`WaveBatch` turns a batch into the encoder's input); fine-tuning adds light noise;
   baseline ``mfcc`` adds MFCC statistics + logistic regression on the same label subsets (encoder
   ``"mfcc"``, protocol ``"linear"``).
+- sequences (``sequence_eval.py``): protocol ``ranking`` (leave-one-out next-item ranking on the run's own
+  log, with a popularity baseline), or user attributes from a ``.csv``/``.tsv`` of ``user,label`` rows.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .label_efficiency import PROTOCOLS, EvalResult, run_label_efficiency
 from .subsets import class_balanced_subset
 
 BASELINES = {"image": ("scratch",), "text": ("scratch", "tfidf"), "audio": ("scratch", "mfcc")}
-TEXT_PROTOCOLS = (*PROTOCOLS, "similarity")
+PAIRWISE = {"text": "similarity", "sequence": "ranking"}  # the protocol without labels, run on its own
 
 
 class TokenBatch:
@@ -73,30 +75,45 @@ class Labeled:
     texts: list[str] | None = None
 
 
-def check_request(modality: str, protocols: list[str], baselines: list[str], train: str | Path | None) -> None:
-    """Fail early, in one line, on a protocol or baseline the modality does not have."""
-    if modality == "sequence":
-        raise SelfSupError("evaluating a sequence run (leave-one-out ranking, user attributes) is not available yet; "
-                           "export the encoder with `selfsup export` meanwhile")
-    valid = TEXT_PROTOCOLS if modality == "text" else PROTOCOLS
+def check_request(modality: str, protocols: list[str], baselines: list[str], train: str | Path | None,
+                  test: str | Path | None = None) -> None:
+    """Fail early, in one line, on a protocol or baseline the modality does not have, or a missing file."""
+    own = PAIRWISE.get(modality)
+    valid = (*PROTOCOLS, own) if own else PROTOCOLS
     unknown = [p for p in protocols if p not in valid]
     if unknown:
         raise SelfSupError(f"--protocol {','.join(unknown)}: not available for {modality} data; use {', '.join(valid)}")
-    if "similarity" in protocols and len(protocols) > 1:
-        raise SelfSupError("--protocol similarity scores sentence pairs and cannot be mixed with "
-                           f"{','.join(p for p in protocols if p != 'similarity')}; run them separately")
+    if own in protocols and len(protocols) > 1:
+        raise SelfSupError(f"--protocol {own} cannot be mixed with {','.join(p for p in protocols if p != own)}; "
+                           "run them separately")
     fitting = BASELINES.get(modality, ("scratch",))
     for name in baselines:
         if name not in fitting:
             raise SelfSupError(f"--baseline {name!r} is not available for {modality} data; use {', '.join(fitting)} or none")
-    if train is None and "similarity" not in protocols:
-        raise SelfSupError("--train LABELED is needed for knn, linear and finetune (only --protocol similarity "
-                           "works without it)")
+    if own == "ranking" and own in protocols:
+        return  # the run's own interaction log holds the targets
+    if test is None:
+        raise SelfSupError(f"--test is needed for --protocol {','.join(protocols)}"
+                           + ("; or use --protocol ranking (no labels)" if modality == "sequence" else ""))
+    if train is None and own not in protocols:
+        hint = f" (only --protocol {own} works without it)" if own else ""
+        raise SelfSupError(f"--train LABELED is needed for knn, linear and finetune{hint}")
 
 
-def _scratch(encoder: Encoder, seed: int) -> Encoder:
-    torch.manual_seed(seed)
-    return build_encoder(encoder.config)
+def _encoders(loaded, baselines: list[str], seed: int) -> dict[str, Encoder]:
+    """The run's encoder, and the same architecture from a random init when ``scratch`` is asked for."""
+    encoders = {"pretrained": loaded.encoder}
+    if "scratch" in baselines:
+        torch.manual_seed(seed)
+        encoders["scratch"] = build_encoder(loaded.encoder.config)
+    return encoders
+
+
+def evaluate_ranking(loaded, baselines: list[str], seed: int, device: str) -> list[EvalResult]:
+    """Leave-one-out next-item ranking of a sequence run (see ``sequence_eval.py``)."""
+    from .sequence_eval import evaluate_ranking as rank
+
+    return rank(loaded, _encoders(loaded, baselines, seed), device)
 
 
 def _text_labeled(loaded, path: str | Path, classes: list[str] | None, encoding: str) -> Labeled:
@@ -137,14 +154,17 @@ def evaluate_labeled(loaded, train: str | Path, test: str | Path, protocols: lis
                      baselines: list[str], seed: int, device: str, encoding: str = "utf-8",
                      finetune_steps: int | None = None, progress: Callable[[str], None] | None = None) -> list[EvalResult]:
     """Label efficiency of ``loaded`` (and the baselines) on labeled train/test files."""
+    if loaded.modality == "sequence":
+        from .sequence_eval import evaluate_user_attributes
+
+        return evaluate_user_attributes(loaded, _encoders(loaded, baselines, seed), train, test, protocols, fractions,
+                                        seed, device, finetune_steps=finetune_steps, progress=progress)
     readers = {"text": lambda path, classes: _text_labeled(loaded, path, classes, encoding),
                "audio": lambda path, classes: _audio_labeled(loaded, path, classes)}
     read = readers.get(loaded.modality, lambda path, classes: _image_labeled(loaded, path, classes))
     train_set = read(train, None)
     test_set = read(test, train_set.classes)
-    encoders = {"pretrained": loaded.encoder}
-    if "scratch" in baselines:
-        encoders["scratch"] = _scratch(loaded.encoder, seed)
+    encoders = _encoders(loaded, baselines, seed)
     train_transform, eval_transform = _transforms(loaded)
     results = run_label_efficiency(
         encoders, train_set.inputs, train_set.labels, test_set.inputs, test_set.labels,
@@ -189,9 +209,7 @@ def evaluate_similarity(loaded, pairs: str | Path, baselines: list[str], seed: i
     first = encode_texts(data.first, loaded.tokenizer, loaded.input_size)
     second = encode_texts(data.second, loaded.tokenizer, loaded.input_size)
     transform = TokenBatch(loaded.encoder.spec.pad_token_id)
-    encoders = {"pretrained": loaded.encoder}
-    if "scratch" in baselines:
-        encoders["scratch"] = _scratch(loaded.encoder, seed)
+    encoders = _encoders(loaded, baselines, seed)
     results = [EvalResult("similarity", 0.0, 0, name, "spearman",
                           spearman_similarity(encoder, first, second, data.scores, transform, device=device))
                for name, encoder in encoders.items()]

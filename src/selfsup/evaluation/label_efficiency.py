@@ -116,28 +116,27 @@ def _unique(items) -> list:
 
 
 def format_table(results: Sequence[EvalResult]) -> str:
-    """Fixed-width table: one row per (protocol, fraction, n_labels), one column per encoder,
+    """Fixed-width table: one row per (protocol, metric, fraction, n_labels), one column per encoder,
     plus ``gain`` = pretrained − scratch when both are present, and a ``metric`` column when a metric other
     than accuracy appears."""
     encoders = _unique(r.encoder for r in results)
     protocols = _unique(r.protocol for r in results)
-    cells = {(r.protocol, r.label_fraction, r.n_labels, r.encoder): r.value for r in results}
+    cells = {(r.protocol, r.metric, r.label_fraction, r.n_labels, r.encoder): r.value for r in results}
     rows = sorted(
-        _unique((r.protocol, r.label_fraction, r.n_labels) for r in results),
-        key=lambda row: (protocols.index(row[0]), row[1], row[2]),
+        _unique((r.protocol, r.metric, r.label_fraction, r.n_labels) for r in results),
+        key=lambda row: (protocols.index(row[0]), row[2], row[3]),  # stable: metrics keep their order
     )
     with_gain = "pretrained" in encoders and "scratch" in encoders
-    metrics = {r.protocol: r.metric for r in results}
-    with_metric = set(metrics.values()) != {"accuracy"}  # e.g. spearman: say so, or it reads as an accuracy
+    with_metric = {r.metric for r in results} != {"accuracy"}  # e.g. spearman: say so, or it reads as an accuracy
     header = ["protocol", *(["metric"] if with_metric else []), "fraction", "n_labels", *encoders] + (["gain"] if with_gain else [])
     body: list[list[str]] = []
-    for protocol, fraction, n_labels in rows:
-        values = [cells.get((protocol, fraction, n_labels, e)) for e in encoders]
-        line = [protocol, *([metrics[protocol]] if with_metric else []), f"{fraction:g}", str(n_labels)]
+    for row in rows:
+        protocol, metric, fraction, n_labels = row
+        values = [cells.get((*row, e)) for e in encoders]
+        line = [protocol, *([metric] if with_metric else []), f"{fraction:g}", str(n_labels)]
         line += ["-" if v is None else f"{v:.4f}" for v in values]
         if with_gain:
-            p = cells.get((protocol, fraction, n_labels, "pretrained"))
-            s = cells.get((protocol, fraction, n_labels, "scratch"))
+            p, s = cells.get((*row, "pretrained")), cells.get((*row, "scratch"))
             line.append("-" if p is None or s is None else f"{p - s:+.4f}")
         body.append(line)
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]

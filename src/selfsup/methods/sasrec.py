@@ -19,6 +19,8 @@ import torch.nn.functional as F
 
 from ..encoders.sequence import SequenceEncoder
 from ..errors import SelfSupError
+from ..pretext.sequences import next_item_targets
+from ..pretext.tokens import IGNORE_INDEX
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext
@@ -35,6 +37,16 @@ def item_logits(encoder: SequenceEncoder, states: torch.Tensor) -> torch.Tensor:
     scores[..., 0] = float("-inf")
     scores[..., encoder.mask_item_id] = float("-inf")
     return scores
+
+
+def item_prediction_loss(encoder: SequenceEncoder, states: torch.Tensor,
+                         labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross entropy over all items, accuracy) at the positions with a label (``labels != -100``): the
+    full-softmax item prediction shared by SASRec, BERT4Rec and CL4SRec."""
+    chosen = labels != IGNORE_INDEX
+    logits = item_logits(encoder, states[chosen])
+    targets = labels[chosen]
+    return F.cross_entropy(logits, targets), (logits.detach().argmax(-1) == targets).float().mean()
 
 
 @register_method
@@ -55,18 +67,13 @@ class SASRec(Method):
 
     def pretext(self, modality: Modality) -> Pretext:
         def pretext(batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-            ids, mask = batch["input_ids"], batch["attention_mask"]
-            targets = torch.where(mask[:, 1:].bool(), ids[:, 1:], torch.full_like(ids[:, 1:], -100))
-            return {"input_ids": ids[:, :-1], "attention_mask": mask[:, :-1], "labels": targets}
+            ids, mask, labels = next_item_targets(batch["input_ids"], batch["attention_mask"])
+            return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
         return pretext
 
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
         states = self.encoder(batch)
-        chosen = batch["labels"] != -100
-        logits = item_logits(self.encoder, states[chosen])
-        targets = batch["labels"][chosen]
-        loss = F.cross_entropy(logits, targets)
-        accuracy = (logits.detach().argmax(-1) == targets).float().mean()
+        loss, accuracy = item_prediction_loss(self.encoder, states, batch["labels"])
         embeddings = self.encoder.pool(states, batch["attention_mask"]).detach()
         return LossOutput(loss, metrics={"next_item_accuracy": accuracy}, embeddings=embeddings)

@@ -99,9 +99,8 @@ def mlm_mask(
     specials = set(int(i) for i in special_ids)
     if int(mask_token_id) not in specials:
         specials.add(int(mask_token_id))
-    allowed = torch.tensor(
-        [i for i in range(vocab_size) if i not in specials], dtype=input_ids.dtype, device=input_ids.device
-    )
+    every_id = torch.arange(vocab_size, dtype=input_ids.dtype, device=input_ids.device)
+    allowed = every_id[~_special_mask(every_id, specials)]  # vectorised: vocabularies of 1M+ item ids
     if random_prob > 0 and allowed.numel() == 0:
         raise ValueError(f"random replacement needs a non-special token id below vocab_size={vocab_size}")
 

@@ -3,8 +3,9 @@
 The log is read once (``data/sequences.py``), its item map saved to ``RUN/item_map.json`` (the item
 embedding rows are tied to its ids; a resumed run reuses it), and each user's LAST TWO items are held out
 (leave-one-out: validation and test targets of ``evaluate --protocol ranking``), so pretraining never sees
-them. Batches are dicts ``{input_ids, attention_mask}`` [B, T] of each user's most recent ``data.max_length``
-training items, right-padded with 0; the method's pretext (next-item targets, masks, augmentations) runs on
+them. A training history longer than ``data.max_length`` is cut into windows of that length (consecutive
+windows share one item, so every transition is trained on and nothing is thrown away). Batches are dicts
+``{input_ids, attention_mask}`` [B, T] of windows, right-padded with 0; the method's pretext (next-item targets, masks, augmentations) runs on
 the training device.
 """
 
@@ -17,12 +18,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import DataConfig, TrainerConfig
-from ..data.sequences import LogColumns, leave_one_out, load_item_map, read_interactions, save_item_map, truncate
+from ..data.sequences import (ITEM_MAP_FILE, LogColumns, history_windows, leave_one_out, load_item_map,
+                              read_interactions, save_item_map)
 from ..errors import SelfSupError
 from ..methods.base import Pretext
 from .sources import TrainData
-
-ITEM_MAP_FILE = "item_map.json"
 
 
 def read_log(data: DataConfig):
@@ -51,7 +51,7 @@ def load_sequence_data(data: DataConfig, run_dir: Path) -> TrainData:
     if saved.exists() and load_item_map(saved) != log.item_map:
         raise SelfSupError(f"{data.path}: its items differ from the ones {run_dir} was trained on ({saved}); "
                            "use a new --out folder for a new log")
-    histories = [truncate(h, data.max_length) for h in leave_one_out(log).train if len(h) >= 2]
+    histories = [w for h in leave_one_out(log).train if len(h) >= 2 for w in history_windows(h, data.max_length)]
     if len(histories) < 2:
         raise SelfSupError(f"{data.path}: fewer than 2 users have 2 or more training interactions; "
                            "a history needs at least 2 items (after the 2 held out per user)")
@@ -66,4 +66,4 @@ def load_sequence_data(data: DataConfig, run_dir: Path) -> TrainData:
 
     encoder_kwargs = {"num_items": log.num_items, "max_length": data.max_length}
     return TrainData(len(histories), data.max_length, encoder_kwargs, make_loader, pretext_in_loader=False,
-                     unit="users")
+                     unit="histories")

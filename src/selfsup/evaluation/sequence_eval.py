@@ -1,0 +1,166 @@
+"""Downstream evaluation of a sequence encoder on the interaction log it was trained on.
+
+- ``ranking``: leave-one-out next-item recommendation (Kang & McAuley 2018, SASRec §IV-A; Sun et al. 2019,
+  BERT4Rec §4.1): each user's last item is the test target and the second to last the validation target
+  (pretraining never saw either); the encoder scores every item after the history that precedes the target
+  (:meth:`SequenceEncoder.next_item_scores`), the user's earlier items are left out of the ranking, and HR@k /
+  NDCG@k are taken over the full catalogue. Rows: protocol ``ranking`` (test) and ``ranking_valid``, one per
+  metric, with ``label_fraction`` and ``n_labels`` 0; the popularity baseline (items ranked by their number of
+  training interactions) is the ``encoder: "baseline"`` row.
+- user attributes: a .csv/.tsv of ``user,label`` rows; each labeled user's most recent ``max_length`` items are
+  the input, and knn / linear / finetune run at label fractions as for the other modalities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data.sequences import InteractionLog, leave_one_out, load_user_labels, truncate
+from ..encoders import Encoder
+from ..errors import SelfSupError
+from .label_efficiency import EvalResult, run_label_efficiency
+from .ranking import popularity_scores, ranking_metrics
+
+RANKING_PROTOCOLS = ("ranking",)
+POPULARITY = "baseline"
+
+
+def history_matrix(histories: Sequence[np.ndarray], max_length: int) -> Tensor:
+    """int64 [N, W]: each history's most recent ``max_length`` items, right-padded with 0 (W = the longest kept)."""
+    kept = [truncate(np.asarray(h, dtype=np.int64), max_length) for h in histories]
+    width = max((len(h) for h in kept), default=1) or 1
+    out = torch.zeros(len(kept), width, dtype=torch.long)
+    for row, history in enumerate(kept):
+        out[row, : len(history)] = torch.from_numpy(history)
+    return out
+
+
+def _read_log(loaded, **changes) -> InteractionLog:
+    """A log read with the run's column settings (``changes`` override them, e.g. another path)."""
+    from ..config import DataConfig
+    from ..train.sequence_data import read_log
+
+    settings = {**(loaded.data or {}), **changes}
+    return read_log(DataConfig(**{f.name: settings[f.name] for f in fields(DataConfig) if f.name in settings}))
+
+
+def run_log(loaded) -> InteractionLog:
+    """The interaction log ``loaded`` was trained on, checked against its item map."""
+    if loaded.data is None or loaded.item_map is None:
+        raise SelfSupError("this encoder has no interaction log or item map recorded; evaluate its run folder")
+    path = loaded.data["path"]
+    if not Path(path).expanduser().is_file():
+        raise SelfSupError(f"{path}: the interaction log this encoder was trained on is missing; "
+                           "put it back there (evaluation re-reads it for the held-out items)")
+    log = _read_log(loaded)
+    if log.item_map != loaded.item_map:
+        raise SelfSupError(f"{path}: its items differ from the ones the encoder was trained on "
+                           "(item_map.json); the log changed since training — retrain on it")
+    return log
+
+
+def _scores(encoder: Encoder, inputs: list[np.ndarray], max_length: int, device: str) -> Callable[[list[int]], Tensor]:
+    def score(rows: list[int]) -> Tensor:
+        ids = history_matrix([inputs[r] for r in rows], max_length).to(device)
+        with torch.inference_mode():
+            return encoder.next_item_scores({"input_ids": ids, "attention_mask": (ids != 0).long()}).float().cpu()
+
+    return score
+
+
+def evaluate_ranking(loaded, encoders: dict[str, Encoder], device: str, ks: Sequence[int] = (10,),
+                     chunk: int = 256) -> list[EvalResult]:
+    """HR@k and NDCG@k of each encoder and of popularity on the run's leave-one-out split (validation and test)."""
+    log = run_log(loaded)
+    split = leave_one_out(log)
+    if not len(split.valid_users):
+        raise SelfSupError(f"{loaded.data['path']}: no user has 3 or more interactions, so there is nothing to hold "
+                           "out for ranking; each evaluated user needs a validation and a test item")
+    popularity = popularity_scores(split.train, log.num_items)
+    splits = {"ranking": (split.test_inputs, split.test_targets),
+              "ranking_valid": (split.valid_inputs, split.valid_targets)}
+    results: list[EvalResult] = []
+    for protocol, (inputs, targets) in splits.items():
+        users = list(range(len(inputs)))
+        scorers = {name: _scores(encoder.to(device).eval(), inputs, loaded.input_size, device)
+                   for name, encoder in encoders.items()}
+        scorers[POPULARITY] = lambda rows: popularity.expand(len(rows), -1)
+        for name, score in scorers.items():
+            metrics = ranking_metrics(score, users, targets, inputs, log.num_items, ks=ks, chunk=chunk)
+            results += [EvalResult(protocol, 0.0, 0, name, metric, value) for metric, value in metrics.items()]
+    return results
+
+
+def _labeled_users(loaded, log: InteractionLog, path: str | Path, classes: list[str] | None) -> tuple[Tensor, Tensor, list[str]]:
+    indices, names = load_user_labels(path, log)
+    if classes is None:
+        classes = sorted(set(names))
+    unknown = sorted(set(names) - set(classes))
+    if unknown:
+        raise SelfSupError(f"{path}: label(s) {', '.join(map(repr, unknown[:3]))} are not in the training labels "
+                           f"({', '.join(classes[:10])}); fix them or add training users with them")
+    labels = torch.tensor([classes.index(name) for name in names], dtype=torch.long)
+    return history_matrix([log.histories[i] for i in indices], loaded.input_size), labels, classes
+
+
+def evaluate_user_attributes(loaded, encoders: dict[str, Encoder], train: str | Path, test: str | Path,
+                             protocols: list[str], fractions: list[float], seed: int, device: str,
+                             finetune_steps: int | None = None,
+                             progress: Callable[[str], None] | None = None) -> list[EvalResult]:
+    """Label efficiency of predicting a user attribute from the user's history (pooled encoder states)."""
+    from .downstream import TokenBatch
+
+    log = run_log(loaded)
+    train_inputs, train_labels, classes = _labeled_users(loaded, log, train, None)
+    test_inputs, test_labels, _ = _labeled_users(loaded, log, test, classes)
+    batch = TokenBatch(pad_token_id=0)  # item id 0 is padding; dropout is the fine-tuning noise
+    return run_label_efficiency(
+        encoders, train_inputs, train_labels, test_inputs, test_labels, protocols=protocols, fractions=fractions,
+        train_transform=batch, eval_transform=batch, seed=seed, device=device,
+        finetune_kwargs={"steps": finetune_steps} if finetune_steps else None, progress=progress,
+    )
+
+
+def item_embeddings_path(out: str | Path) -> Path:
+    """Where ``selfsup embed`` puts the item embeddings of a sequence run: next to the users' file,
+    ``NAME.items.EXT``."""
+    out = Path(out).expanduser()
+    return out.with_name(f"{out.stem}.items{out.suffix}")
+
+
+def embed_log(loaded, data: str | Path, out: str | Path, batch_size: int, device: str, strict: bool = False) -> Path:
+    """User embeddings (the pooled encoding of each user's most recent items in the log ``data``, which may hold
+    new users) to ``out``, and every item's embedding (its row of the item table) to :func:`item_embeddings_path`.
+    Items the encoder was not trained on have no embedding and are dropped from the histories (counted in a
+    warning)."""
+    import logging
+
+    from ..artifacts import write_embeddings
+    from ..data.sequences import remap_items
+    from .downstream import TokenBatch
+    from .features import extract_features
+
+    if loaded.item_map is None:
+        raise SelfSupError("this sequence encoder has no item map (item_map.json); embed with its run folder")
+    log = _read_log(loaded, path=str(data), strict=strict)
+    histories, dropped = remap_items(log, loaded.item_map)
+    if dropped:
+        logging.getLogger("selfsup").warning("%s: %d interaction(s) with items the encoder was not trained on were "
+                                             "left out of the histories", data, dropped)
+    known = [i for i, h in enumerate(histories) if len(h)]
+    if not known:
+        raise SelfSupError(f"{data}: none of its items is in the encoder's item map; embed a log of the same catalogue")
+    ids = history_matrix([histories[i] for i in known], loaded.input_size)
+    users = extract_features(loaded.encoder, ids, TokenBatch(pad_token_id=0), batch_size=batch_size, device=device)
+    written = write_embeddings(users, [log.users[i] for i in known], out, key="user")
+    by_id = sorted(loaded.item_map.items(), key=lambda pair: pair[1])
+    with torch.no_grad():
+        table = loaded.encoder.item_embeddings.weight[[i for _, i in by_id]].detach().float().cpu()
+    write_embeddings(table, [raw for raw, _ in by_id], item_embeddings_path(out), key="item")
+    return written
