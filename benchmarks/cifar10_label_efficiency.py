@@ -18,12 +18,9 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import random
-import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +28,8 @@ import torch
 
 import selfsup
 from selfsup.evaluation import format_table
+
+from common import add_label_arguments, machine, provenance, work_folder
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "images" / "cifar10"
@@ -53,19 +52,6 @@ def balanced_subset(split_dir: Path, per_class: int, into: Path, seed: int) -> P
     return into
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return f"{cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}, selfsup {selfsup.__version__}"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with train.tar and test.tar")
@@ -76,17 +62,10 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--max-minutes", type=float, default=12.0, help="pretraining cap per method")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--fractions", default="0.01,0.1,1.0")
-    p.add_argument("--protocols", default="knn,linear,finetune")
-    p.add_argument("--finetune-steps", type=int, default=150)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", type=Path, default=None, help="keep runs here (default: a temporary folder)")
-    p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    add_label_arguments(p, fractions="0.01,0.1,1.0", finetune_steps=150)
     args = p.parse_args()
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="selfsup-cifar10-"))
-    work.mkdir(parents=True, exist_ok=True)
-    print(f"work folder: {work}")
+    work = work_folder(args.work, "selfsup-cifar10-")
     raw = work / "raw"
     if not (raw / "train").exists():
         extract(args.data / "train.tar", raw)
@@ -115,11 +94,9 @@ def main() -> None:
         steps = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["global_step"]
         rows.append((method, t1 - t0, t2 - t1, steps, table, [r.to_dict() for r in results]))
 
-    command = "python " + " ".join([str(Path(sys.argv[0]))] + sys.argv[1:])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
     lines = [f"\n## CIFAR-10 label efficiency — {dt.date.today().isoformat()}\n",
              f"- machine: {machine()}",
-             f"- command: `{command}` (commit {commit or 'uncommitted'})",
+             f"- command: {provenance()}",
              f"- data: {args.train_subset} train images (balanced, labels hidden during pretraining) / "
              f"{args.test_subset} test images; encoder {args.encoder}, 32 px, batch {args.batch_size}, "
              f"{args.epochs} epochs capped at {args.max_minutes} min; finetune {args.finetune_steps} steps\n"]

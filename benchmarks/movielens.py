@@ -30,18 +30,15 @@ import datetime as dt
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import selfsup  # noqa: E402
 from selfsup.evaluation import format_table  # noqa: E402
 
-from cifar10_label_efficiency import machine  # noqa: E402
+from common import add_label_arguments, machine, provenance, work_folder  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "sequences" / "ml-100k"
@@ -110,17 +107,10 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=50)
     p.add_argument("--recbole-epochs", type=int, default=3, help="RecBole epochs per model (≈ 20× slower each)")
     p.add_argument("--no-recbole", action="store_true", help="selfsup only")
-    p.add_argument("--fractions", default="0.05,0.2,1.0")
-    p.add_argument("--protocols", default="knn,linear,finetune")
-    p.add_argument("--finetune-steps", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", type=Path, default=None, help="keep runs here (default: a temporary folder)")
-    p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    add_label_arguments(p, fractions="0.05,0.2,1.0", finetune_steps=50)
     args = p.parse_args()
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="selfsup-ml100k-"))
-    work.mkdir(parents=True, exist_ok=True)
-    print(f"work folder: {work}", flush=True)
+    work = work_folder(args.work, "selfsup-ml100k-")
     log, attributes = prepare(args.data, work)
     start = time.time()
 
@@ -164,11 +154,9 @@ def main() -> None:
     ranking_table = "\n".join(lines)
     print("\n" + ranking_table, flush=True)
 
-    command = "python " + " ".join([str(Path(sys.argv[0]))] + sys.argv[1:])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
     out = [f"\n## MovieLens-100k: next-item ranking and user attributes — {dt.date.today().isoformat()}\n",
-           f"- machine: {machine()}; torch {torch.__version__}",
-           f"- command: `{command}` (commit {commit or 'uncommitted'}); total {(time.time() - start) / 60:.1f} min",
+           f"- machine: {machine()}",
+           f"- command: {provenance()}; total {(time.time() - start) / 60:.1f} min",
            f"- leave-one-out by time, histories of the last {args.max_length} items, full ranking over all 1682 items "
            f"with each user's earlier items left out (pessimistic ties), 943 users; selfsup batch {args.batch_size}, "
            f"presets sasrec_tiny / bert4rec_tiny (2 layers of width 64). selfsup s / epoch = the whole `pretrain` call (reading the log included) / epochs.\n",

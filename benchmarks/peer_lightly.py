@@ -30,7 +30,6 @@ import csv
 import datetime as dt
 import json
 import logging
-import os
 import shutil
 import statistics
 import subprocess
@@ -45,7 +44,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from cifar10_label_efficiency import DEFAULT_DATA, balanced_subset, extract, machine  # noqa: E402
+from cifar10_label_efficiency import DEFAULT_DATA, balanced_subset, extract  # noqa: E402
+from common import machine, provenance  # noqa: E402
 
 ENCODERS = {"standard": "resnet18", "cifar": "resnet18_cifar"}
 
@@ -191,13 +191,11 @@ def main() -> None:
                                     features=True) for lib in order}
             accuracy.append((method, stem, results))
 
-    command = "python " + " ".join([str(Path(sys.argv[0]))] + sys.argv[1:])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
     lightly_version = subprocess.run([str(python), "-c", "import lightly; print(lightly.__version__)"],
                                      capture_output=True, text=True).stdout.strip()
     lines = [f"\n## selfsup vs lightly {lightly_version} on CIFAR-10 — {dt.date.today().isoformat()}\n",
              f"- machine: {machine()}",
-             f"- command: `{command}` (commit {commit or 'uncommitted'})",
+             f"- command: {provenance()}",
              f"- data: {args.train_subset} CIFAR-10 train images (balanced), {args.test_subset} test images, 32 px, "
              f"lightly DataLoader workers {args.lightly_workers}\n",
              ]

@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import selfsup  # noqa: E402
 from selfsup.evaluation import format_table  # noqa: E402
 
-from cifar10_label_efficiency import machine  # noqa: E402
+from common import add_label_arguments, machine, provenance, work_folder  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "audio" / "fsdd"
@@ -63,17 +61,10 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--clip-seconds", type=float, default=1.0)
-    p.add_argument("--fractions", default="0.005,0.02,0.1,1.0")
-    p.add_argument("--protocols", default="knn,linear,finetune")
-    p.add_argument("--finetune-steps", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", type=Path, default=None, help="keep runs here (default: a temporary folder)")
-    p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    add_label_arguments(p, fractions="0.005,0.02,0.1,1.0", finetune_steps=100)
     args = p.parse_args()
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="selfsup-speech-"))
-    work.mkdir(parents=True, exist_ok=True)
-    print(f"work folder: {work}", flush=True)
+    work = work_folder(args.work, "selfsup-speech-")
     train, test = prepare(args.data, work)
     start = time.time()
 
@@ -96,12 +87,10 @@ def main() -> None:
         print(f"{method}: pretraining {t1 - t0:.0f} s ({steps} steps), evaluation {time.time() - t1:.0f} s", flush=True)
         rows.append((method, t1 - t0, steps, time.time() - t1, table, [r.to_dict() for r in results]))
 
-    command = "python " + " ".join([str(Path(sys.argv[0]))] + sys.argv[1:])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
     encoder = yaml.safe_load((work / f"run-{rows[0][0]}" / "config.yaml").read_text())["encoder"]
     lines = [f"\n## Spoken digits (FSDD) — {dt.date.today().isoformat()}\n",
              f"- machine: {machine()}",
-             f"- command: `{command}` (commit {commit or 'uncommitted'}); total {(time.time() - start) / 60:.1f} min",
+             f"- command: {provenance()}; total {(time.time() - start) / 60:.1f} min",
              f"- pretraining: the 2700 training recordings without labels, resampled to 16 kHz, random crops of at most "
              f"{args.clip_seconds:g} s, batch {args.batch_size}, {args.minutes:g} min per method, encoder {encoder}; "
              f"evaluation on the 300 official test recordings; finetune {args.finetune_steps} steps. The scratch "

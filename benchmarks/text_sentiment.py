@@ -18,9 +18,7 @@ import argparse
 import datetime as dt
 import json
 import random
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import selfsup  # noqa: E402
 from selfsup.evaluation import format_table  # noqa: E402
 
-from cifar10_label_efficiency import machine  # noqa: E402
+from common import add_label_arguments, machine, provenance, work_folder  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "text"
@@ -81,17 +79,10 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--vocab-size", type=int, default=8000)
     p.add_argument("--max-length", type=int, default=64)
-    p.add_argument("--fractions", default="0.01,0.1,1.0")
-    p.add_argument("--protocols", default="knn,linear,finetune")
-    p.add_argument("--finetune-steps", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", type=Path, default=None, help="keep runs here (default: a temporary folder)")
-    p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    add_label_arguments(p, fractions="0.01,0.1,1.0", finetune_steps=100)
     args = p.parse_args()
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="selfsup-text-"))
-    work.mkdir(parents=True, exist_ok=True)
-    print(f"work folder: {work}", flush=True)
+    work = work_folder(args.work, "selfsup-text-")
     tasks = prepare(args.data, work, args.seed)
     corpus_lines = sum(1 for _ in open(work / "corpus.txt", encoding="utf-8"))
 
@@ -121,11 +112,9 @@ def main() -> None:
             rows.append((method, task, t1 - t0, steps, table, [r.to_dict() for r in results]))
         print(f"{method}: pretraining {t1 - t0:.0f} s, evaluation {time.time() - t1:.0f} s", flush=True)
 
-    command = "python " + " ".join([str(Path(sys.argv[0]))] + sys.argv[1:])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
     lines = [f"\n## Sentence sentiment (SST-2, MR) — {dt.date.today().isoformat()}\n",
              f"- machine: {machine()}",
-             f"- command: `{command}` (commit {commit or 'uncommitted'})",
+             f"- command: {provenance()}",
              f"- pretraining corpus: {corpus_lines} unlabeled sentences (SST-2 train + dev, MR's 90 % train part); "
              f"tokenizer wordpiece {args.vocab_size}, max {args.max_length} tokens, batch {args.batch_size}, "
              f"{args.minutes:g} min per method; finetune {args.finetune_steps} steps. The tfidf column is printed "
