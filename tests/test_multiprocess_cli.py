@@ -102,3 +102,25 @@ def test_two_process_ddp_audio_run(tmp_path: Path, method: str) -> None:
     assert checkpoint["global_step"] == 2 * (N_CLIPS // (2 * 4))  # DistributedSampler: 3 steps per epoch each
     if method == "hubert":
         assert checkpoint["state_dict"]["method.centroids"].abs().sum() > 0
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+@pytest.mark.parametrize("method", ["cl4srec", "bert4rec"])
+def test_two_process_ddp_sequence_run(tmp_path: Path, method: str) -> None:
+    """Sequences under DDP: one item map for both processes, CL4SRec's NT-Xent over both processes' views, and
+    every parameter used in every step (BERT4Rec's [MASK] row, the tied output layer)."""
+    rows = ["user,item,timestamp"]
+    for user in range(20):
+        rows += [f"u{user},i{(user + t) % 9},{t}" for t in range(8)]
+    log = tmp_path / "log.csv"
+    log.write_text("\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "selfsup.cli", "pretrain", str(log), "--modality", "sequence", "--method", method,
+               "--out", str(run), "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--epochs", "2",
+               "--batch-size", "4", "--max-length", "8", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 2 * (20 // (2 * 4))  # DistributedSampler: 2 steps per epoch each
+    assert (run / "item_map.json").exists() and not (run / "item_map.json.tmp").exists()

@@ -136,3 +136,22 @@ def test_save_pretrained_round_trips_through_transformers(name, tmp_path):
         theirs = loaded(**inputs).last_hidden_state
     real = inputs["attention_mask"].bool()
     assert torch.allclose(ours[real], theirs[real], atol=1e-5)
+
+
+def test_pool_setting_chooses_the_user_embedding() -> None:
+    torch.manual_seed(0)
+    ids = torch.tensor([[3, 4, 5, 0]])
+    batch = {"input_ids": ids, "attention_mask": (ids != 0).long()}
+    last = build_encoder({"name": "sasrec_tiny", "num_items": 9, "max_length": 4, "dropout": 0.0}).eval()
+    mean = build_encoder({"name": "sasrec_tiny", "num_items": 9, "max_length": 4, "dropout": 0.0, "pool": "mean"}).eval()
+    mean.load_state_dict(last.state_dict())
+    with torch.no_grad():
+        states = last(batch)[0]
+        assert torch.allclose(last.embed(batch)[0], states[2]) and torch.allclose(mean.embed(batch)[0], states[:3].mean(0))
+        # the next-item scores always come from the last state, whatever the user embedding
+        assert torch.allclose(mean.next_item_scores(batch), last.next_item_scores(batch))
+    assert mean.config["pool"] == "mean"
+    with pytest.raises(SelfSupError, match="pool='mean'"):
+        build_encoder({"name": "bert4rec_tiny", "num_items": 9, "pool": "last"})
+    with pytest.raises(SelfSupError, match="unknown pool 'max'"):
+        build_encoder({"name": "sasrec_tiny", "num_items": 9, "pool": "max"})

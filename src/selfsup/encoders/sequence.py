@@ -3,10 +3,12 @@
 Item ids: 0 = padding, 1..num_items = items, num_items + 1 = [MASK] (BERT4Rec), so the vocabulary has
 num_items + 2 rows. Causal encoders are GPT-2 stacks as in SASRec (Kang & McAuley 2018, causal
 self-attention); bidirectional ones are BERT stacks as in BERT4Rec (Sun et al. 2019). Models are built
-from transformers configs (random init, no download). ``forward`` gives hidden states [B, T, D];
-``pool`` takes the state at the last real position (causal: the user state that predicts the next
-item) or averages the real positions (bidirectional). ``score_items`` multiplies states by the item
-embedding table (the tied output layer of SASRec and BERT4Rec).
+from transformers configs (random init, no download). ``forward`` gives hidden states [B, T, D].
+``pool`` (the user embedding) takes the state at the last real position (``pool="last"``, the causal
+default: the user state that predicts the next item) or averages the real positions (``pool="mean"``, the
+bidirectional default; a causal encoder may use it too, as a longer-term summary of the user).
+``score_items`` multiplies states by the item embedding table (the tied output layer of SASRec and
+BERT4Rec); ``next_item_scores`` scores the item after each history.
 
 Position ids count real items only (``cumsum(attention_mask) - 1``), so a history gets the same
 states whether it is right- or left-padded.
@@ -20,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import SelfSupError
+from ..errors import SelfSupError, did_you_mean
 from ..registry import register_encoder
 from .base import Encoder
 from .text import _from_config
@@ -31,12 +33,14 @@ log = logging.getLogger("selfsup")
 class SequenceEncoder(Encoder):
     """A transformers base model over item ids; inputs are dicts with "input_ids" and "attention_mask" [B, T]."""
 
-    def __init__(self, hf_model: nn.Module, num_items: int, causal: bool, max_length: int, config: dict) -> None:
+    def __init__(self, hf_model: nn.Module, num_items: int, causal: bool, max_length: int, config: dict,
+                 pool: str = "") -> None:
         super().__init__()
         self.hf_model = hf_model
         self.num_items = int(num_items)
         self.mask_item_id = self.num_items + 1
         self.causal = causal
+        self.pool_mode = pool or ("last" if causal else "mean")
         self.max_length = int(max_length)
         self.dim = int(hf_model.config.hidden_size)
         self.config = config
@@ -63,9 +67,14 @@ class SequenceEncoder(Encoder):
         return self.hf_model(**kwargs).last_hidden_state
 
     def pool(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Causal: the state at each row's last real position; bidirectional: mean over real positions."""
-        if not self.causal:
+        """The user embedding: the state at each row's last real position (pool "last") or the mean over the
+        real positions (pool "mean")."""
+        if self.pool_mode == "mean":
             return super().pool(tokens, mask)
+        return self._last_state(tokens, mask)
+
+    @staticmethod
+    def _last_state(tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if mask is None:
             return tokens[:, -1]
         steps = torch.arange(1, tokens.shape[1] + 1, device=tokens.device)
@@ -88,7 +97,7 @@ class SequenceEncoder(Encoder):
         mask = inputs.get("attention_mask")
         mask = (ids != 0).long() if mask is None else mask.long()
         if self.causal:
-            return self.pool(self(inputs), mask)
+            return self._last_state(self(inputs), mask)
         lengths = mask.sum(1)
         extended = torch.cat([ids * mask, torch.zeros_like(ids[:, :1])], dim=1)
         rows = torch.arange(ids.shape[0], device=ids.device)
@@ -122,8 +131,17 @@ class SequenceEncoder(Encoder):
         self.hf_model.save_pretrained(folder)
 
 
-def _check(name: str, num_items: int | None, max_length: int, hidden: int, heads: int) -> None:
+POOLS = ("last", "mean")
+
+
+def _check(name: str, num_items: int | None, max_length: int, hidden: int, heads: int, pool: str,
+           causal: bool) -> None:
     where = f"encoder {name!r}"
+    if pool not in ("", *POOLS):
+        raise SelfSupError(f"{where}: unknown pool {pool!r}{did_you_mean(pool, POOLS)}; choose one of {', '.join(POOLS)}")
+    if pool == "last" and not causal:
+        raise SelfSupError(f"{where} is bidirectional: its last state sees the whole history like every other, "
+                           "and BERT4Rec pools by the mean; use pool='mean'")
     if num_items is None or int(num_items) < 1:
         raise SelfSupError(f"sequence encoder needs num_items >= 1: {where} got {num_items}; set encoder.num_items "
                            f"in the config (the data pipeline fills it from the item map)")
@@ -135,9 +153,9 @@ def _check(name: str, num_items: int | None, max_length: int, hidden: int, heads
 
 
 def _build(name: str, preset: dict[str, Any], causal: bool, num_items: int | None, max_length: int,
-           overrides: dict[str, Any]) -> SequenceEncoder:
+           overrides: dict[str, Any], pool: str) -> SequenceEncoder:
     arch = {**preset, **{k: v for k, v in overrides.items() if v is not None}}
-    _check(name, num_items, max_length, arch["hidden_size"], arch["num_heads"])
+    _check(name, num_items, max_length, arch["hidden_size"], arch["num_heads"], pool, causal)
     import transformers
 
     vocab = int(num_items) + 2  # padding, items, [MASK]
@@ -161,7 +179,9 @@ def _build(name: str, preset: dict[str, Any], causal: bool, num_items: int | Non
         model = _from_config(hf_config, add_pooling_layer=False)
     config = {"name": name, "num_items": int(num_items), "max_length": int(max_length)}
     config.update({k: v for k, v in overrides.items() if v is not None})
-    return SequenceEncoder(model, int(num_items), causal=causal, max_length=int(max_length), config=config)
+    if pool:
+        config["pool"] = pool
+    return SequenceEncoder(model, int(num_items), causal=causal, max_length=int(max_length), config=config, pool=pool)
 
 
 def _make_builder(name: str, description: str, causal: bool, preset: dict[str, Any]) -> Any:
@@ -169,13 +189,13 @@ def _make_builder(name: str, description: str, causal: bool, preset: dict[str, A
 
     def builder(num_items: int | None = None, max_length: int = 50, hidden_size: int | None = None,
                 num_layers: int | None = None, num_heads: int | None = None, intermediate_size: int | None = None,
-                dropout: float | None = None, image_size: int | None = None) -> SequenceEncoder:
+                dropout: float | None = None, pool: str = "", image_size: int | None = None) -> SequenceEncoder:
         del image_size  # the engine passes it to every encoder; sequences have no use for it
         overrides = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
                      "intermediate_size": intermediate_size, "dropout": dropout}
         hidden = int(hidden_size) if hidden_size is not None else preset["hidden_size"]
         arch = {**preset, "intermediate_size": preset["ffn_ratio"] * hidden}  # the paper's ratio at any width
-        return _build(name, arch, causal, num_items, max_length, overrides)
+        return _build(name, arch, causal, num_items, max_length, overrides, pool)
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = description
