@@ -200,3 +200,19 @@ def test_python_api_evaluates_ranking(workspace) -> None:
     results = selfsup.evaluate(workspace["run"], protocols=["ranking"], baseline="none",
                                json_path=workspace["folder"] / "api.json")
     assert {r.encoder for r in results} == {"pretrained", "baseline"} and len(results) == 8
+
+
+def test_embed_a_new_log_leaves_out_unknown_items_and_users(workspace, tmp_path: Path, caplog) -> None:
+    log = tmp_path / "new.csv"
+    log.write_text("user,item,timestamp\nnew1,a1,1\nnew1,zz,2\nnew1,a2,3\nnew2,zz,1\n")
+    out = tmp_path / "new.parquet"
+    with caplog.at_level("WARNING", logger="selfsup"):
+        written = selfsup.embed(workspace["run"], log, out)
+    users = pq.read_table(written).to_pydict()
+    assert users["user"] == ["new1"]  # new2 has only an unknown item
+    assert "2 interaction(s)" in caplog.text and "1 user(s)" in caplog.text
+    loaded = load_stored(workspace["run"])
+    ids = torch.tensor([[loaded.item_map["a1"], loaded.item_map["a2"]]])
+    with torch.no_grad():
+        own = loaded.encoder.embed({"input_ids": ids, "attention_mask": torch.ones_like(ids)})[0]
+    assert torch.allclose(torch.tensor(users["embedding"][0]), own, atol=1e-5)

@@ -156,6 +156,10 @@ def embed_log(loaded, data: str | Path, out: str | Path, batch_size: int, device
     known = [i for i, h in enumerate(histories) if len(h)]
     if not known:
         raise SelfSupError(f"{data}: none of its items is in the encoder's item map; embed a log of the same catalogue")
+    if len(known) < len(histories):
+        logging.getLogger("selfsup").warning("%s: %d user(s) with only unknown items have no embedding (rows follow "
+                                             "the sorted ids of the others; a .parquet file names them)",
+                                             data, len(histories) - len(known))
     ids = history_matrix([histories[i] for i in known], loaded.input_size)
     users = extract_features(loaded.encoder, ids, TokenBatch(pad_token_id=0), batch_size=batch_size, device=device)
     written = write_embeddings(users, [log.users[i] for i in known], out, key="user")
