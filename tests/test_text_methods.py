@@ -204,7 +204,9 @@ def test_tsdae_encoder_sees_only_the_noisy_text_through_one_vector(tokenizer, ba
             other[noisy_mask.bool() & ~torch.isin(noisy, torch.tensor(spec.special_ids))] = 5
             moved = method.loss(dict(views, noisy_ids=other))
             assert not torch.allclose(moved.embeddings, out.embeddings, atol=1e-4)
-            assert abs(moved.loss.item() - out.loss.item()) > 1e-5
+            # in eval mode everything else is identical, so a decoder that ignored the vector would give the
+            # bit-identical loss; how much it moves depends on the tokenizer's (run-dependent) id order
+            assert moved.loss.item() != out.loss.item()
     finally:
         handle.remove()
 
