@@ -18,7 +18,7 @@ from selfsup.artifacts import load as load_stored
 from selfsup.data.sequences import InteractionLog, remap_items
 from selfsup.encoders import build_encoder
 from selfsup.evaluation import EvalResult, format_table
-from selfsup.evaluation.sequence_eval import history_matrix
+from selfsup.data.sequences import pad_histories
 
 N_USERS, CYCLE, LENGTH = 48, 8, 12
 
@@ -184,8 +184,8 @@ def test_remap_items_drops_unknown_items() -> None:
     assert [h.tolist() for h in histories] == [[5, 7], [7]] and dropped == 1
 
 
-def test_history_matrix_keeps_the_most_recent_items() -> None:
-    out = history_matrix([np.array([1, 2, 3, 4]), np.array([5])], max_length=3)
+def test_pad_histories_keeps_the_most_recent_items() -> None:
+    out = pad_histories([np.array([1, 2, 3, 4]), np.array([5])], max_length=3)
     assert out.tolist() == [[2, 3, 4], [5, 0, 0]]
 
 

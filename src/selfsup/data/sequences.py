@@ -166,7 +166,8 @@ def _parquet_rows(path: Path, columns: LogColumns) -> Iterator[tuple[int, list[A
     try:
         table = pq.ParquetFile(path)
     except Exception as err:  # noqa: BLE001 - pyarrow raises several types for unreadable files
-        raise SelfSupError(f"{path}: not a readable parquet file ({type(err).__name__}: {err})") from None
+        raise SelfSupError(f"{path}: not a readable parquet file ({type(err).__name__}: {err}); re-export it, "
+                           "or give the log as .csv/.tsv") from None
     names = [name for _, name in _wanted(columns)]
     _check_header(path, list(table.schema_arrow.names), columns)
     line = 1
@@ -302,6 +303,20 @@ def remap_items(log: InteractionLog, item_map: dict[str, int]) -> tuple[list[np.
 
 
 # --------------------------------------------------------------------------------------- splits
+
+
+def pad_histories(histories: list[np.ndarray], max_length: int | None = None) -> "torch.Tensor":
+    """int64 [N, W]: each history (its most recent ``max_length`` items when given), right-padded with 0;
+    W is the longest kept history (at least 1)."""
+    import torch
+
+    kept = [np.asarray(h, dtype=np.int64) for h in histories]
+    if max_length is not None:
+        kept = [truncate(h, max_length) for h in kept]
+    out = torch.zeros(len(kept), max((len(h) for h in kept), default=1) or 1, dtype=torch.long)
+    for row, history in enumerate(kept):
+        out[row, : len(history)] = torch.from_numpy(history)
+    return out
 
 
 def truncate(history: np.ndarray, max_length: int) -> np.ndarray:

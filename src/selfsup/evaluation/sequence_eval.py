@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -21,24 +22,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.sequences import InteractionLog, leave_one_out, load_user_labels, truncate
+from ..data.sequences import InteractionLog, leave_one_out, load_user_labels, pad_histories
 from ..encoders import Encoder
 from ..errors import SelfSupError
 from .label_efficiency import EvalResult, run_label_efficiency
 from .ranking import popularity_scores, ranking_metrics
 
-RANKING_PROTOCOLS = ("ranking",)
 POPULARITY = "baseline"
-
-
-def history_matrix(histories: Sequence[np.ndarray], max_length: int) -> Tensor:
-    """int64 [N, W]: each history's most recent ``max_length`` items, right-padded with 0 (W = the longest kept)."""
-    kept = [truncate(np.asarray(h, dtype=np.int64), max_length) for h in histories]
-    width = max((len(h) for h in kept), default=1) or 1
-    out = torch.zeros(len(kept), width, dtype=torch.long)
-    for row, history in enumerate(kept):
-        out[row, : len(history)] = torch.from_numpy(history)
-    return out
+logger = logging.getLogger("selfsup")
 
 
 def _read_log(loaded, **changes) -> InteractionLog:
@@ -67,7 +58,7 @@ def run_log(loaded) -> InteractionLog:
 
 def _scores(encoder: Encoder, inputs: list[np.ndarray], max_length: int, device: str) -> Callable[[list[int]], Tensor]:
     def score(rows: list[int]) -> Tensor:
-        ids = history_matrix([inputs[r] for r in rows], max_length).to(device)
+        ids = pad_histories([inputs[r] for r in rows], max_length).to(device)
         with torch.inference_mode():
             return encoder.next_item_scores({"input_ids": ids, "attention_mask": (ids != 0).long()}).float().cpu()
 
@@ -86,10 +77,11 @@ def evaluate_ranking(loaded, encoders: dict[str, Encoder], device: str, ks: Sequ
     splits = {"ranking": (split.test_inputs, split.test_targets),
               "ranking_valid": (split.valid_inputs, split.valid_targets)}
     results: list[EvalResult] = []
+    for encoder in encoders.values():
+        encoder.to(device).eval()
     for protocol, (inputs, targets) in splits.items():
         users = list(range(len(inputs)))
-        scorers = {name: _scores(encoder.to(device).eval(), inputs, loaded.input_size, device)
-                   for name, encoder in encoders.items()}
+        scorers = {name: _scores(encoder, inputs, loaded.input_size, device) for name, encoder in encoders.items()}
         scorers[POPULARITY] = lambda rows: popularity.expand(len(rows), -1)
         for name, score in scorers.items():
             metrics = ranking_metrics(score, users, targets, inputs, log.num_items, ks=ks, chunk=chunk)
@@ -106,7 +98,7 @@ def _labeled_users(loaded, log: InteractionLog, path: str | Path, classes: list[
         raise SelfSupError(f"{path}: label(s) {', '.join(map(repr, unknown[:3]))} are not in the training labels "
                            f"({', '.join(classes[:10])}); fix them or add training users with them")
     labels = torch.tensor([classes.index(name) for name in names], dtype=torch.long)
-    return history_matrix([log.histories[i] for i in indices], loaded.input_size), labels, classes
+    return pad_histories([log.histories[i] for i in indices], loaded.input_size), labels, classes
 
 
 def evaluate_user_attributes(loaded, encoders: dict[str, Encoder], train: str | Path, test: str | Path,
@@ -139,8 +131,6 @@ def embed_log(loaded, data: str | Path, out: str | Path, batch_size: int, device
     new users) to ``out``, and every item's embedding (its row of the item table) to :func:`item_embeddings_path`.
     Items the encoder was not trained on have no embedding and are dropped from the histories (counted in a
     warning)."""
-    import logging
-
     from ..artifacts import write_embeddings
     from ..data.sequences import remap_items
     from .downstream import TokenBatch
@@ -151,16 +141,15 @@ def embed_log(loaded, data: str | Path, out: str | Path, batch_size: int, device
     log = _read_log(loaded, path=str(data), strict=strict)
     histories, dropped = remap_items(log, loaded.item_map)
     if dropped:
-        logging.getLogger("selfsup").warning("%s: %d interaction(s) with items the encoder was not trained on were "
-                                             "left out of the histories", data, dropped)
+        logger.warning("%s: %d interaction(s) with items the encoder was not trained on were left out of the histories",
+                    data, dropped)
     known = [i for i, h in enumerate(histories) if len(h)]
     if not known:
         raise SelfSupError(f"{data}: none of its items is in the encoder's item map; embed a log of the same catalogue")
     if len(known) < len(histories):
-        logging.getLogger("selfsup").warning("%s: %d user(s) with only unknown items have no embedding (rows follow "
-                                             "the sorted ids of the others; a .parquet file names them)",
-                                             data, len(histories) - len(known))
-    ids = history_matrix([histories[i] for i in known], loaded.input_size)
+        logger.warning("%s: %d user(s) with only unknown items have no embedding (rows follow the sorted ids of the "
+                    "others; a .parquet file names them)", data, len(histories) - len(known))
+    ids = pad_histories([histories[i] for i in known], loaded.input_size)
     users = extract_features(loaded.encoder, ids, TokenBatch(pad_token_id=0), batch_size=batch_size, device=device)
     written = write_embeddings(users, [log.users[i] for i in known], out, key="user")
     by_id = sorted(loaded.item_map.items(), key=lambda pair: pair[1])

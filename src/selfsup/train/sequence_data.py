@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from ..config import DataConfig, TrainerConfig
 from ..data.sequences import (ITEM_MAP_FILE, LogColumns, history_windows, leave_one_out, load_item_map,
-                              read_interactions, save_item_map)
+                              pad_histories, read_interactions, save_item_map)
 from ..errors import SelfSupError
 from ..methods.base import Pretext
 from .sources import TrainData
@@ -35,10 +35,7 @@ class HistoryCollator:
     """Item histories (int64 arrays) → ``{input_ids, attention_mask}`` [B, T], right-padded with 0."""
 
     def __call__(self, histories: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        longest = max(len(h) for h in histories)
-        ids = torch.zeros(len(histories), longest, dtype=torch.long)
-        for row, history in enumerate(histories):
-            ids[row, : len(history)] = torch.from_numpy(np.asarray(history, dtype=np.int64))
+        ids = pad_histories(histories)
         return {"input_ids": ids, "attention_mask": (ids != 0).long()}
 
 
