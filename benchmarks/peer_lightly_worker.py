@@ -149,7 +149,7 @@ def main() -> None:
     train_seconds = time.perf_counter() - start
     with open(args.out, "w") as f:
         json.dump({"steps": step, "step_times": step_times, "train_seconds": train_seconds,
-                   "final_loss": float(loss), "torch": torch.__version__}, f)
+                   "final_loss": float(loss.detach()), "torch": torch.__version__}, f)
     if args.features:
         train_x, train_y = features(model.backbone, args.train)
         test_x, test_y = features(model.backbone, args.test)
