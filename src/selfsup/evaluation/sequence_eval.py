@@ -142,13 +142,13 @@ def embed_log(loaded, data: str | Path, out: str | Path, batch_size: int, device
     histories, dropped = remap_items(log, loaded.item_map)
     if dropped:
         logger.warning("%s: %d interaction(s) with items the encoder was not trained on were left out of the histories",
-                    data, dropped)
+                       data, dropped)
     known = [i for i, h in enumerate(histories) if len(h)]
     if not known:
         raise SelfSupError(f"{data}: none of its items is in the encoder's item map; embed a log of the same catalogue")
     if len(known) < len(histories):
         logger.warning("%s: %d user(s) with only unknown items have no embedding (rows follow the sorted ids of the "
-                    "others; a .parquet file names them)", data, len(histories) - len(known))
+                       "others; a .parquet file names them)", data, len(histories) - len(known))
     ids = pad_histories([histories[i] for i in known], loaded.input_size)
     users = extract_features(loaded.encoder, ids, TokenBatch(pad_token_id=0), batch_size=batch_size, device=device)
     written = write_embeddings(users, [log.users[i] for i in known], out, key="user")
