@@ -37,6 +37,18 @@ def test_bad_settings_explain_the_fix(item, expected):
     assert expected in str(info.value)
 
 
+def test_method_settings_take_the_type_of_their_default():
+    from selfsup.methods.byol import BYOL
+
+    hp = BYOL.parse_hparams({"proj_hidden_dim": 64.0, "tau_base": 1, "flip_p": "0.25"})
+    assert hp.proj_hidden_dim == 64 and isinstance(hp.proj_hidden_dim, int)
+    assert isinstance(hp.tau_base, float) and hp.flip_p == 0.25
+    with pytest.raises(SelfSupError, match="proj_hidden_dim=64.5 must be a whole number"):
+        BYOL.parse_hparams({"proj_hidden_dim": 64.5})
+    with pytest.raises(SelfSupError, match="not a valid float"):
+        BYOL.parse_hparams({"tau_base": "high"})
+
+
 def test_bad_yaml_names_the_file(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("optim: [unclosed\n")

@@ -105,6 +105,14 @@ def test_run_folder_of_another_method_is_refused(one_epoch_run):
     assert (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns == before  # untouched
 
 
+def test_resuming_with_another_optimizer_is_refused(one_epoch_run):
+    images, run = one_epoch_run
+    before = (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    with pytest.raises(SelfSupError, match="trained with optimizer 'adamw', not 'lars'.*optim.optimizer=adamw"):
+        api.pretrain(images, "simclr", run, epochs=2, overrides={"optim.optimizer": "lars"}, **FAST)
+    assert (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns == before  # untouched
+
+
 def test_non_run_folder_is_refused(image_folder, tmp_path):
     out = tmp_path / "not_a_run"
     out.mkdir()

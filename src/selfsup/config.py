@@ -45,7 +45,7 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    optimizer: str = "adamw"  # adamw | sgd
+    optimizer: str | None = None  # adamw | sgd | lars; None: the method's recipe (adamw, lars for byol)
     lr: float | None = None  # None: the method's default for batch 256, scaled by batch_size / 256
     weight_decay: float | None = None  # None: the method's default
     warmup: float = 0.05  # fraction of all steps spent in linear warmup, then cosine decay
@@ -113,7 +113,7 @@ _OPTIONAL_FLOATS = frozenset({"optim.lr", "optim.weight_decay", "trainer.max_min
 _OPTIONAL_INTS = frozenset({"trainer.max_steps"})
 
 
-def _coerce(value: Any, current: Any, key: str, source: str) -> Any:
+def coerce_setting(value: Any, current: Any, key: str, source: str) -> Any:
     """Convert ``value`` to the type of the field's current/default value where that is clear."""
     if current is None or value is None:
         return value
@@ -158,7 +158,7 @@ def set_value(config: RunConfig, dotted: str, value: Any, source: str = "--set")
         reference = 0.0
     elif reference is None and f"{section}.{key}" in _OPTIONAL_INTS:
         reference = 0
-    setattr(target, key, _coerce(value, reference, f"{section}.{key}", source))
+    setattr(target, key, coerce_setting(value, reference, f"{section}.{key}", source))
 
 
 def apply_dict(config: RunConfig, raw: dict[str, Any], source: str) -> None:

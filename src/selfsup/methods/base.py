@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from ..config import coerce_setting
 from ..encoders.base import Encoder
 from ..errors import SelfSupError, did_you_mean
 from ..types import Family, LossOutput, Modality
@@ -30,7 +31,9 @@ class Method(nn.Module):
     """Base class. Subclasses set the class attributes and implement ``pretext`` and ``loss``.
 
     ``optim_defaults`` are the optimiser settings the method's paper recipe suggests for short runs
-    (``lr`` for batch size 256, scaled linearly by the engine; ``weight_decay``); the user's config wins.
+    (``optimizer``, adamw when absent; ``lr`` for batch size 256, scaled linearly by the engine;
+    ``weight_decay``); the user's config wins. ``lr_multipliers`` maps submodule names to a multiple of the
+    learning rate they train with (e.g. a faster predictor).
     """
 
     name: ClassVar[str]
@@ -39,7 +42,8 @@ class Method(nn.Module):
     paper: ClassVar[str]
     default_encoder: ClassVar[str] = "tiny_cnn"
     default_encoders: ClassVar[dict[Modality, str]] = {}  # per modality, for methods that run on several
-    optim_defaults: ClassVar[dict[str, float]] = {"lr": 1e-3, "weight_decay": 1e-4}
+    optim_defaults: ClassVar[dict[str, float | str]] = {"lr": 1e-3, "weight_decay": 1e-4}
+    lr_multipliers: ClassVar[dict[str, float]] = {}
     Hparams: ClassVar[type[Hparams]] = Hparams
 
     def __init__(self, encoder: Encoder, input_size: int, **hparams: Any) -> None:
@@ -62,7 +66,15 @@ class Method(nn.Module):
                     f"method {cls.name!r} has no setting {key!r}{did_you_mean(key, valid)}; "
                     f"its settings are: {', '.join(sorted(valid)) or 'none'}"
                 )
-        return cls.Hparams(**values)
+        defaults = {f.name: f.default for f in fields(cls.Hparams) if f.default is not MISSING}
+        coerced = {}
+        for key, value in values.items():
+            default = defaults.get(key)
+            source = f"method {cls.name!r}"
+            coerced[key] = coerce_setting(value, default, key, source)
+            if isinstance(default, int) and not isinstance(default, bool) and not isinstance(coerced[key], int):
+                raise SelfSupError(f"{source}: {key}={value!r} must be a whole number, e.g. {key}={default}")
+        return cls.Hparams(**coerced)
 
     def pretext(self, modality: Modality) -> Pretext:  # pragma: no cover - interface
         raise NotImplementedError

@@ -8,6 +8,11 @@ Pseudo-code (paper §3.1):
     f', g' <- tau f' + (1 - tau) f, g                  # EMA, tau from base to 1 on a cosine schedule
 Defaults: projector 256-d output, predictor of the same shape; the paper's 4096-wide hidden layer
 is 1024 here for small CPU runs, and tau_base 0.99 (the paper's 0.996 assumes ~1000 epochs).
+Optimiser: LARS as in the paper (biases and norms neither decayed nor adapted) at solo-learn's CIFAR
+rate (lr 1.0 per 256 images, weight decay 1e-5), with the predictor at 10x the learning rate: a faster
+predictor, which Tian, Chen & Ganguli 2021 ("Understanding Self-Supervised Learning Dynamics without
+Contrastive Pairs", ICML) find helps BYOL learn. On CIFAR-10 (ResNet-18, kNN after 2.5 CPU minutes): AdamW 0.244,
+LARS 0.272, AdamW + predictor x10 0.268, LARS + predictor x10 0.301 (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ class BYOL(Method):
     family = Family.SELF_DISTILLATION
     modalities = frozenset({Modality.IMAGE})
     paper = "Grill et al. 2020, Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning (NeurIPS)"
-    optim_defaults = {"lr": 2e-3, "weight_decay": 1e-4}
+    optim_defaults = {"optimizer": "lars", "lr": 1.0, "weight_decay": 1e-5}
+    lr_multipliers = {"predictor": 10.0}
     Hparams = BYOLHparams
 
     def __init__(self, encoder, input_size: int, **hparams) -> None:

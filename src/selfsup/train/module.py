@@ -1,7 +1,7 @@
 """The one LightningModule that trains every method.
 
 Methods own the science (pretext, heads, loss, teacher updates); this module owns the loop:
-pretext on the accelerator, optimiser with decoupled weight decay, linear warmup + cosine decay
+pretext on the accelerator, the optimiser (``optimizers.py``), linear warmup + cosine decay
 per step, logging (loss, lr, samples/s, method metrics), the NaN guard, and the progress signal
 that drives EMA schedules.
 """
@@ -19,6 +19,7 @@ from ..config import OptimConfig
 from ..errors import SelfSupError
 from ..methods.base import Method
 from ..types import Modality
+from .optimizers import build_optimizer, param_groups
 
 
 class NonFiniteLossError(SelfSupError):
@@ -31,15 +32,6 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on biases and normalisation weights (1-D tensors), as in the papers' code."""
-    decay, no_decay = [], []
-    for p in module.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 class PretrainModule(pl.LightningModule):
@@ -105,22 +97,18 @@ class PretrainModule(pl.LightningModule):
             torch.manual_seed(torch.initial_seed() + 1_000_003 * self.global_rank)
         optimizer = self.optimizers(use_pl_optimizer=False)
         schedule = self.lr_schedulers()
-        schedule.base_lrs = [self.lr] * len(optimizer.param_groups)
-        optimizer.param_groups[0]["weight_decay"] = self.weight_decay  # group 1 (biases, norms) has none
-        for group, factor in zip(optimizer.param_groups, schedule.lr_lambdas):
-            group["lr"] = self.lr * factor(self.global_step)
+        schedule.base_lrs = [self.lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
+        for group in optimizer.param_groups:
+            group["weight_decay"] = self.weight_decay if group.get("decay", group is optimizer.param_groups[0]) else 0.0
+        for group, base, factor in zip(optimizer.param_groups, schedule.base_lrs, schedule.lr_lambdas):
+            group["lr"] = base * factor(self.global_step)
 
     def on_train_epoch_start(self) -> None:
         self._last_time = None
 
     def configure_optimizers(self):
-        groups = param_groups(self.method, self.weight_decay)
-        if self.optim.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(groups, lr=self.lr)
-        elif self.optim.optimizer == "sgd":
-            optimizer = torch.optim.SGD(groups, lr=self.lr, momentum=self.optim.momentum)
-        else:
-            raise SelfSupError(f"optim.optimizer={self.optim.optimizer!r} is not supported; use adamw or sgd")
+        optimizer = build_optimizer(self.optim.optimizer, param_groups(self.method, self.weight_decay), self.lr,
+                                    self.optim.momentum)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(self.optim.warmup * total)
         schedule = torch.optim.lr_scheduler.LambdaLR(

@@ -23,6 +23,7 @@ from .data import load_image_data
 from .health import HealthMonitor
 from .logger import RunCSVLogger
 from .module import NonFiniteLossError, PretrainModule
+from .optimizers import choose_optimizer, default_lr_and_decay
 from .sources import TrainData
 
 log = logging.getLogger("selfsup")
@@ -46,6 +47,7 @@ def resolve(config: RunConfig) -> RunConfig:
     hparams = {k: v for k, v in config.method.items() if k != "name"}
     config.method = {"name": info.name, **asdict(info.cls.parse_hparams(hparams))}
     config.encoder = {"name": info.cls.encoder_for(config.data.modality), **config.encoder}
+    config.optim.optimizer = choose_optimizer(info.cls, config.optim.optimizer)
     get_encoder_builder(config.encoder["name"])  # fail on a typo before any data is read
     return config
 
@@ -66,6 +68,12 @@ def check_resumable(run_dir: Path, config: RunConfig) -> bool:
                 f"{run_dir} was made by {section} {before!r}, not {now!r}; "
                 f"use a new --out folder, or --{section} {before} to resume it"
             )
+    before = (saved.get("optim") or {}).get("optimizer") or "adamw"
+    if before != config.optim.optimizer:  # its saved state would not fit another optimiser
+        raise SelfSupError(
+            f"{run_dir} was trained with optimizer {before!r}, not {config.optim.optimizer!r}; use a new --out "
+            f"folder, or --set optim.optimizer={before} to resume it"
+        )
     return True
 
 
@@ -161,8 +169,7 @@ def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
     loader = data.make_loader(method.pretext(Modality(config.data.modality)), batch_size, tc, trainer.world_size)
     # --batch-size is per process (as in PyTorch DDP); the default lr scales with the global batch
     global_batch = batch_size * trainer.world_size
-    lr = config.optim.lr if config.optim.lr is not None else method.optim_defaults["lr"] * global_batch / 256
-    weight_decay = config.optim.weight_decay if config.optim.weight_decay is not None else method.optim_defaults["weight_decay"]
+    lr, weight_decay = default_lr_and_decay(type(method), config.optim, global_batch)
     config.optim.lr, config.optim.weight_decay = lr, weight_decay  # resolved, for config.yaml
     module = PretrainModule(method, Modality(config.data.modality), config.optim, lr, weight_decay,
                             pretext_in_loader=data.pretext_in_loader)
