@@ -29,7 +29,7 @@ GENERIC_DEFAULTS: dict[str, dict[str, float]] = {
 
 def choose_optimizer(method: type[Method], requested: str | None) -> str:
     """The optimiser to train ``method`` with: ``requested`` (validated), else the method's recipe's."""
-    name = (requested or method.optim_defaults.get("optimizer", "adamw")).lower()
+    name = str(requested or method.optim_defaults.get("optimizer", "adamw")).lower()
     if name not in OPTIMIZERS:
         raise SelfSupError(f"optim.optimizer={requested!r} is not supported{did_you_mean(name, OPTIMIZERS)}; "
                            f"use one of {', '.join(OPTIMIZERS)}")
