@@ -67,10 +67,10 @@ class Method(nn.Module):
                     f"its settings are: {', '.join(sorted(valid)) or 'none'}"
                 )
         defaults = {f.name: f.default for f in fields(cls.Hparams) if f.default is not MISSING}
+        source = f"method {cls.name!r}"
         coerced = {}
         for key, value in values.items():
             default = defaults.get(key)
-            source = f"method {cls.name!r}"
             coerced[key] = coerce_setting(value, default, key, source)
             if isinstance(default, int) and not isinstance(default, bool) and not isinstance(coerced[key], int):
                 raise SelfSupError(f"{source}: {key}={value!r} must be a whole number, e.g. {key}={default}")

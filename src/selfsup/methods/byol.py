@@ -11,8 +11,8 @@ is 1024 here for small CPU runs, and tau_base 0.99 (the paper's 0.996 assumes ~1
 Optimiser: LARS as in the paper (biases and norms neither decayed nor adapted) at solo-learn's CIFAR
 rate (lr 1.0 per 256 images, weight decay 1e-5), with the predictor at 10x the learning rate: a faster
 predictor, which Tian, Chen & Ganguli 2021 ("Understanding Self-Supervised Learning Dynamics without
-Contrastive Pairs", ICML) find helps BYOL learn. On CIFAR-10 (ResNet-18, kNN after 2.5 CPU minutes): AdamW 0.244,
-LARS 0.272, AdamW + predictor x10 0.268, LARS + predictor x10 0.301 (``benchmarks/RESULTS.md``).
+Contrastive Pairs", ICML) find helps BYOL learn. On CIFAR-10 (ResNet-18, kNN after 2.5 CPU minutes):
+AdamW 0.244, LARS 0.272, AdamW + predictor x10 0.268, LARS + predictor x10 0.301 (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ class PretrainModule(pl.LightningModule):
         optimizer = self.optimizers(use_pl_optimizer=False)
         schedule = self.lr_schedulers()
         schedule.base_lrs = [self.lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
-        for group in optimizer.param_groups:
+        for group in optimizer.param_groups:  # groups restored from runs before lr_scale / decay: decayed first
             group["weight_decay"] = self.weight_decay if group.get("decay", group is optimizer.param_groups[0]) else 0.0
         for group, base, factor in zip(optimizer.param_groups, schedule.base_lrs, schedule.lr_lambdas):
             group["lr"] = base * factor(self.global_step)

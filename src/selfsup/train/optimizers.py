@@ -27,9 +27,14 @@ GENERIC_DEFAULTS: dict[str, dict[str, float]] = {
 }
 
 
+def recipe_optimizer(method: type[Method]) -> str:
+    """The optimiser of ``method``'s recipe (``optim_defaults["optimizer"]``, adamw when absent)."""
+    return str(method.optim_defaults.get("optimizer", "adamw"))
+
+
 def choose_optimizer(method: type[Method], requested: str | None) -> str:
     """The optimiser to train ``method`` with: ``requested`` (validated), else the method's recipe's."""
-    name = str(requested or method.optim_defaults.get("optimizer", "adamw")).lower()
+    name = str(requested or recipe_optimizer(method)).lower()
     if name not in OPTIMIZERS:
         raise SelfSupError(f"optim.optimizer={requested!r} is not supported{did_you_mean(name, OPTIMIZERS)}; "
                            f"use one of {', '.join(OPTIMIZERS)}")
@@ -40,9 +45,8 @@ def default_lr_and_decay(method: type[Method], optim: OptimConfig, global_batch:
     """``(lr, weight_decay)``: the user's where given, else the method's recipe (its lr is for batch 256 and
     scales linearly with the global batch), or the generic defaults of a user-chosen optimiser that is not
     the method's own."""
-    defaults = method.optim_defaults
-    if optim.optimizer != defaults.get("optimizer", "adamw"):
-        defaults = GENERIC_DEFAULTS[optim.optimizer]
+    own = optim.optimizer == recipe_optimizer(method)
+    defaults = method.optim_defaults if own else GENERIC_DEFAULTS[optim.optimizer]
     lr = optim.lr if optim.lr is not None else float(defaults["lr"]) * global_batch / 256
     weight_decay = optim.weight_decay if optim.weight_decay is not None else float(defaults["weight_decay"])
     return float(lr), float(weight_decay)
@@ -52,7 +56,8 @@ def param_groups(method: Method, weight_decay: float) -> list[dict]:
     """Trainable parameters in groups: no weight decay (and no LARS adaptation) on biases and normalisation
     weights (1-D tensors), as in the papers' code; the submodules named in ``method.lr_multipliers`` get their
     own groups, whose ``lr_scale`` multiplies the scheduled learning rate. The plain decayed group is first."""
-    scale_of = {id(p): scale for name, scale in method.lr_multipliers.items() for p in getattr(method, name).parameters()}
+    scale_of = {id(p): scale for name, scale in method.lr_multipliers.items()
+                for p in getattr(method, name).parameters()}
     buckets: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
     for p in method.parameters():
         if p.requires_grad:
