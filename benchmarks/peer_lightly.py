@@ -159,6 +159,10 @@ def main() -> None:
         return selfsup_worker(args)
     if args.seed:
         p.error("the kNN comparison takes --seeds (comma-separated), e.g. --seeds 1 or --seeds 0,1,2")
+    try:
+        seeds = list(dict.fromkeys(int(s) for s in args.seeds.split(",")))
+    except ValueError:
+        p.error(f"--seeds {args.seeds!r}: give whole numbers separated by commas, e.g. --seeds 0,1,2")
 
     python = lightly_python(args.venv)
     work = args.work or Path(tempfile.mkdtemp(prefix="selfsup-peer-"))
@@ -171,7 +175,6 @@ def main() -> None:
     if not train.exists():  # one fixed draw (seed 0): every training seed sees the same images
         balanced_subset(raw / "train", args.train_subset // 10, train, 0)
         balanced_subset(raw / "test", args.test_subset // 10, test, 0)
-    seeds = [int(s) for s in args.seeds.split(",")]
     print(f"work folder: {work}", flush=True)
 
     def common(method: str, stem: str, steps: int = 0, minutes: float = 0.0, seed: int = seeds[0]) -> list[str]:
