@@ -205,3 +205,68 @@ def test_sixteen_bit_png_keeps_its_brightness(tmp_path):
     image = read_image(path, SIZE)
     assert image.dtype == torch.uint8
     assert int(image.min()) >= 250
+
+
+def test_exif_orientation_turns_camera_photos_upright(tmp_path):
+    # stored 40 x 20 (w x h), left half red, right half blue, tagged "rotate 90 degrees clockwise to view"
+    stored = Image.new("RGB", (40, 20), (255, 0, 0))
+    stored.paste((0, 0, 255), (20, 0, 40, 20))
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    path = save(tmp_path / "phone.jpg", stored, exif=exif, quality=95)
+    image = read_image(path, SIZE).int()
+    # upright it is 20 x 40, red on top: the centre crop's top rows are red, its bottom rows blue
+    assert (image[:, 2, SIZE // 2] - torch.tensor([255, 0, 0])).abs().max() < 40
+    assert (image[:, SIZE - 3, SIZE // 2] - torch.tensor([0, 0, 255])).abs().max() < 40
+
+
+def test_float_images_are_scaled_not_clipped(tmp_path):
+    ramp = np.tile(np.linspace(0, 1, SIZE, dtype=np.float32), (SIZE, 1))
+    unit = save(tmp_path / "unit.tif", Image.fromarray(ramp))
+    wide_range = save(tmp_path / "kelvin.tif", Image.fromarray(250 + 100 * ramp))
+    for path in (unit, wide_range):
+        image = read_image(path, SIZE).int()
+        assert image[0, 0, 0] <= 2 and image[0, 0, -1] >= 253, path.name  # the ramp spans 0..255
+        assert torch.equal(image[0], image[2]), path.name  # grey
+
+
+def test_large_jpeg_read_at_reduced_scale_matches_a_full_decode(tmp_path):
+    y, x = np.mgrid[0:768, 0:1024]
+    photo = np.stack([x * 255 // 1023, y * 255 // 767, (x + y) * 255 // 1790], -1).astype(np.uint8)
+    path = save(tmp_path / "photo.jpg", Image.fromarray(photo), quality=95)
+    fast = read_image(path, 32).float()  # decoded at 1/8 scale (128 x 96), then resized
+    full = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+    from torchvision.transforms.v2 import functional as TF
+
+    reference = TF.center_crop(TF.resize(full, 32, antialias=True), [32, 32]).float()
+    assert (fast - reference).abs().mean() < 2 and (fast - reference).abs().max() < 12
+
+
+def test_threaded_decoding_keeps_order_and_skips_the_same_files(tmp_path, monkeypatch):
+    from selfsup.data import images
+
+    paths = [save(tmp_path / f"{i}.png", solid((10 * i, 0, 0))) for i in range(12)]
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    paths.insert(5, tmp_path / "broken.png")
+    monkeypatch.setattr(images, "LARGE_IMAGE_PIXELS", 10**9)
+    one_thread = read_images(paths, SIZE, progress=False)
+    monkeypatch.setattr(images, "LARGE_IMAGE_PIXELS", 0)
+    threaded = read_images(paths, SIZE, progress=False)
+    assert torch.equal(one_thread[0], threaded[0]) and one_thread[1] == threaded[1]
+    assert threaded[2].skipped == [tmp_path / "broken.png"] and 5 not in threaded[1]
+    assert threaded[0][:, 0, 0, 0].tolist() == [10 * i for i in range(12)]
+
+
+def test_image_over_the_pixel_limit_is_a_clear_unreadable_file(tmp_path, monkeypatch):
+    path = save(tmp_path / "huge.png", solid((1, 2, 3), (40, 40)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1600 pixels > 2 x the limit: Pillow refuses it
+    with pytest.raises(ValueError, match=r"huge\.png: cannot decode image, too large .*downscale the file"):
+        read_image(path, SIZE)
+
+
+def test_less_common_extensions_are_found(tmp_path):
+    save(tmp_path / "a.jfif", solid((1, 1, 1)), format="JPEG")
+    save(tmp_path / "b.tga", solid((2, 2, 2)))
+    save(tmp_path / "c.PNM", solid((3, 3, 3)), format="PPM")
+    assert [p.name for p in find_images(tmp_path)] == ["a.jfif", "b.tga", "c.PNM"]
+    assert load_unlabeled(tmp_path, SIZE, progress=False).images.shape[0] == 3

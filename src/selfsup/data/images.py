@@ -9,15 +9,17 @@ warning naming each one (``strict=True`` stops at the first).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
@@ -25,8 +27,13 @@ from ..errors import SelfSupError
 
 log = logging.getLogger("selfsup")
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".webp",
+                              ".avif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".jp2", ".j2k", ".tga", ".qoi"})
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
+
+
+# what Pillow raises on a file it cannot read (SyntaxError: some plugins' bad-header error; EOFError: truncated)
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError)
 
 
 def is_image_file(path: Path) -> bool:
@@ -58,27 +65,50 @@ def find_images(path: str | Path) -> list[Path]:
 
 
 def read_image(path: Path, size: int) -> torch.Tensor:
-    """Decode one image to uint8 RGB [3, size, size] (shorter side resized, centre crop).
+    """Decode one image to uint8 RGB [3, size, size] (shorter side resized, centre crop), with Pillow.
 
-    torchvision's decoders first (JPEG, PNG, GIF, WEBP); PIL for the other formats. Raises
-    ``ValueError`` naming the file when neither can read it.
+    - Camera photos are turned upright by their EXIF orientation tag (as every photo viewer shows them).
+    - Large JPEGs are decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (Pillow's ``draft``) when that
+      still leaves both sides at least ``size``: a 12-megapixel photo read at 224 px decodes 3-5x faster.
+    - 16-bit and floating-point images are scaled into 0..255 (:func:`_to_rgb`), not clipped.
+    - Animated images give their first frame.
+
+    Raises ``ValueError`` naming the file when it cannot be read.
     """
     try:
-        image = decode_image(str(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, ValueError):
-        try:
-            with Image.open(path) as pil:
-                image = torch.from_numpy(np.asarray(pil.convert("RGB")).copy()).permute(2, 0, 1)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise ValueError(f"{path}: cannot decode image ({exc.__class__.__name__})") from exc
-    if image.ndim == 4:  # animated GIF: first frame
-        image = image[0]
-    if image.dtype != torch.uint8:  # 16-bit PNG / TIFF: keep the high byte's range
-        image = TF.to_dtype(image, torch.uint8, scale=True)
+        with Image.open(path) as pil:
+            if pil.format in ("JPEG", "MPO"):  # MPO: the multi-picture JPEG some cameras write
+                pil.draft(None, (size, size))
+            ImageOps.exif_transpose(pil, in_place=True)
+            image = _to_rgb(pil)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"{path}: cannot decode image, too large ({exc}); downscale the file") from exc
+    except _DECODE_ERRORS as exc:
+        raise ValueError(f"{path}: cannot decode image ({exc.__class__.__name__})") from exc
     if image.shape[-2:] != (size, size):
         image = TF.resize(image, size, antialias=True)
         image = TF.center_crop(image, [size, size])
     return image.contiguous()
+
+
+def _to_rgb(image: Image.Image) -> torch.Tensor:
+    """uint8 [3, H, W] of a Pillow image of any mode.
+
+    Pillow's own conversion clips 16-bit and float greyscale at 255 (mostly white or black images), so those
+    are scaled here: 16-bit integers by 65535; floats in [0, 1] by 255; other ranges from their min-max.
+    """
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        if image.mode != "F" and low >= 0 and high <= 65535:
+            values = values / 257
+        elif image.mode == "F" and low >= 0 and high <= 1:
+            values = values * 255
+        else:
+            values = (values - low) * (255 / max(high - low, 1e-12))
+        grey = torch.from_numpy(np.rint(values).clip(0, 255).astype(np.uint8))
+        return grey.expand(3, -1, -1)
+    return torch.from_numpy(np.array(image if image.mode == "RGB" else image.convert("RGB"))).permute(2, 0, 1)
 
 
 def unreadable_error(exc: ValueError | str) -> SelfSupError:
@@ -88,6 +118,48 @@ def unreadable_error(exc: ValueError | str) -> SelfSupError:
 
 def _none_readable(paths: Sequence[Path]) -> SelfSupError:
     return SelfSupError(f"none of the {len(paths)} image files could be decoded (first: {paths[0]}); check the files")
+
+
+LARGE_IMAGE_PIXELS = 512 * 512  # decode in threads when the first file is at least this large
+
+
+def decode_in_order(paths: Sequence[Path], size: int) -> Iterator[torch.Tensor | ValueError]:
+    """``read_image`` of each path, in order (the error instead of the image for an unreadable file).
+
+    Large images (the first file has at least :data:`LARGE_IMAGE_PIXELS`) are decoded by one thread per
+    CPU core, a few files ahead of the consumer: Pillow's decoders and torch's resize release the GIL, and
+    on 2 cores a folder of 12-megapixel photos decodes 1.8x faster than in one thread. Small images
+    (CIFAR's 32 px) are decoded in this thread: their time is mostly Python, which threads would only
+    contend for (measured 2026-11-25, 2-core EPYC: 0.65x).
+    """
+
+    def attempt(path: Path) -> torch.Tensor | ValueError:
+        try:
+            return read_image(path, size)
+        except ValueError as exc:
+            return exc
+
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if threads == 1 or not paths or _pixels(paths[0]) < LARGE_IMAGE_PIXELS:
+        yield from map(attempt, paths)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="selfsup-decode") as pool:
+        ahead: deque[Future] = deque()
+        for path in paths:
+            ahead.append(pool.submit(attempt, path))
+            if len(ahead) > 4 * threads:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+
+
+def _pixels(path: Path) -> int:
+    """Width x height from the file's header (0 when unreadable)."""
+    try:
+        with Image.open(path) as pil:
+            return pil.width * pil.height
+    except (*_DECODE_ERRORS, Image.DecompressionBombError):
+        return 0
 
 
 @dataclass
@@ -106,15 +178,17 @@ def read_images(paths: Sequence[Path], size: int, strict: bool = False,
     out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
     kept: list[int] = []
     skipped: list[Path] = []
-    for i, path in enumerate(tqdm(paths, desc="decoding images", unit="img", disable=None if progress else True, leave=False)):
-        try:
-            out[len(kept)] = read_image(path, size)
-        except ValueError as exc:
+    decoded = decode_in_order(paths, size)
+    for i, (path, image) in enumerate(tqdm(zip(paths, decoded), total=len(paths), desc="decoding images", unit="img",
+                                           disable=None if progress else True, leave=False)):
+        if isinstance(image, ValueError):
             if strict:
-                raise unreadable_error(exc) from None
+                decoded.close()
+                raise unreadable_error(image) from None
             log.warning("skipping unreadable image %s", path)
             skipped.append(path)
             continue
+        out[len(kept)] = image
         kept.append(i)
     if not kept:
         raise _none_readable(paths)
