@@ -14,12 +14,13 @@ from pathlib import Path
 import torch
 
 import selfsup
+from selfsup.runtime import cpu_has_native_bf16
 
 HERE = Path(__file__).resolve().parent
 
 
 def machine() -> str:
-    """CPU model, cores, GPU, torch and selfsup versions."""
+    """CPU model, cores, native bf16 (what ``--precision auto`` decides from), GPU, torch and selfsup versions."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -28,8 +29,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    bf16 = "native bf16 (AVX-512 BF16 / AMX)" if cpu_has_native_bf16() else "no native bf16"
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return f"{cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}, selfsup {selfsup.__version__}"
+    return f"{cpu}, {os.cpu_count()} cores, {bf16}{gpu}; torch {torch.__version__}, selfsup {selfsup.__version__}"
 
 
 def provenance() -> str:

@@ -14,12 +14,15 @@ once with the CIFAR stem (3x3/1 conv, no max-pool):
    backbone features of the train subset and the test subset go through one kNN implementation
    (k = 200, T = 0.1, Wu et al. 2018: the peers' protocol).
 
-lightly runs its documented example recipes (see ``peer_lightly_worker.py``); selfsup its defaults.
+lightly runs its documented example recipes (see ``peer_lightly_worker.py``, fp32); selfsup its defaults,
+including ``--precision auto`` (bf16-mixed on CPUs that multiply bf16 natively, fp32 elsewhere);
+``--selfsup-precision 32-true`` runs selfsup in fp32 too, to separate the pipeline from the arithmetic.
 
     .venv/bin/python benchmarks/peer_lightly.py                  # ~40 min on 2 CPU cores
     .venv/bin/python benchmarks/peer_lightly.py --stems standard --minutes 2 --rounds 1   # quicker
     .venv/bin/python benchmarks/peer_lightly.py --stems "" --work DIR    # kNN at equal wall-clock only
     .venv/bin/python benchmarks/peer_lightly.py --stems "" --accuracy-stems cifar --seeds 0,1,2   # 3 seeds, mean
+    .venv/bin/python benchmarks/peer_lightly.py --accuracy-stems "" --selfsup-precision 32-true   # fp32 vs fp32
 
 At these budgets one kNN figure moves by about ±0.01 between training seeds (2000 test images: standard error
 ≈ 0.01), so compare means over ``--seeds``; the image subsets stay the same for every seed.
@@ -50,6 +53,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from cifar10_label_efficiency import DEFAULT_DATA, balanced_subset, extract  # noqa: E402
 from common import machine, provenance  # noqa: E402
+
+from selfsup.runtime import resolve_precision  # noqa: E402
 
 ENCODERS = {"standard": "resnet18", "cifar": "resnet18_cifar"}
 
@@ -85,7 +90,8 @@ def selfsup_worker(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     selfsup.pretrain(args.train, args.method, run, encoder=ENCODERS[args.stem], batch_size=args.batch_size,
                      image_size=32, epochs=10_000, max_steps=args.steps or None, max_minutes=args.minutes or None,
-                     seed=args.seed, progress_bar=False, overrides={"trainer.log_every": 1})
+                     seed=args.seed, precision=args.selfsup_precision, progress_bar=False,
+                     overrides={"trainer.log_every": 1})
     wall = time.perf_counter() - start
     with open(run / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -102,10 +108,11 @@ def selfsup_worker(args: argparse.Namespace) -> None:
                  test_y=test.labels.numpy())
 
 
-def run_one(library: str, python: Path, work: Path, tag: str, common: list[str], features: bool) -> dict:
+def run_one(library: str, python: Path, work: Path, tag: str, common: list[str], features: bool,
+            precision: str = "auto") -> dict:
     out = work / f"{tag}.json"
     command = ([str(python), str(HERE / "peer_lightly_worker.py")] if library == "lightly"
-               else [sys.executable, str(Path(__file__).resolve()), "--worker"])
+               else [sys.executable, str(Path(__file__).resolve()), "--worker", "--selfsup-precision", precision])
     command += common + ["--out", str(out)]
     if features:
         command += ["--features", str(work / f"{tag}.npz")]
@@ -145,6 +152,8 @@ def main() -> None:
                    help="lightly DataLoader workers (0 was fastest on 2 cores, see PERF_NOTES)")
     p.add_argument("--seeds", default="0", help="training seeds for the kNN comparison (comma-separated; "
                    "the first also seeds the throughput runs); the data subsets do not depend on them")
+    p.add_argument("--selfsup-precision", default="auto",
+                   help="selfsup's --precision (auto: bf16-mixed where the CPU has native bf16; 32-true: fp32 like lightly)")
     p.add_argument("--venv", type=Path, default=HERE / ".venv-lightly")
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
@@ -192,7 +201,8 @@ def main() -> None:
                 order = ("selfsup", "lightly") if r % 2 == 0 else ("lightly", "selfsup")
                 for library in order:
                     result = run_one(library, python, work, f"speed-{library}-{method}-{stem}-{r}",
-                                     common(method, stem, steps=steps), features=False)
+                                     common(method, stem, steps=steps), features=False,
+                                     precision=args.selfsup_precision)
                     runs[library].append(result["images_per_s"])
 
     accuracy = []
@@ -201,7 +211,8 @@ def main() -> None:
             for j, seed in enumerate(seeds):
                 order = ("selfsup", "lightly") if (i + j) % 2 == 0 else ("lightly", "selfsup")
                 results = {lib: run_one(lib, python, work, f"knn-{lib}-{method}-{stem}-seed{seed}",
-                                        common(method, stem, minutes=args.minutes, seed=seed), features=True)
+                                        common(method, stem, minutes=args.minutes, seed=seed), features=True,
+                                        precision=args.selfsup_precision)
                            for lib in order}
                 accuracy.append((method, stem, seed, results))
 
@@ -211,7 +222,9 @@ def main() -> None:
              f"- machine: {machine()}",
              f"- command: {provenance()}",
              f"- data: {args.train_subset} CIFAR-10 train images (balanced), {args.test_subset} test images, 32 px, "
-             f"lightly DataLoader workers {args.lightly_workers}\n",
+             f"lightly DataLoader workers {args.lightly_workers}",
+             f"- precision: selfsup {resolve_precision(args.selfsup_precision, 'cpu')} (`--selfsup-precision "
+             f"{args.selfsup_precision}`), lightly 32-true (its recipes)\n",
              ]
     if throughput:
         lines += ["Throughput (training images/s incl. data loading and augmentation; mean over rounds, alternating order):\n",
