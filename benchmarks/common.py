@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,7 @@ def machine() -> str:
 
 def provenance() -> str:
     """The command that ran (as typed after ``python``) and the commit it ran at."""
-    command = "python " + " ".join([str(Path(sys.argv[0]))] + sys.argv[1:])
+    command = "python " + shlex.join([str(Path(sys.argv[0]))] + sys.argv[1:])
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
     return f"`{command}` (commit {commit or 'uncommitted'})"
 
