@@ -223,7 +223,7 @@ def main() -> None:
              f"- command: {provenance()}",
              f"- data: {args.train_subset} CIFAR-10 train images (balanced), {args.test_subset} test images, 32 px, "
              f"lightly DataLoader workers {args.lightly_workers}",
-             f"- precision: selfsup {resolve_precision(args.selfsup_precision, 'cpu')} (`--selfsup-precision "
+             f"- precision: selfsup {resolve_precision(args.selfsup_precision)} (`--selfsup-precision "
              f"{args.selfsup_precision}`), lightly 32-true (its recipes)\n",
              ]
     if throughput:

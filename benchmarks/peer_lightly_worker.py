@@ -13,6 +13,9 @@ The data is an image folder read with torchvision's ``ImageFolder`` (labels unus
 examples do with ``torchvision.datasets.CIFAR10``. The "cifar" stem replaces ``conv1`` by a 3x3/1
 convolution and drops the max-pool, as lightly's CIFAR-10 benchmark does.
 
+Trains on the GPU when there is one (``model.to(device)``, as the examples do), else on the CPU; the loss
+check after every step waits for the GPU, so the per-step wall times are complete.
+
 Writes ``--out`` JSON (steps, per-step wall times) and ``--features`` NPZ (frozen backbone features of
 the train and test folders, for the shared kNN evaluation).
 """
@@ -73,7 +76,7 @@ class BYOL(nn.Module):
         return self.projection_head_momentum(self.backbone_momentum(x).flatten(start_dim=1)).detach()
 
 
-def features(backbone: nn.Module, folder: str) -> tuple[np.ndarray, np.ndarray]:
+def features(backbone: nn.Module, folder: str, device: str) -> tuple[np.ndarray, np.ndarray]:
     normalize = T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
     data = torchvision.datasets.ImageFolder(folder, transform=T.Compose([T.ToTensor(), normalize]))
     loader = torch.utils.data.DataLoader(data, batch_size=256)
@@ -81,7 +84,7 @@ def features(backbone: nn.Module, folder: str) -> tuple[np.ndarray, np.ndarray]:
     feats, labels = [], []
     with torch.inference_mode():
         for x, y in loader:
-            feats.append(backbone(x).flatten(start_dim=1).numpy())
+            feats.append(backbone(x.to(device)).flatten(start_dim=1).cpu().numpy())
             labels.append(y.numpy())
     return np.concatenate(feats), np.concatenate(labels)
 
@@ -101,6 +104,7 @@ def main() -> None:
     p.add_argument("--features")
     args = p.parse_args()
     torch.manual_seed(args.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # as lightly's examples choose it
 
     backbone = resnet18_backbone(args.stem)
     if args.method == "simclr":
@@ -115,6 +119,7 @@ def main() -> None:
     dataset = torchvision.datasets.ImageFolder(args.train, transform=transform)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
                                          num_workers=args.workers, persistent_workers=args.workers > 0)
+    model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
     budget = args.minutes * 60
 
@@ -127,6 +132,7 @@ def main() -> None:
             if previous is not None:
                 step_times.append(now - previous)
             previous = now
+            x0, x1 = x0.to(device), x1.to(device)
             if args.method == "simclr":
                 loss = criterion(model(x0), model(x1))
             else:
@@ -151,8 +157,8 @@ def main() -> None:
         json.dump({"steps": step, "step_times": step_times, "train_seconds": train_seconds,
                    "final_loss": float(loss.detach()), "torch": torch.__version__}, f)
     if args.features:
-        train_x, train_y = features(model.backbone, args.train)
-        test_x, test_y = features(model.backbone, args.test)
+        train_x, train_y = features(model.backbone, args.train, device)
+        test_x, test_y = features(model.backbone, args.test, device)
         np.savez(args.features, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
 
 
