@@ -69,7 +69,7 @@ def read_image(path: Path, size: int) -> torch.Tensor:
 
     - Camera photos are turned upright by their EXIF orientation tag (as every photo viewer shows them).
     - Large JPEGs are decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (Pillow's ``draft``) when that
-      still leaves both sides at least ``size``: a 12-megapixel photo read at 224 px decodes 3-5x faster.
+      still leaves both sides at least ``size``: a 12-megapixel photo read at 224 px decodes 3-4x faster.
     - 16-bit and floating-point images are scaled into 0..255 (:func:`_to_rgb`), not clipped.
     - Animated images give their first frame.
 
