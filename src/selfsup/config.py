@@ -4,11 +4,17 @@ A config is built from defaults, then a YAML file (``--config``), then CLI flags
 ``--set section.key=value`` overrides, and is written resolved to ``RUN_DIR/config.yaml``.
 The ``method`` and ``encoder`` sections are open: besides ``name`` they take the method's
 hyper-parameters and the encoder builder's arguments, validated when those are built.
+
+Every setting declares its valid values next to its default (:func:`setting`: a dataclass field whose
+metadata holds a :class:`Setting`); :func:`validate` checks a whole config, :func:`check_fields` any
+dataclass of declared fields (a method's ``Hparams``, a modality's data settings), before any data is read.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,60 +22,226 @@ import yaml
 
 from .errors import SelfSupError, did_you_mean
 
+SETTING = "selfsup.setting"  # the metadata key of a declared field
+CACHE_MODES = ("auto", "memory", "stream")
+OPTIMIZERS = ("adamw", "sgd", "lars")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64", "16",
+              "bf16", "transformer-engine", "transformer-engine-float16")  # Lightning's, plus auto
+MAX_IMAGE_SIZE = 4096
+MAX_STEPS = 10**9
+
+
+def _fmt(x: float) -> str:
+    if isinstance(x, int) or x.is_integer() and abs(x) < 1e7:
+        return str(int(x))
+    return f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The valid values of one setting: a kind (int, float, bool, str, or object with ``valid``) and a range
+    ``low``..``high`` (``low_open``/``high_open``: the end itself is excluded), or ``choices``.
+
+    ``optional``: None is valid too (it means what ``help`` says, e.g. "the method's default"). ``flag`` is
+    the CLI flag that sets it, for messages. ``valid``/``expect``: a custom test and its description.
+    """
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] | Callable[[], Iterable[Any]] | None = None
+    optional: bool = False
+    flag: str = ""
+    help: str = ""
+    valid: Callable[[Any], bool] | None = None
+    expect: str = ""
+
+    def options(self) -> tuple[Any, ...]:
+        choices = self.choices() if callable(self.choices) else self.choices
+        return tuple(choices or ())
+
+    def expected(self) -> str:
+        """What the setting takes, e.g. ``a whole number in [1, 1048576]``."""
+        if self.expect:
+            text = self.expect
+        elif self.choices is not None:
+            options = [str(c) for c in self.options()]
+            text = "one of " + ", ".join(options[:8]) + (f", ... ({len(options)} in all)" if len(options) > 8 else "")
+        elif self.kind is bool:
+            text = "true or false"
+        elif self.kind is str:
+            text = "text"
+        else:
+            text = "a whole number" if self.kind is int else "a number"
+            if self.low is not None and self.high is not None:
+                text += (f" in {'(' if self.low_open else '['}{_fmt(self.low)}, "
+                         f"{_fmt(self.high)}{')' if self.high_open else ']'}")
+            elif self.low is not None:
+                text += f" {'>' if self.low_open else '>='} {_fmt(self.low)}"
+        return text + (", or null" if self.optional else "")
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.optional
+        if self.valid is not None:
+            return self.valid(value)
+        if self.kind in (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return False
+            if self.kind is int and not isinstance(value, int) or not math.isfinite(value):
+                return False
+        elif not isinstance(value, self.kind):
+            return False
+        if self.choices is not None:
+            return value in self.options()
+        if self.low is not None and (value < self.low or self.low_open and value == self.low):
+            return False
+        return not (self.high is not None and (value > self.high or self.high_open and value == self.high))
+
+    def check(self, value: Any, name: str) -> None:
+        """Raise a one-line :class:`SelfSupError` naming ``name``, the valid values and ``value`` unless valid."""
+        if not self.accepts(value):
+            raise SelfSupError(self.message(value, name))
+
+    def message(self, value: Any, name: str) -> str:
+        hint = did_you_mean(value, [str(c) for c in self.options()]) if isinstance(value, str) and self.choices else ""
+        why = f" ({self.help})" if self.help else ""
+        return f"{name} must be {self.expected()}; got {value!r}{hint}{why}"
+
+
+def setting(default: Any = MISSING, *, default_factory: Any = MISSING, kind: type | None = None,
+            low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False,
+            choices: tuple[Any, ...] | Callable[[], Iterable[Any]] | None = None, flag: str = "", help: str = "",
+            valid: Callable[[Any], bool] | None = None, expect: str = "") -> Any:
+    """A dataclass field with its valid values declared next to its default (see :class:`Setting`).
+
+    ``kind`` defaults to the default's type; a None default makes the setting optional (give ``kind``).
+    """
+    sample = default_factory() if default_factory is not MISSING else default
+    if kind is None:
+        if sample is MISSING or sample is None:
+            raise TypeError("setting(): give kind= when there is no default to take the type from")
+        kind = type(sample)
+    spec = Setting(kind, low, high, low_open, high_open, choices, default is None, flag, help, valid, expect)
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata={SETTING: spec})
+    return field(default=default, metadata={SETTING: spec})
+
+
+def spec_of(f: Field) -> Setting | None:
+    """The :class:`Setting` declared for a dataclass field, or None."""
+    return f.metadata.get(SETTING)
+
+
+def setting_label(section: str, name: str, spec: Setting | None, owner: str = "") -> str:
+    """How messages name a setting: ``--batch-size / trainer.batch_size``, ``method.temperature (simclr)``."""
+    label = f"{spec.flag} / {section}.{name}" if spec is not None and spec.flag else f"{section}.{name}"
+    return f"{label} ({owner})" if owner else label
+
+
+def check_fields(obj: Any, section: str, owner: str = "") -> None:
+    """Check every declared field of the dataclass instance ``obj``; the first invalid one raises."""
+    for f in fields(obj):
+        spec = spec_of(f)
+        if spec is not None:
+            spec.check(getattr(obj, f.name), setting_label(section, f.name, spec, owner))
+
+
+def _devices_valid(value: Any) -> bool:
+    def count(x: Any) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and (x == -1 or 1 <= x <= 4096)
+
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 4096 for x in value)
+    if not isinstance(value, str):
+        return count(value)
+    text = value.strip()
+    if text == "auto" or (text.lstrip("-").isdigit() and count(int(text))):
+        return True
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    return "," in text and bool(parts) and all(p.isdigit() and int(p) <= 4096 for p in parts)
+
+
+def _lightning_names(kind: str) -> Callable[[], list[str]]:
+    def names() -> list[str]:
+        if kind == "strategy":
+            from lightning.pytorch.strategies import StrategyRegistry
+
+            return ["auto", *StrategyRegistry.available_strategies()]
+        from lightning.pytorch.accelerators import AcceleratorRegistry
+
+        return ["auto", "gpu", "tpu", *AcceleratorRegistry.available_accelerators()]
+
+    return names
+
+
+IMAGE_SIZE_HELP = "one decoded image takes 3 x S x S bytes and a batch of augmented float views 8x that per image"
+
 
 @dataclass
 class DataConfig:
-    path: str = ""
-    modality: str = "image"
-    image_size: int = 32
-    strict: bool = False
-    cache: str = "auto"  # memory: decode/tokenize once and keep in RAM; stream: read per sample; auto: by size
+    path: str = setting("")
+    modality: str = setting("image", choices=("image", "text", "audio", "sequence"), flag="--modality")
+    image_size: int = setting(32, low=8, high=MAX_IMAGE_SIZE, flag="--image-size", help=IMAGE_SIZE_HELP)
+    strict: bool = setting(False, flag="--strict")
+    # memory: decode/tokenize once and keep in RAM; stream: read per sample; auto: by size
+    cache: str = setting("auto", choices=CACHE_MODES, flag="--cache")
     # text
-    encoding: str = "utf-8"  # of the text files (e.g. latin-1)
-    text_field: str = "text"  # the field holding the text in .jsonl / .csv / .tsv files
-    tokenizer: str = "wordpiece"  # wordpiece | bpe (trained on DATA, saved in the run folder) | a tokenizer folder
-    vocab_size: int = 8000  # of a trained tokenizer
-    lowercase: bool = True  # a trained tokenizer lowercases (and strips accents for wordpiece)
-    max_length: int = 128  # tokens per text (longer texts are truncated)
+    encoding: str = setting("utf-8", flag="--encoding")  # of the text files (e.g. latin-1)
+    text_field: str = setting("text")  # the field holding the text in .jsonl / .csv / .tsv files
+    tokenizer: str = setting("wordpiece", flag="--tokenizer")  # wordpiece | bpe (trained on DATA, saved in the run folder) | a tokenizer folder
+    vocab_size: int = setting(8000, low=16, high=2**20, flag="--vocab-size")  # of a trained tokenizer
+    lowercase: bool = setting(True)  # a trained tokenizer lowercases (and strips accents for wordpiece)
+    max_length: int = setting(128, low=2, high=65536, flag="--max-length")  # tokens per text (longer texts are truncated)
     # audio
-    sample_rate: int = 16000  # every recording is resampled to this rate (Hz) and mixed down to mono
-    clip_seconds: float = 2.0  # training crops (random) and evaluation clips (centre) are at most this long
-    max_seconds: float = 60.0  # longer recordings are centre-cropped to this when read
+    sample_rate: int = setting(16000, low=1000, high=384000, flag="--sample-rate")  # every recording is resampled to this rate (Hz) and mixed down to mono
+    clip_seconds: float = setting(2.0, low=0, high=3600, low_open=True, flag="--clip-seconds")  # training crops (random) and evaluation clips (centre) are at most this long
+    max_seconds: float = setting(60.0, low=0, high=3600, low_open=True,  # longer recordings are centre-cropped to this when read
+                                 help="a decoded recording takes 4 x sample_rate bytes per second")
     # behaviour sequences (interaction logs; data.max_length is the history length)
-    user_column: str = "user"
-    item_column: str = "item"
-    timestamp_column: str = "timestamp"
-    rating_column: str = ""  # optional; with min_rating, rows rated below it are dropped (implicit feedback)
-    min_rating: float | None = None
+    user_column: str = setting("user")
+    item_column: str = setting("item")
+    timestamp_column: str = setting("timestamp")
+    rating_column: str = setting("")  # optional; with min_rating, rows rated below it are dropped (implicit feedback)
+    min_rating: float | None = setting(None, kind=float, low=-1e9, high=1e9)
 
 
 @dataclass
 class OptimConfig:
-    optimizer: str | None = None  # adamw | sgd | lars; None: the method's recipe (adamw, lars for byol)
-    lr: float | None = None  # None: the method's default for batch 256, scaled by batch_size / 256
-    weight_decay: float | None = None  # None: the method's default
-    warmup: float = 0.05  # fraction of all steps spent in linear warmup, then cosine decay
-    momentum: float = 0.9  # sgd only
+    # None: the method's recipe (adamw, lars for byol)
+    optimizer: str | None = setting(None, kind=str, choices=OPTIMIZERS)
+    # None: the method's default for batch 256, scaled by batch_size / 256
+    lr: float | None = setting(None, kind=float, low=0, high=1e6, help="null: the method's default")
+    weight_decay: float | None = setting(None, kind=float, low=0, high=10, help="null: the method's default")
+    warmup: float = setting(0.05, low=0, high=1, high_open=True)  # fraction of all steps spent in linear warmup, then cosine decay
+    momentum: float = setting(0.9, low=0, high=1, high_open=True)  # sgd only
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 100
-    max_minutes: float | None = None
-    max_steps: int | None = None  # stop after this many optimiser steps in all (with epochs: whichever comes first)
-    batch_size: int = 256
-    precision: str = "auto"  # auto: bf16-mixed on GPUs and on CPUs with native bf16, else 32-true
-    seed: int = 0
-    accelerator: str = "auto"
-    devices: str | int = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"  # Lightning strategy: auto, ddp, ddp_spawn, fsdp, ...
-    sync_batchnorm: bool = True  # global BatchNorm statistics across GPUs (as SimCLR/BYOL); GPU only
-    num_workers: int = 0
-    log_every: int = 10
-    health_every: int = 50
-    checkpoint_every: int = 200
-    progress_bar: bool = True
+    epochs: int = setting(100, low=1, high=10**6, flag="--epochs")
+    max_minutes: float | None = setting(None, kind=float, low=0, high=525600, low_open=True, flag="--max-minutes",
+                                        help="null: no time limit")
+    # stop after this many optimiser steps in all (with epochs: whichever comes first)
+    max_steps: int | None = setting(None, kind=int, low=1, high=MAX_STEPS, flag="--max-steps", help="null: no step limit")
+    batch_size: int = setting(256, low=2, high=2**20, flag="--batch-size",
+                              help="per device; self-supervised losses compare at least 2 samples")
+    # auto: bf16-mixed on GPUs and on CPUs with native bf16, else 32-true
+    precision: str = setting("auto", choices=PRECISIONS, flag="--precision")
+    seed: int = setting(0, low=0, high=2**32 - 1, flag="--seed")
+    accelerator: str = setting("auto", choices=_lightning_names("accelerator"), flag="--accelerator")
+    devices: str | int = setting("auto", kind=object, valid=_devices_valid, flag="--devices",
+                                 expect="auto, -1 (all), a count in [1, 4096] or a list of device indices such as 0,1")
+    num_nodes: int = setting(1, low=1, high=65536, flag="--num-nodes")
+    strategy: str = setting("auto", choices=_lightning_names("strategy"), flag="--strategy")  # Lightning strategy: auto, ddp, ddp_spawn, fsdp, ...
+    sync_batchnorm: bool = setting(True)  # global BatchNorm statistics across GPUs (as SimCLR/BYOL); GPU only
+    num_workers: int = setting(0, low=0, high=1024, flag="--num-workers")
+    log_every: int = setting(10, low=1, high=MAX_STEPS)
+    health_every: int = setting(50, low=1, high=MAX_STEPS)
+    checkpoint_every: int = setting(200, low=1, high=MAX_STEPS)
+    progress_bar: bool = setting(True)
 
 
 @dataclass
@@ -109,13 +281,17 @@ class RunConfig:
 
 
 _SECTIONS = ("data", "method", "encoder", "optim", "trainer")
-_OPTIONAL_FLOATS = frozenset({"optim.lr", "optim.weight_decay", "trainer.max_minutes", "data.min_rating"})
-_OPTIONAL_INTS = frozenset({"trainer.max_steps"})
 
 
-def coerce_setting(value: Any, current: Any, key: str, source: str) -> Any:
-    """Convert ``value`` to the type of the field's current/default value where that is clear."""
-    if current is None or value is None:
+def coerce_setting(value: Any, current: Any, key: str, source: str, spec: Setting | None = None) -> Any:
+    """Convert ``value`` to the type of the field's current/default value (or of its declared ``spec``) where
+    that is clear: ``"4"`` -> 4, ``2.0`` -> 2 for whole numbers, ``"yes"`` -> True. A value that cannot be
+    converted raises a one-line error (with the valid values when ``spec`` is given)."""
+    if value is None:
+        return value
+    if current is None and spec is not None and spec.kind in (int, float, bool):
+        current = spec.kind()
+    if current is None:
         return value
     try:
         if isinstance(current, bool):
@@ -125,18 +301,23 @@ def coerce_setting(value: Any, current: Any, key: str, source: str) -> Any:
                 if value.lower() in ("false", "no", "0", "off"):
                     return False
                 raise ValueError
-            return bool(value)
+            if isinstance(value, (bool, int, float)) and value in (0, 1):
+                return bool(value)
+            raise ValueError
         if isinstance(current, int) and not isinstance(value, bool) and isinstance(value, (int, float, str)):
-            return int(value) if float(value) == int(float(value)) else float(value)
-        if isinstance(current, float) and isinstance(value, (int, float, str)):
+            number = float(value)
+            return int(number) if math.isfinite(number) and number == int(number) else number
+        if isinstance(current, float) and not isinstance(value, bool) and isinstance(value, (int, float, str)):
             return float(value)
     except ValueError:
+        if spec is not None:
+            raise SelfSupError(spec.message(value, key)) from None
         raise SelfSupError(f"{source}: {key}={value!r} is not a valid {type(current).__name__}") from None
     return value
 
 
 def set_value(config: RunConfig, dotted: str, value: Any, source: str = "--set") -> None:
-    """Set ``section.key`` to ``value`` (validated against the section's fields)."""
+    """Set ``section.key`` to ``value`` (converted to the field's type; its range is checked by :func:`validate`)."""
     section, _, key = dotted.partition(".")
     if section not in _SECTIONS or not key:
         raise SelfSupError(
@@ -147,18 +328,23 @@ def set_value(config: RunConfig, dotted: str, value: Any, source: str = "--set")
     if isinstance(target, dict):
         target[key] = value
         return
-    names = {f.name for f in fields(target)}
-    if key not in names:
+    declared = {f.name: f for f in fields(target)}
+    if key not in declared:
         raise SelfSupError(
-            f"{source}: unknown setting {section}.{key}{did_you_mean(key, names, prefix=section + '.')}; "
-            f"{section} settings are: {', '.join(sorted(names))}"
+            f"{source}: unknown setting {section}.{key}{did_you_mean(key, declared, prefix=section + '.')}; "
+            f"{section} settings are: {', '.join(sorted(declared))}"
         )
-    reference = getattr(target, key)
-    if reference is None and f"{section}.{key}" in _OPTIONAL_FLOATS:
-        reference = 0.0
-    elif reference is None and f"{section}.{key}" in _OPTIONAL_INTS:
-        reference = 0
-    setattr(target, key, coerce_setting(value, reference, f"{section}.{key}", source))
+    spec = spec_of(declared[key])
+    setattr(target, key, coerce_setting(value, getattr(target, key), setting_label(section, key, spec), source, spec))
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Check every declared setting of the data, optim and trainer sections (one line for the first invalid
+    one). The method and encoder sections are checked where they are parsed (``Method.parse_hparams``,
+    ``encoders.check_encoder_settings``)."""
+    for section in ("data", "optim", "trainer"):
+        check_fields(getattr(config, section), section)
+    return config
 
 
 def apply_dict(config: RunConfig, raw: dict[str, Any], source: str) -> None:

@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+import inspect
+
+from ..config import setting_label
+from ..errors import SelfSupError, did_you_mean
 from ..registry import get_encoder_builder
 from . import audio, image, sequence, text  # noqa: F401  (registers every built-in encoder)
-from .base import Encoder
+from .base import ENCODER_SETTINGS, Encoder
+
+
+def check_encoder_settings(config: dict) -> None:
+    """One line for an ``encoder`` section the builder cannot take: an unknown name or argument, or a
+    number out of its range (:data:`~selfsup.encoders.base.ENCODER_SETTINGS`). Checked before any data is read."""
+    name = config.get("name")
+    if not isinstance(name, str):
+        raise SelfSupError(f"encoder.name must be an encoder's name, e.g. tiny_cnn; got {name!r}")
+    parameters = inspect.signature(get_encoder_builder(name)).parameters
+    for key, value in config.items():
+        if key == "name":
+            continue
+        if key not in parameters:
+            raise SelfSupError(f"encoder {name!r} has no setting {key!r}{did_you_mean(key, parameters)}; "
+                               f"its settings are: {', '.join(sorted(parameters))}")
+        spec = ENCODER_SETTINGS.get(key)
+        if spec is not None:
+            spec.check(value, setting_label("encoder", key, spec, name))
 
 
 def build_encoder(config: dict) -> Encoder:
     """Build an encoder from ``{"name": ..., **kwargs}`` (the dict stored in ``encoder.config``)."""
+    check_encoder_settings(config)
     kwargs = dict(config)
     return get_encoder_builder(kwargs.pop("name"))(**kwargs)
 
 
-__all__ = ["Encoder", "build_encoder"]
+__all__ = ["Encoder", "build_encoder", "check_encoder_settings"]

@@ -5,6 +5,33 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import MAX_IMAGE_SIZE, Setting
+
+WIDTH, LAYERS = 65536, 1024
+FILLED = "filled in from the training data"
+ENCODER_SETTINGS: dict[str, Setting] = {
+    # the numeric builder arguments shared by the encoders of every modality, and their valid values
+    "image_size": Setting(int, 1, MAX_IMAGE_SIZE, optional=True, help=FILLED),
+    "in_chans": Setting(int, 1, 64),
+    "patch_size": Setting(int, 1, MAX_IMAGE_SIZE, optional=True),
+    "vocab_size": Setting(int, 5, 2**24, optional=True, help="5 special tokens and up; " + FILLED),
+    "num_items": Setting(int, 1, 10**9, optional=True, help="set by the data pipeline from the item map"),
+    "max_length": Setting(int, 1, 65536),
+    **{f"{token}_token_id": Setting(int, 0, 2**24) for token in ("pad", "unk", "cls", "sep", "mask")},
+    "hidden_size": Setting(int, 1, WIDTH, optional=True),
+    "intermediate_size": Setting(int, 1, 4 * WIDTH, optional=True),
+    "num_layers": Setting(int, 1, LAYERS, optional=True),
+    "num_heads": Setting(int, 1, LAYERS, optional=True),
+    "dropout": Setting(float, 0, 1, high_open=True, optional=True),
+    "conv_dim": Setting(int, 1, WIDTH, optional=True),
+    "pos_conv_kernel": Setting(int, 1, 4096, optional=True),
+    "n_mels": Setting(int, 1, 1024),
+    "sample_rate": Setting(int, 1000, 384000),
+    "normalize": Setting(bool),
+    "pool": Setting(str),
+    "frontend": Setting(str),
+}
+
 
 class Encoder(nn.Module):
     """A backbone that maps inputs to a token sequence and pools it to one vector.

@@ -27,17 +27,17 @@ import torch
 from ..losses import barlow_twins
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams
+from .base import Hparams, loss_weight, probability, scale, width
 from .joint_embedding import JointEmbeddingMethod
 
 
 @dataclass
 class BarlowTwinsHparams(Hparams):
-    proj_hidden_dim: int = 2048
-    proj_dim: int = 2048
-    lambda_offdiag: float = 5e-3
-    crop_min_scale: float = 0.08  # RandomResizedCrop scale (crop_min_scale, 1)
-    flip_p: float = 0.5
+    proj_hidden_dim: int = width(2048)
+    proj_dim: int = width(2048)
+    lambda_offdiag: float = loss_weight(5e-3)
+    crop_min_scale: float = scale(0.08)  # RandomResizedCrop scale (crop_min_scale, 1)
+    flip_p: float = probability(0.5)
 
 
 @register_method

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..config import coerce_setting
+from ..config import check_fields, coerce_setting, setting, spec_of
 from ..encoders.base import Encoder
 from ..errors import SelfSupError, did_you_mean
 from ..types import Family, LossOutput, Modality
@@ -22,9 +22,59 @@ Examples = Callable[[int, int], Iterator[Any]]
 method with a ``prepare(examples, device)`` step fits to before training (HuBERT's k-means)."""
 
 
+MAX_WIDTH = 65536  # widths of heads and projections: a 65536 x 65536 float32 layer alone is 16 GiB
+MAX_PROTOTYPES = 2**20
+
+
+def width(default: int | None, **kw: Any) -> Any:
+    """A layer width or count of units: a whole number in [1, 65536]."""
+    return setting(default, kind=int, low=1, high=MAX_WIDTH, **kw)
+
+
+def count(default: int | None, high: int, low: int = 1, **kw: Any) -> Any:
+    """A whole number in [low, high] (iterations, negatives, layers...)."""
+    return setting(default, kind=int, low=low, high=high, **kw)
+
+
+def probability(default: float, **kw: Any) -> Any:
+    """A probability or momentum in [0, 1]."""
+    return setting(default, kind=float, low=0, high=1, **kw)
+
+
+def ratio(default: float, **kw: Any) -> Any:
+    """A share strictly between 0 and 1 (a mask ratio: 0 masks nothing, 1 leaves nothing to see)."""
+    return setting(default, kind=float, low=0, high=1, low_open=True, high_open=True, **kw)
+
+
+def scale(default: float, **kw: Any) -> Any:
+    """A positive share of at most 1 (a crop's smallest area, a span-start probability)."""
+    return setting(default, kind=float, low=0, high=1, low_open=True, **kw)
+
+
+def softmax_temperature(default: float | None, **kw: Any) -> Any:
+    """A softmax temperature: a number in (0, 100]."""
+    return setting(default, kind=float, low=0, high=100, low_open=True, **kw)
+
+
+def loss_weight(default: float, **kw: Any) -> Any:
+    """A loss weight: a number in [0, 1e6]."""
+    return setting(default, kind=float, low=0, high=1e6, **kw)
+
+
+def distinct_numbers(default_factory: Callable[[], list[float]], low: float, high: float, **kw: Any) -> Any:
+    """A list of 2 to 64 distinct numbers, each in (low, high]."""
+    def valid(values: Any) -> bool:
+        return (isinstance(values, list) and 2 <= len(values) <= 64 and len(set(values)) == len(values)
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and low < v <= high for v in values))
+
+    return setting(default_factory=default_factory, kind=list, valid=valid,
+                   expect=f"a list of 2 to 64 distinct numbers in ({low:g}, {high:g}]", **kw)
+
+
 @dataclass
 class Hparams:
-    """Base of each method's hyper-parameters (paper defaults, scaled for small images)."""
+    """Base of each method's hyper-parameters (paper defaults, scaled for small images). Each field is
+    declared with its valid values (:func:`selfsup.config.setting`, or the shorthands above)."""
 
 
 class Method(nn.Module):
@@ -59,22 +109,27 @@ class Method(nn.Module):
 
     @classmethod
     def parse_hparams(cls, values: dict[str, Any]) -> Hparams:
-        valid = {f.name for f in fields(cls.Hparams)}
+        """The method's hyper-parameters from ``values`` (names, types and ranges checked: one line per mistake)."""
+        declared = {f.name: f for f in fields(cls.Hparams)}
         for key in values:
-            if key not in valid:
+            if key not in declared:
                 raise SelfSupError(
-                    f"method {cls.name!r} has no setting {key!r}{did_you_mean(key, valid)}; "
-                    f"its settings are: {', '.join(sorted(valid)) or 'none'}"
+                    f"method {cls.name!r} has no setting {key!r}{did_you_mean(key, declared)}; "
+                    f"its settings are: {', '.join(sorted(declared)) or 'none'}"
                 )
-        defaults = {f.name: f.default for f in fields(cls.Hparams) if f.default is not MISSING}
         source = f"method {cls.name!r}"
         coerced = {}
         for key, value in values.items():
-            default = defaults.get(key)
-            coerced[key] = coerce_setting(value, default, key, source)
-            if isinstance(default, int) and not isinstance(default, bool) and not isinstance(coerced[key], int):
-                raise SelfSupError(f"{source}: {key}={value!r} must be a whole number, e.g. {key}={default}")
-        return cls.Hparams(**coerced)
+            f = declared[key]
+            default = f.default if f.default is not MISSING else None
+            spec = spec_of(f)
+            label = f"method.{key} ({cls.name})" if spec is not None else key
+            coerced[key] = coerce_setting(value, default, label, source, spec)
+            if spec is not None:  # before the dataclass is built: its own checks (__post_init__) come second
+                spec.check(coerced[key], label)
+        hp = cls.Hparams(**coerced)
+        check_fields(hp, "method", cls.name)
+        return hp
 
     def pretext(self, modality: Modality) -> Pretext:  # pragma: no cover - interface
         raise NotImplementedError

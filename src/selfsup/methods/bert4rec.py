@@ -25,14 +25,14 @@ from ..errors import SelfSupError
 from ..pretext.sequences import mask_items
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
+from .base import Hparams, Method, Pretext, probability, ratio
 from .sasrec import item_prediction_loss
 
 
 @dataclass
 class BERT4RecHparams(Hparams):
-    mask_rate: float = 0.2  # Sun et al. 2019, §4: best rho on ML-1M
-    last_item_prob: float = 0.1  # share of rows that mask only their last item (§3.6; the share is our choice)
+    mask_rate: float = ratio(0.2)  # Sun et al. 2019, §4: best rho on ML-1M
+    last_item_prob: float = probability(0.1)  # share of rows that mask only their last item (§3.6; the share is our choice)
 
 
 @register_method

@@ -26,17 +26,17 @@ from ..losses import negative_cosine
 from ..pretext.views import byol_augments, two_views
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
+from .base import Hparams, Method, Pretext, probability, scale, width
 from .momentum import cosine_momentum, ema_update, frozen_copy
 
 
 @dataclass
 class BYOLHparams(Hparams):
-    proj_hidden_dim: int = 1024
-    proj_dim: int = 256
-    tau_base: float = 0.99
-    crop_min_scale: float = 0.08  # RandomResizedCrop scale (crop_min_scale, 1)
-    flip_p: float = 0.5
+    proj_hidden_dim: int = width(1024)
+    proj_dim: int = width(256)
+    tau_base: float = probability(0.99)
+    crop_min_scale: float = scale(0.08)  # RandomResizedCrop scale (crop_min_scale, 1)
+    flip_p: float = probability(0.5)
 
 
 @register_method

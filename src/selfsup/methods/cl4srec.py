@@ -27,17 +27,17 @@ from ..losses import info_nce
 from ..pretext.sequences import augment_history, next_item_targets
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
+from .base import Hparams, Method, Pretext, loss_weight, probability, ratio, scale, softmax_temperature
 from .sasrec import item_prediction_loss
 
 
 @dataclass
 class CL4SRecHparams(Hparams):
-    crop: float = 0.6  # eta: share of the items an item crop keeps
-    mask_ratio: float = 0.3  # gamma: share of the items an item mask hides
-    reorder: float = 0.6  # beta: share of the items an item reorder shuffles
-    weight: float = 0.1  # lambda: weight of the contrastive loss
-    temperature: float = 0.5  # cosine similarity (SimCLR's); see the module docstring
+    crop: float = scale(0.6)  # eta: share of the items an item crop keeps
+    mask_ratio: float = ratio(0.3)  # gamma: share of the items an item mask hides
+    reorder: float = probability(0.6)  # beta: share of the items an item reorder shuffles
+    weight: float = loss_weight(0.1)  # lambda: weight of the contrastive loss
+    temperature: float = softmax_temperature(0.5)  # cosine similarity (SimCLR's); see the module docstring
 
 
 @register_method

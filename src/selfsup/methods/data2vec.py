@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import setting
 from ..encoders.audio import AudioEncoder, standardize_over_time
 from ..encoders.image import ViTEncoder
 from ..encoders.text import TextEncoder
@@ -32,22 +33,22 @@ from ..pretext.views import light_augment
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .audio_base import frame_grid
-from .base import Hparams, Method, Pretext
+from .base import Hparams, Method, Pretext, count, probability, ratio, scale
 from .momentum import ema_update, frozen_copy
 
 
 @dataclass
 class Data2VecHparams(Hparams):
-    top_k: int = 8
-    mask_prob: float = 0.65  # audio: span starts x span length
-    mask_length: int = 10
-    text_mask_rate: float = 0.15
-    image_mask_ratio: float = 0.6
-    image_mask_block: int = 2  # mask blocks of 2 x 2 patches
-    ema_start: float = 0.999
-    ema_end: float = 0.9999
-    ema_anneal: float = 0.1  # fraction of training over which tau rises to ema_end
-    loss_beta: float = 0.0
+    top_k: int = count(8, 1024)
+    mask_prob: float = scale(0.65)  # audio: span starts x span length
+    mask_length: int = count(10, 10000)
+    text_mask_rate: float = ratio(0.15)
+    image_mask_ratio: float = ratio(0.6)
+    image_mask_block: int = count(2, 1024)  # mask blocks of 2 x 2 patches
+    ema_start: float = probability(0.999)
+    ema_end: float = probability(0.9999)
+    ema_anneal: float = probability(0.1)  # fraction of training over which tau rises to ema_end
+    loss_beta: float = setting(0.0, low=0, high=100)
 
 
 def linear_momentum(start: float, end: float, anneal: float, progress: float) -> float:

@@ -28,24 +28,24 @@ from ..losses import dino_loss
 from ..pretext.multicrop import dino_multicrop, split_crops
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Method, Pretext
+from .base import MAX_PROTOTYPES, Method, Pretext, count, probability, scale, softmax_temperature, width
 from .momentum import Centering, cosine_momentum, ema_update, frozen_copy
 from .multicrop_base import MultiCropHparams, embed_crops, multicrop_pretext
 
 
 @dataclass
 class DINOHparams(MultiCropHparams):
-    global_crop_min_scale: float = 0.4  # the paper's: globals (0.4, 1), locals (0.05, 0.4)
-    head_hidden_dim: int = 1024
-    bottleneck_dim: int = 256
-    num_prototypes: int = 4096
-    student_temp: float = 0.1
-    teacher_temp_start: float = 0.04
-    teacher_temp: float = 0.07
-    teacher_temp_warmup: float = 0.3  # fraction of training
-    center_momentum: float = 0.9
-    momentum_base: float = 0.99
-    freeze_last_layer: float = 0.01  # fraction of training
+    global_crop_min_scale: float = scale(0.4)  # the paper's: globals (0.4, 1), locals (0.05, 0.4)
+    head_hidden_dim: int = width(1024)
+    bottleneck_dim: int = width(256)
+    num_prototypes: int = count(4096, MAX_PROTOTYPES)
+    student_temp: float = softmax_temperature(0.1)
+    teacher_temp_start: float = softmax_temperature(0.04)
+    teacher_temp: float = softmax_temperature(0.07)
+    teacher_temp_warmup: float = probability(0.3)  # fraction of training
+    center_momentum: float = probability(0.9)
+    momentum_base: float = probability(0.99)
+    freeze_last_layer: float = probability(0.01)  # fraction of training
 
 
 def teacher_temperature(progress: float, start: float, end: float, warmup: float) -> float:

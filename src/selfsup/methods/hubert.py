@@ -25,13 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import setting
 from ..errors import SelfSupError
 from ..pretext.clusters import assign, kmeans
 from ..pretext.masking import span_mask
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .audio_base import frame_grid, require_audio_encoder
-from .base import Examples, Hparams, Method, Pretext
+from .base import Examples, Hparams, Method, Pretext, count, scale, softmax_temperature, width
 
 log = logging.getLogger("selfsup")
 
@@ -40,15 +41,15 @@ MFCC_DIM = 39  # 13 coefficients + deltas + delta-deltas
 
 @dataclass
 class HuBERTHparams(Hparams):
-    num_clusters: int = 100
-    mask_prob: float = 0.8
-    mask_length: int = 10
-    proj_dim: int = 256
-    temperature: float = 0.1
-    targets_from: str = ""  # "": MFCC k-means (iteration 1); a run or export folder: its features (iteration 2)
-    target_layer: int = 0  # of the targets_from encoder, 1-based; 0: the middle layer
-    kmeans_clips: int = 2000
-    kmeans_iterations: int = 50
+    num_clusters: int = count(100, 65536, low=2)
+    mask_prob: float = scale(0.8)
+    mask_length: int = count(10, 10000)
+    proj_dim: int = width(256)
+    temperature: float = softmax_temperature(0.1)
+    targets_from: str = setting("")  # "": MFCC k-means (iteration 1); a run or export folder: its features (iteration 2)
+    target_layer: int = count(0, 1024, low=0)  # of the targets_from encoder, 1-based; 0: the middle layer
+    kmeans_clips: int = count(2000, 10**7)
+    kmeans_iterations: int = count(50, 100000)
 
 
 @register_method

@@ -27,19 +27,19 @@ from ..pretext.transforms import hamming_permutations, jigsaw_tiles
 from ..pretext.views import ImageAugment, light_augment
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
+from .base import Hparams, Method, Pretext, count, probability, scale, width
 
 NUM_TILES = 9
 
 
 @dataclass
 class JigsawHparams(Hparams):
-    num_permutations: int = 100  # paper: 1000 for ImageNet
-    permutation_seed: int = 0
-    tile_fraction: float = 64 / 75  # tile side / cell side (paper: 64 px tiles in 75 px cells)
-    head_hidden_dim: int = 1024  # the paper's fc7 has 4096 units
-    min_crop_scale: float = 0.5  # paper: a 225 px crop of the 256 px image
-    grayscale_p: float = 0.3
+    num_permutations: int = count(100, 362880, low=2)  # paper: 1000 for ImageNet
+    permutation_seed: int = count(0, 2**32 - 1, low=0)
+    tile_fraction: float = scale(64 / 75)  # tile side / cell side (paper: 64 px tiles in 75 px cells)
+    head_hidden_dim: int = width(1024)  # the paper's fc7 has 4096 units
+    min_crop_scale: float = scale(0.5)  # paper: a 225 px crop of the 256 px image
+    grayscale_p: float = probability(0.3)
 
 
 @register_method

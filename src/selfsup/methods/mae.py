@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import setting
 from ..encoders.image import ViTEncoder
 from ..errors import SelfSupError
 from ..heads import MAEDecoder
@@ -24,16 +25,16 @@ from ..pretext.masking import random_patch_mask
 from ..pretext.views import light_augment
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
+from .base import Hparams, Method, Pretext, count, ratio, width
 
 
 @dataclass
 class MAEHparams(Hparams):
-    mask_ratio: float = 0.75
-    decoder_dim: int = 128
-    decoder_depth: int = 2
-    decoder_heads: int = 4
-    norm_pix_loss: bool = True
+    mask_ratio: float = ratio(0.75)
+    decoder_dim: int = width(128)
+    decoder_depth: int = count(2, 1024)
+    decoder_heads: int = count(4, 1024)
+    norm_pix_loss: bool = setting(True)
 
 
 @register_method

@@ -19,20 +19,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..config import setting
 from ..heads import TokenPredictionHead
 from ..pretext.tokens import mlm_mask
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
+from .base import Hparams, Method, Pretext, probability, ratio
 from .text_base import require_text_encoder
 
 
 @dataclass
 class MLMHparams(Hparams):
-    mask_rate: float = 0.15
-    mask_prob: float = 0.8  # of the chosen tokens: replaced by [MASK]
-    random_prob: float = 0.1  # replaced by a random token (the rest stay unchanged)
-    whole_word: bool = False
+    mask_rate: float = ratio(0.15)
+    mask_prob: float = probability(0.8)  # of the chosen tokens: replaced by [MASK]
+    random_prob: float = probability(0.1)  # replaced by a random token (the rest stay unchanged)
+    whole_word: bool = setting(False)
 
 
 @register_method

@@ -39,13 +39,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..config import setting
 from ..errors import SelfSupError
 from ..heads import MLP
 from ..losses import moco_v2_loss, moco_v3_loss
 from ..pretext.views import simclr_augment, two_views
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
+from .base import Hparams, Method, Pretext, count, probability, scale, softmax_temperature, width
 from .memory import FeatureQueue
 from .momentum import cosine_momentum, ema_update, frozen_copy
 
@@ -54,15 +55,15 @@ DEFAULT_TEMPERATURE = {2: 0.2, 3: 1.0}
 
 @dataclass
 class MoCoHparams(Hparams):
-    version: int = 2  # 2: queue of negatives; 3: batch negatives + predictor, no queue
-    temperature: float | None = None  # None: 0.2 for v2, 1.0 for v3 (ResNet value; 0.2 for ViTs)
-    momentum: float = 0.99  # v2: constant; v3: base of the cosine schedule to 1
-    queue_size: int = 4096  # v2 only
-    proj_hidden_dim: int = 1024
-    proj_dim: int = 128
-    pred_hidden_dim: int = 1024  # v3 only
-    crop_min_scale: float = 0.08  # RandomResizedCrop scale (crop_min_scale, 1)
-    flip_p: float = 0.5
+    version: int = setting(2, choices=(2, 3))  # 2: queue of negatives; 3: batch negatives + predictor, no queue
+    temperature: float | None = softmax_temperature(None)  # None: 0.2 for v2, 1.0 for v3 (ResNet value; 0.2 for ViTs)
+    momentum: float = probability(0.99)  # v2: constant; v3: base of the cosine schedule to 1
+    queue_size: int = count(4096, 2**24)  # v2 only
+    proj_hidden_dim: int = width(1024)
+    proj_dim: int = width(128)
+    pred_hidden_dim: int = width(1024)  # v3 only
+    crop_min_scale: float = scale(0.08)  # RandomResizedCrop scale (crop_min_scale, 1)
+    flip_p: float = probability(0.5)
 
     def __post_init__(self) -> None:
         if self.version not in DEFAULT_TEMPERATURE:

@@ -11,8 +11,9 @@ from itertools import groupby
 import torch
 from torch import nn
 
+from ..config import MAX_IMAGE_SIZE
 from ..pretext.multicrop import MultiCrop, local_crop_size
-from .base import Hparams
+from .base import Hparams, count, probability, scale
 
 
 @dataclass
@@ -21,10 +22,10 @@ class MultiCropHparams(Hparams):
     global_crop_min_scale). Each method sets its paper's ``global_crop_min_scale``."""
 
     global_crop_min_scale: float
-    num_local_crops: int = 4
-    local_crop_min_scale: float = 0.05
-    local_crop_size: int | None = None  # None: half the input size (multicrop.local_crop_size)
-    flip_p: float = 0.5
+    num_local_crops: int = count(4, 64, low=0)
+    local_crop_min_scale: float = scale(0.05)
+    local_crop_size: int | None = count(None, MAX_IMAGE_SIZE)  # None: half the input size (multicrop.local_crop_size)
+    flip_p: float = probability(0.5)
 
 
 def multicrop_pretext(make: Callable[..., MultiCrop], hp: MultiCropHparams, encoder: nn.Module,

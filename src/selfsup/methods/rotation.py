@@ -20,13 +20,13 @@ from ..pretext.transforms import rotate_all
 from ..pretext.views import light_augment
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
+from .base import Hparams, Method, Pretext, scale, width
 
 
 @dataclass
 class RotationHparams(Hparams):
-    head_hidden_dim: int = 256
-    min_crop_scale: float = 0.35
+    head_hidden_dim: int = width(256)
+    min_crop_scale: float = scale(0.35)
 
 
 @register_method

@@ -28,16 +28,16 @@ from ..pretext.audio import audio_views
 from ..pretext.views import concat_views, dropout_views, simclr_augment, two_views
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
+from .base import Hparams, Method, Pretext, probability, scale, softmax_temperature, width
 
 
 @dataclass
 class SimCLRHparams(Hparams):
-    temperature: float = 0.5
-    proj_hidden_dim: int = 512
-    proj_dim: int = 128
-    crop_min_scale: float = 0.08  # RandomResizedCrop scale (crop_min_scale, 1)
-    flip_p: float = 0.5
+    temperature: float = softmax_temperature(0.5)
+    proj_hidden_dim: int = width(512)
+    proj_dim: int = width(128)
+    crop_min_scale: float = scale(0.08)  # RandomResizedCrop scale (crop_min_scale, 1)
+    flip_p: float = probability(0.5)
 
 
 @register_method
@@ -72,9 +72,9 @@ class SimCLR(Method):
 
 @dataclass
 class SimCSEHparams(Hparams):
-    temperature: float = 0.05
-    proj_hidden_dim: int = 512  # SimCSE trains with an MLP on the sentence vector and drops it afterwards
-    proj_dim: int = 128
+    temperature: float = softmax_temperature(0.05)
+    proj_hidden_dim: int = width(512)  # SimCSE trains with an MLP on the sentence vector and drops it afterwards
+    proj_dim: int = width(128)
 
 
 @register_method

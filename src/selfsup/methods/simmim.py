@@ -29,14 +29,14 @@ from ..pretext.masking import random_block_mask
 from ..pretext.views import light_augment
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
+from .base import Hparams, Method, Pretext, count, ratio, scale
 
 
 @dataclass
 class SimMIMHparams(Hparams):
-    mask_ratio: float = 0.6
-    mask_block: int = 2  # mask-patch side in ViT patches (paper: 32 px / 16 px)
-    min_crop_scale: float = 0.67
+    mask_ratio: float = ratio(0.6)
+    mask_block: int = count(2, 1024)  # mask-patch side in ViT patches (paper: 32 px / 16 px)
+    min_crop_scale: float = scale(0.67)
 
 
 @register_method

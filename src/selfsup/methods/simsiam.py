@@ -27,16 +27,16 @@ from ..losses import negative_cosine
 from ..pretext.views import simclr_augment, two_views
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
+from .base import Hparams, Method, Pretext, probability, scale, width
 
 
 @dataclass
 class SimSiamHparams(Hparams):
-    proj_hidden_dim: int = 1024
-    proj_dim: int = 1024
-    pred_hidden_dim: int = 256  # bottleneck: proj_dim / 4
-    crop_min_scale: float = 0.2  # RandomResizedCrop scale (crop_min_scale, 1)
-    flip_p: float = 0.5
+    proj_hidden_dim: int = width(1024)
+    proj_dim: int = width(1024)
+    pred_hidden_dim: int = width(256)  # bottleneck: proj_dim / 4
+    crop_min_scale: float = scale(0.2)  # RandomResizedCrop scale (crop_min_scale, 1)
+    flip_p: float = probability(0.5)
 
 
 @register_method

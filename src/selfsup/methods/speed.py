@@ -11,7 +11,7 @@ Pseudo-code:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,13 +22,13 @@ from ..pretext.audio import SPEED_FACTORS, change_speed, random_crops
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .audio_base import require_audio_encoder
-from .base import Hparams, Method, Pretext
+from .base import Hparams, Method, Pretext, distinct_numbers, width
 
 
 @dataclass
 class SpeedHparams(Hparams):
-    factors: list[float] = field(default_factory=lambda: list(SPEED_FACTORS))
-    head_hidden_dim: int = 256
+    factors: list[float] = distinct_numbers(lambda: list(SPEED_FACTORS), 0, 10)
+    head_hidden_dim: int = width(256)
 
 
 @register_method

@@ -20,26 +20,27 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import setting
 from ..heads import MLP, Prototypes
 from ..losses import swav_loss
 from ..pretext.clusters import sinkhorn
 from ..pretext.multicrop import split_crops, swav_multicrop
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Method, Pretext
+from .base import MAX_PROTOTYPES, Method, Pretext, count, probability, scale, softmax_temperature, width
 from .multicrop_base import MultiCropHparams, embed_crops, multicrop_pretext
 
 
 @dataclass
 class SwAVHparams(MultiCropHparams):
-    global_crop_min_scale: float = 0.14  # the paper's: globals (0.14, 1), locals (0.05, 0.14)
-    proj_hidden_dim: int = 1024
-    proj_dim: int = 128
-    num_prototypes: int = 512
-    temperature: float = 0.1
-    epsilon: float = 0.05
-    sinkhorn_iterations: int = 3
-    freeze_prototypes: float = 0.01  # fraction of training
+    global_crop_min_scale: float = scale(0.14)  # the paper's: globals (0.14, 1), locals (0.05, 0.14)
+    proj_hidden_dim: int = width(1024)
+    proj_dim: int = width(128)
+    num_prototypes: int = count(512, MAX_PROTOTYPES)
+    temperature: float = softmax_temperature(0.1)
+    epsilon: float = setting(0.05, low=0, high=100, low_open=True)
+    sinkhorn_iterations: int = count(3, 1000)
+    freeze_prototypes: float = probability(0.01)  # fraction of training
 
 
 @register_method

@@ -20,18 +20,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..config import setting
 from ..heads import TokenPredictionHead
 from ..pretext.tokens import causal_lm_targets, delete_tokens
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams, Method, Pretext
+from .base import Hparams, Method, Pretext, count
 from .text_base import require_text_encoder
 
 
 @dataclass
 class TSDAEHparams(Hparams):
-    deletion_rate: float = 0.6
-    decoder_layers: int | None = None  # None: as many as the encoder
+    deletion_rate: float = setting(0.6, low=0, high=1, high_open=True)
+    decoder_layers: int | None = count(None, 1024)  # None: as many as the encoder
 
 
 @register_method

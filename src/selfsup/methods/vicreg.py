@@ -21,23 +21,24 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import setting
 from ..losses import vicreg_terms
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
-from .base import Hparams
+from .base import Hparams, loss_weight, probability, scale, width
 from .joint_embedding import JointEmbeddingMethod
 
 
 @dataclass
 class VICRegHparams(Hparams):
-    proj_hidden_dim: int = 2048  # the paper's "expander"
-    proj_dim: int = 2048
-    invariance_weight: float = 25.0  # lambda
-    variance_weight: float = 25.0  # mu
-    covariance_weight: float = 1.0  # nu
-    gamma: float = 1.0  # target std of every dimension
-    crop_min_scale: float = 0.08  # RandomResizedCrop scale (crop_min_scale, 1)
-    flip_p: float = 0.5
+    proj_hidden_dim: int = width(2048)  # the paper's "expander"
+    proj_dim: int = width(2048)
+    invariance_weight: float = loss_weight(25.0)  # lambda
+    variance_weight: float = loss_weight(25.0)  # mu
+    covariance_weight: float = loss_weight(1.0)  # nu
+    gamma: float = setting(1.0, low=0, high=1e6, low_open=True)  # target std of every dimension
+    crop_min_scale: float = scale(0.08)  # RandomResizedCrop scale (crop_min_scale, 1)
+    flip_p: float = probability(0.5)
 
 
 @register_method

@@ -28,22 +28,22 @@ from ..pretext.masking import span_mask
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .audio_base import frame_grid, require_audio_encoder
-from .base import Hparams, Method, Pretext
+from .base import Hparams, Method, Pretext, count, loss_weight, scale, softmax_temperature, width
 
 
 @dataclass
 class Wav2Vec2Hparams(Hparams):
-    mask_prob: float = 0.65
-    mask_length: int = 10
-    num_negatives: int = 100
-    codebooks: int = 2  # G
-    codebook_size: int = 320  # V
-    codevector_dim: int = 256
-    proj_dim: int = 256
-    temperature: float = 0.1  # kappa
-    diversity_weight: float = 0.1  # alpha
-    gumbel_start: float = 2.0
-    gumbel_end: float = 0.5
+    mask_prob: float = scale(0.65)
+    mask_length: int = count(10, 10000)
+    num_negatives: int = count(100, 10000)
+    codebooks: int = count(2, 64)  # G
+    codebook_size: int = count(320, 65536)  # V
+    codevector_dim: int = width(256)
+    proj_dim: int = width(256)
+    temperature: float = softmax_temperature(0.1)  # kappa
+    diversity_weight: float = loss_weight(0.1)  # alpha
+    gumbel_start: float = softmax_temperature(2.0)
+    gumbel_end: float = softmax_temperature(0.5)
 
 
 @register_method

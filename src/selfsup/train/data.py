@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import DataConfig, TrainerConfig
+from ..config import CACHE_MODES, DataConfig, TrainerConfig
 from ..data.images import (
     ImageFileDataset,
     ImageTensorDataset,
@@ -47,8 +47,8 @@ from .sources import TrainData
 
 log = logging.getLogger("selfsup")
 
-CACHE_MODES = ("auto", "memory", "stream")
 MEMORY_FRACTION = 0.25  # auto: cache in memory when the decoded images take less than this share of available RAM
+VIEW_BYTES = 1 + 2 * 4  # a uint8 image in the batch plus two float32 views of it (the fewest a method makes)
 MAX_REPLACEMENTS = 32  # random draws to replace an unreadable file before falling back to a known-good one
 
 Batch = dict[str, torch.Tensor]
@@ -97,6 +97,27 @@ def cache_bytes(n_images: int, image_size: int) -> int:
     return n_images * 3 * image_size * image_size
 
 
+def check_fits(need: int, what: str, fix: str) -> None:
+    """One line when ``need`` bytes (of ``what``) exceed the memory available now; says the size and ``fix``."""
+    available = available_memory()
+    if available is not None and need > available:
+        raise SelfSupError(f"{what} would take {_size(need)}, more than the {_size(available)} of memory "
+                           f"available; {fix}")
+
+
+def check_image_memory(data: DataConfig, n_images: int, batch_size: int | None = None) -> None:
+    """Before any image is decoded: one batch (uint8 images + two float32 views each) must fit in memory,
+    and so must the whole decoded cache when ``data.cache`` is ``memory`` (``auto`` streams what does not fit)."""
+    size = data.image_size
+    if batch_size:
+        batch = max(1, min(batch_size, n_images))
+        check_fits(batch * VIEW_BYTES * cache_bytes(1, size), f"one batch of {batch} images at {size} px (uint8 + "
+                   "two float32 views each)", "lower --batch-size or --image-size")
+    if data.cache == "memory":
+        check_fits(cache_bytes(n_images, size), f"--cache memory: {n_images} images decoded at {size} px",
+                   "use --cache stream (or auto, which streams what does not fit) or a smaller --image-size")
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024:
@@ -142,11 +163,13 @@ def decide_cache(mode: str, need: int, what: str, form: str, memory_budget: int 
     return "stream"
 
 
-def load_train_data(data: DataConfig, progress: bool = True,
-                    memory_budget: int | None = None) -> ImageTensorDataset | ImageFileDataset:
-    """The unlabeled training images of ``data``: decoded into memory or opened for streaming (``data.cache``)."""
+def load_train_data(data: DataConfig, progress: bool = True, memory_budget: int | None = None,
+                    batch_size: int | None = None) -> ImageTensorDataset | ImageFileDataset:
+    """The unlabeled training images of ``data``: decoded into memory or opened for streaming (``data.cache``).
+    With ``batch_size``, stops with one line before decoding when a batch (or a forced memory cache) cannot fit."""
     check_cache_mode(data.cache)
     files = find_images(data.path)
+    check_image_memory(data, len(files), batch_size)
     if choose_cache(data.cache, len(files), data.image_size, memory_budget) == "memory":
         return decode_unlabeled(files, data.image_size, strict=data.strict, progress=progress)
     return open_unlabeled(files, data.image_size, strict=data.strict)
@@ -245,9 +268,9 @@ def train_loader(dataset: ImageTensorDataset | ImageFileDataset, pretext: Pretex
                         multiprocessing_context=context, **common)
 
 
-def load_image_data(data: DataConfig, progress: bool = True) -> TrainData:
+def load_image_data(data: DataConfig, progress: bool = True, batch_size: int | None = None) -> TrainData:
     """The unlabeled images of ``data`` as :class:`TrainData` (memory cache or stream, see the module doc)."""
-    dataset = load_train_data(data, progress=progress)
+    dataset = load_train_data(data, progress=progress, batch_size=batch_size)
 
     def make_loader(pretext: Pretext, batch_size: int, trainer: TrainerConfig, world_size: int) -> DataLoader:
         return train_loader(dataset, pretext, batch_size, trainer, data.strict)

@@ -13,11 +13,9 @@ from __future__ import annotations
 import timm.optim
 import torch
 
-from ..config import OptimConfig
+from ..config import OPTIMIZERS, OptimConfig
 from ..errors import SelfSupError, did_you_mean
 from ..methods.base import Method
-
-OPTIMIZERS = ("adamw", "sgd", "lars")
 
 # lr for batch 256 and weight decay, used when the user picks an optimiser other than the method's own
 GENERIC_DEFAULTS: dict[str, dict[str, float]] = {

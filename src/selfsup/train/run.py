@@ -12,10 +12,10 @@ import lightning.pytorch as pl
 import torch
 import yaml
 
-from ..config import RunConfig
-from ..encoders import build_encoder
-from ..errors import SelfSupError, did_you_mean
-from ..registry import get_encoder_builder, get_method
+from ..config import RunConfig, validate
+from ..encoders import build_encoder, check_encoder_settings
+from ..errors import SelfSupError
+from ..registry import get_method
 from ..runtime import resolve_precision, retain_freed_memory
 from ..types import Modality
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, load_checkpoint
@@ -36,10 +36,9 @@ DEFAULT_METHODS = {Modality.IMAGE: "simclr", Modality.TEXT: "mlm", Modality.AUDI
 
 
 def resolve(config: RunConfig) -> RunConfig:
-    """Fill in the method's defaults (hyper-parameters, encoder) and validate names."""
-    if config.data.modality not in MODALITIES:
-        raise SelfSupError(f"data.modality={config.data.modality!r} is not a modality"
-                           f"{did_you_mean(str(config.data.modality), MODALITIES)}; use one of {', '.join(MODALITIES)}")
+    """Check every setting (names, types, ranges: one line for the first mistake, before any data is read or
+    any folder written) and fill in the method's defaults (hyper-parameters, encoder)."""
+    validate(config)
     name = config.method.get("name") or DEFAULT_METHODS.get(Modality(config.data.modality))
     if not name:
         raise SelfSupError(f"--modality {config.data.modality}: no methods yet; use image, text, audio or sequence")
@@ -48,7 +47,7 @@ def resolve(config: RunConfig) -> RunConfig:
     config.method = {"name": info.name, **asdict(info.cls.parse_hparams(hparams))}
     config.encoder = {"name": info.cls.encoder_for(config.data.modality), **config.encoder}
     config.optim.optimizer = choose_optimizer(info.cls, config.optim.optimizer)
-    get_encoder_builder(config.encoder["name"])  # fail on a typo before any data is read
+    check_encoder_settings(config.encoder)  # fail on a typo or a bad number before any data is read
     return config
 
 
@@ -92,7 +91,7 @@ def load_data(config: RunConfig, run_dir: Path) -> TrainData:
     modality = Modality(config.data.modality)
     progress = config.trainer.progress_bar
     if modality is Modality.IMAGE:
-        return load_image_data(config.data, progress=progress)
+        return load_image_data(config.data, progress=progress, batch_size=config.trainer.batch_size)
     if modality is Modality.TEXT:
         from .text_data import load_text_data
 
