@@ -26,8 +26,8 @@ def test_yaml_then_overrides_with_types(tmp_path):
 
 @pytest.mark.parametrize(
     ("item", "expected"),
-    [("optim.lrr=1", "optim.lr"), ("trainr.epochs=1", "trainer"), ("trainer.epochs=many", "not a valid int"),
-     ("data.strict=maybe", "not a valid bool"), ("epochs", "section.key=value")],
+    [("optim.lrr=1", "optim.lr"), ("trainr.epochs=1", "trainer"), ("trainer.epochs=many", "trainer.epochs must be a whole number in [1, 1000000]; got 'many'"),
+     ("data.strict=maybe", "data.strict must be true or false; got 'maybe'"), ("epochs", "section.key=value")],
 )
 def test_bad_settings_explain_the_fix(item, expected):
     config = RunConfig()
@@ -43,9 +43,9 @@ def test_method_settings_take_the_type_of_their_default():
     hp = BYOL.parse_hparams({"proj_hidden_dim": 64.0, "tau_base": 1, "flip_p": "0.25"})
     assert hp.proj_hidden_dim == 64 and isinstance(hp.proj_hidden_dim, int)
     assert isinstance(hp.tau_base, float) and hp.flip_p == 0.25
-    with pytest.raises(SelfSupError, match="proj_hidden_dim=64.5 must be a whole number"):
+    with pytest.raises(SelfSupError, match=r"proj_hidden_dim \(byol\) must be a whole number in \[1, 65536\]; got 64.5"):
         BYOL.parse_hparams({"proj_hidden_dim": 64.5})
-    with pytest.raises(SelfSupError, match="not a valid float"):
+    with pytest.raises(SelfSupError, match=r"tau_base \(byol\) must be a number in \[0, 1\]; got 'high'"):
         BYOL.parse_hparams({"tau_base": "high"})
 
 

@@ -211,7 +211,8 @@ class DataConfig:
 @dataclass
 class OptimConfig:
     # None: the method's recipe (adamw, lars for byol)
-    optimizer: str | None = setting(None, kind=str, choices=OPTIMIZERS)
+    optimizer: str | None = setting(None, kind=str, valid=lambda v: isinstance(v, str) and v.lower() in OPTIMIZERS,
+                                    expect=f"one of {', '.join(OPTIMIZERS)}")
     # None: the method's default for batch 256, scaled by batch_size / 256
     lr: float | None = setting(None, kind=float, low=0, high=1e6, help="null: the method's default")
     weight_decay: float | None = setting(None, kind=float, low=0, high=10, help="null: the method's default")
