@@ -124,8 +124,8 @@ def test_non_run_folder_is_refused(image_folder, tmp_path):
 
 def test_nan_loss_stops_with_advice_and_keeps_a_loadable_checkpoint(image_folder, tmp_path):
     run = tmp_path / "run"
-    # an absurd SGD step: step 0's loss is finite, the update blows the weights up, step 1 is NaN
-    overrides = {"optim.optimizer": "sgd", "optim.lr": 1e30, "trainer.checkpoint_every": 1}
+    # an absurd SGD step (the largest optim.lr takes): step 0's loss is finite, the update blows the weights up, step 1 is NaN
+    overrides = {"optim.optimizer": "sgd", "optim.lr": 1e9, "trainer.checkpoint_every": 1}
     with pytest.raises(SelfSupError) as info:
         api.pretrain(image_folder, "simclr", run, epochs=2, overrides=overrides, **FAST)
     message = str(info.value)

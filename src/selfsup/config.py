@@ -34,7 +34,7 @@ MAX_STEPS = 10**9
 def _fmt(x: float) -> str:
     if isinstance(x, int) or x.is_integer() and abs(x) < 1e7:
         return str(int(x))
-    return f"{x:g}"
+    return f"{x:g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
 
 
 @dataclass(frozen=True)
@@ -82,17 +82,21 @@ class Setting:
                 text += f" {'>' if self.low_open else '>='} {_fmt(self.low)}"
         return text + (", or null" if self.optional else "")
 
+    def is_kind(self, value: Any) -> bool:
+        """Whether ``value`` has the setting's type (a bool is not a number; a whole number is an int)."""
+        if value is None:
+            return self.optional
+        if self.kind in (int, float):
+            return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and (self.kind is float or isinstance(value, int)) and math.isfinite(value))
+        return isinstance(value, self.kind)
+
     def accepts(self, value: Any) -> bool:
         if value is None:
             return self.optional
         if self.valid is not None:
             return self.valid(value)
-        if self.kind in (int, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                return False
-            if self.kind is int and not isinstance(value, int) or not math.isfinite(value):
-                return False
-        elif not isinstance(value, self.kind):
+        if not self.is_kind(value):
             return False
         if self.choices is not None:
             return value in self.options()
@@ -214,7 +218,7 @@ class OptimConfig:
     optimizer: str | None = setting(None, kind=str, valid=lambda v: isinstance(v, str) and v.lower() in OPTIMIZERS,
                                     expect=f"one of {', '.join(OPTIMIZERS)}")
     # None: the method's default for batch 256, scaled by batch_size / 256
-    lr: float | None = setting(None, kind=float, low=0, high=1e6, help="null: the method's default")
+    lr: float | None = setting(None, kind=float, low=0, high=1e9, help="null: the method's default")
     weight_decay: float | None = setting(None, kind=float, low=0, high=10, help="null: the method's default")
     warmup: float = setting(0.05, low=0, high=1, high_open=True)  # fraction of all steps spent in linear warmup, then cosine decay
     momentum: float = setting(0.9, low=0, high=1, high_open=True)  # sgd only

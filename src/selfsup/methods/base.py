@@ -125,9 +125,9 @@ class Method(nn.Module):
             spec = spec_of(f)
             label = f"method.{key} ({cls.name})" if spec is not None else key
             coerced[key] = coerce_setting(value, default, label, source, spec)
-            if spec is not None:  # before the dataclass is built: its own checks (__post_init__) come second
-                spec.check(coerced[key], label)
-        hp = cls.Hparams(**coerced)
+            if spec is not None and spec.valid is None and not spec.is_kind(coerced[key]):
+                raise SelfSupError(spec.message(coerced[key], label))
+        hp = cls.Hparams(**coerced)  # the ranges after its own checks (__post_init__), the more specific
         check_fields(hp, "method", cls.name)
         return hp
 

@@ -106,16 +106,13 @@ def check_fits(need: int, what: str, fix: str) -> None:
 
 
 def check_image_memory(data: DataConfig, n_images: int, batch_size: int | None = None) -> None:
-    """Before any image is decoded: one batch (uint8 images + two float32 views each) must fit in memory,
-    and so must the whole decoded cache when ``data.cache`` is ``memory`` (``auto`` streams what does not fit)."""
+    """Before any image is decoded: one batch (uint8 images + two float32 views each) must fit in memory
+    (the whole decoded cache is checked by :func:`decide_cache`)."""
     size = data.image_size
     if batch_size:
         batch = max(1, min(batch_size, n_images))
         check_fits(batch * VIEW_BYTES * cache_bytes(1, size), f"one batch of {batch} images at {size} px (uint8 + "
                    "two float32 views each)", "lower --batch-size or --image-size")
-    if data.cache == "memory":
-        check_fits(cache_bytes(n_images, size), f"--cache memory: {n_images} images decoded at {size} px",
-                   "use --cache stream (or auto, which streams what does not fit) or a smaller --image-size")
 
 
 def _size(n: float) -> str:
@@ -142,8 +139,12 @@ def choose_cache(mode: str, n_images: int, image_size: int, memory_budget: int |
 def decide_cache(mode: str, need: int, what: str, form: str, memory_budget: int | None = None) -> str:
     """``memory`` or ``stream`` for ``mode``: ``auto`` keeps the data in memory when its ``need`` bytes (in
     ``form``: decoded, tokenized) fit in ``memory_budget`` (default :data:`MEMORY_FRACTION` of
-    :func:`available_memory`), and logs which and why."""
-    if check_cache_mode(mode) != "auto":
+    :func:`available_memory`), and logs which and why; a forced ``memory`` that cannot fit at all stops with
+    one line giving the size it needs."""
+    if check_cache_mode(mode) == "memory":  # forced: it must fit in all the memory there is
+        check_fits(need, f"data.cache=memory: {what} ({form})",
+                   "use --cache stream, or auto (which streams what does not fit), or smaller settings")
+    if mode != "auto":
         return mode
     if memory_budget is None:
         available = available_memory()
