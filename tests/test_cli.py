@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import selfsup
-from selfsup.data.images import find_images, load_unlabeled
+from selfsup.modalities.image.readers import find_images, load_unlabeled
 from selfsup.evaluation import extract_features
 from selfsup.pretext.views import eval_transform
 

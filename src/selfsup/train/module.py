@@ -18,7 +18,6 @@ import torch
 from ..config import OptimConfig
 from ..errors import SelfSupError
 from ..methods.base import Method
-from ..types import Modality
 from .optimizers import build_optimizer, param_groups
 
 
@@ -35,7 +34,7 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
 
 
 class PretrainModule(pl.LightningModule):
-    def __init__(self, method: Method, modality: Modality, optim: OptimConfig, lr: float, weight_decay: float,
+    def __init__(self, method: Method, modality: str, optim: OptimConfig, lr: float, weight_decay: float,
                  pretext_in_loader: bool = False) -> None:
         super().__init__()
         self.method = method
