@@ -25,9 +25,10 @@ from ..heads import MLP
 from ..losses import negative_cosine
 from ..pretext.views import byol_augments, two_views
 from ..registry import register_method
+from ..schedules import cosine_momentum
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext
-from .momentum import cosine_momentum, ema_update, frozen_copy
+from .momentum import ema_update, frozen_copy
 
 
 @dataclass
@@ -72,6 +73,6 @@ class BYOL(Method):
         return LossOutput(loss, metrics=metrics, embeddings=h.chunk(2)[0].detach())
 
     def on_step_end(self, progress: float) -> None:
-        self.momentum = cosine_momentum(self.hp.tau_base, progress)
+        self.momentum = cosine_momentum(progress, self.hp.tau_base)
         ema_update(self.target_encoder, self.encoder, self.momentum)
         ema_update(self.target_projector, self.projector, self.momentum)

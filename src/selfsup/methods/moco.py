@@ -44,10 +44,11 @@ from ..heads import MLP
 from ..losses import moco_v2_loss, moco_v3_loss
 from ..pretext.views import simclr_augment, two_views
 from ..registry import register_method
+from ..schedules import cosine_momentum
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext
 from .memory import FeatureQueue
-from .momentum import cosine_momentum, ema_update, frozen_copy
+from .momentum import ema_update, frozen_copy
 
 DEFAULT_TEMPERATURE = {2: 0.2, 3: 1.0}
 
@@ -123,6 +124,6 @@ class MoCo(Method):
 
     def on_step_end(self, progress: float) -> None:
         if self.hp.version == 3:
-            self.momentum = cosine_momentum(self.hp.momentum, progress)
+            self.momentum = cosine_momentum(progress, self.hp.momentum)
         ema_update(self.key_encoder, self.encoder, self.momentum)
         ema_update(self.key_projector, self.projector, self.momentum)

@@ -26,6 +26,7 @@ import torch
 
 from ..pretext.masking import span_mask
 from ..registry import register_method
+from ..schedules import geometric_decay
 from ..types import Family, LossOutput, Modality
 from .audio_base import frame_grid, require_audio_encoder
 from .base import Hparams, Method, Pretext
@@ -102,5 +103,4 @@ class Wav2Vec2(Method):
 
     def on_step_end(self, progress: float) -> None:
         hp = self.hp
-        temperature = hp.gumbel_start * (hp.gumbel_end / hp.gumbel_start) ** min(max(progress, 0.0), 1.0)
-        self.pretraining.set_gumbel_temperature(max(hp.gumbel_end, temperature))
+        self.pretraining.set_gumbel_temperature(geometric_decay(progress, hp.gumbel_start, hp.gumbel_end))
