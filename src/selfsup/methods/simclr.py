@@ -25,10 +25,11 @@ import torch
 from ..heads import MLP
 from ..losses import info_nce
 from ..pretext.audio import audio_views
-from ..pretext.views import concat_views, dropout_views, simclr_augment, two_views
+from ..pretext.views import dropout_views, simclr_augment, two_views
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext
+from .joint_embedding import embed_views, first_view
 
 
 @dataclass
@@ -63,11 +64,9 @@ class SimCLR(Method):
         return two_views(augment, augment)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
-        views = concat_views(batch["view1"], batch["view2"])  # one pass: BN sees both views
-        h = self.encoder.embed(views)
-        z1, z2 = self.projector(h).chunk(2)
+        h, (z1, z2) = embed_views(self.encoder, batch, self.projector)  # one pass: BN sees both views
         loss = info_nce(z1, z2, temperature=self.hp.temperature)
-        return LossOutput(loss, embeddings=h.chunk(2)[0].detach())
+        return LossOutput(loss, embeddings=first_view(h))
 
 
 @dataclass
