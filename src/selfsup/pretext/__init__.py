@@ -1,14 +1,12 @@
 """Pretext data operations (pure tensor ops): image views, patch masking, rotations, jigsaw puzzles,
 multi-crop views, clustering pseudo-labels; token masking, deletion and next-token targets; waveform
-crops, gain, noise, speed changes, log-mel / MFCC features and frame-span masks."""
+crops, gain, noise, speed changes and frame-span masks (log-mel / MFCC features: ``selfsup.features``)."""
 
 from selfsup.pretext.audio import (
     SPEED_FACTORS,
     add_noise,
     audio_views,
     change_speed,
-    log_mel,
-    mfcc,
     random_crops,
     random_gain,
 )
@@ -66,8 +64,6 @@ __all__ = [
     "kmeans",
     "light_augment",
     "local_crop_size",
-    "log_mel",
-    "mfcc",
     "min_hamming_distance",
     "mlm_mask",
     "normalize",
