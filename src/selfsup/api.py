@@ -180,7 +180,7 @@ def embed(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int
         feats = extract_features(loaded.encoder, waves, WaveBatch(), batch_size=batch_size, device=_device(device))
         return write_embeddings(feats, paths, out)
     from .data.images import load_unlabeled
-    from .pretext.views import eval_transform
+    from .pretext.image_eval import eval_transform
 
     dataset = load_unlabeled(data, loaded.input_size, strict=strict)
     feats = extract_features(loaded.encoder, dataset.images, eval_transform(loaded.input_size),

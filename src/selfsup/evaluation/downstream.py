@@ -145,7 +145,8 @@ def _transforms(loaded) -> tuple[Callable, Callable]:
     if loaded.modality == "text":
         batch = TokenBatch(loaded.encoder.spec.pad_token_id)
         return batch, batch  # dropout is the fine-tuning noise
-    from ..pretext.views import eval_transform, light_augment
+    from ..pretext.image_eval import eval_transform
+    from ..pretext.image_recipes import light_augment
 
     return light_augment(loaded.input_size, scale=(0.5, 1.0)), eval_transform(loaded.input_size)
 

@@ -23,7 +23,8 @@ import torch
 
 from ..heads import MLP
 from ..losses import negative_cosine
-from ..pretext.views import byol_augments, two_views
+from ..pretext.image_recipes import byol_augments
+from ..pretext.views import two_views
 from ..registry import register_method
 from ..schedules import cosine_momentum
 from ..types import Family, LossOutput, Modality

@@ -28,7 +28,7 @@ from ..encoders.text import TextEncoder
 from ..errors import SelfSupError
 from ..pretext.masking import random_block_mask, span_mask
 from ..pretext.tokens import mlm_mask
-from ..pretext.views import light_augment
+from ..pretext.image_recipes import light_augment
 from ..registry import register_method
 from ..schedules import linear_ramp
 from ..types import Family, LossOutput, Modality

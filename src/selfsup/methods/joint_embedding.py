@@ -21,7 +21,8 @@ from torch import nn
 
 from ..encoders.base import Encoder
 from ..heads import MLP
-from ..pretext.views import byol_augments, concat_views, two_views
+from ..pretext.image_recipes import byol_augments
+from ..pretext.views import concat_views, two_views
 from ..types import Modality
 from .base import Method, Pretext
 

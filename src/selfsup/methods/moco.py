@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from ..errors import SelfSupError
 from ..heads import MLP
 from ..losses import moco_v2_loss, moco_v3_loss
-from ..pretext.views import simclr_augment, two_views
+from ..pretext.image_recipes import simclr_augment
+from ..pretext.views import two_views
 from ..registry import register_method
 from ..schedules import cosine_momentum
 from ..types import Family, LossOutput, Modality

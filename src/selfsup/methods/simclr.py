@@ -25,7 +25,8 @@ import torch
 from ..heads import MLP
 from ..losses import info_nce
 from ..pretext.audio import audio_views
-from ..pretext.views import dropout_views, simclr_augment, two_views
+from ..pretext.image_recipes import simclr_augment
+from ..pretext.views import dropout_views, two_views
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext

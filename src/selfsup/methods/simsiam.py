@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from ..heads import MLP
 from ..losses import negative_cosine
-from ..pretext.views import simclr_augment, two_views
+from ..pretext.image_recipes import simclr_augment
+from ..pretext.views import two_views
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext

@@ -30,19 +30,11 @@ from selfsup.pretext.transforms import (
     rotate_all,
     rotate_random,
 )
-from selfsup.pretext.views import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    AugmentConfig,
-    AugmentParams,
-    EvalTransform,
-    ImageAugment,
-    byol_augments,
-    eval_transform,
-    light_augment,
-    normalize,
-    simclr_augment,
-)
+from selfsup.pretext.image_augment import AugmentConfig, AugmentParams, ImageAugment
+from selfsup.pretext.image_eval import EvalTransform, eval_transform
+from selfsup.pretext.image_ops import IMAGENET_MEAN, IMAGENET_STD, normalize
+from selfsup.pretext.image_recipes import byol_augments, light_augment, simclr_augment
+from selfsup.pretext.views import concat_views, dropout_views, two_views
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -54,9 +46,11 @@ __all__ = [
     "audio_views",
     "byol_augments",
     "causal_lm_targets",
+    "concat_views",
     "change_speed",
     "delete_tokens",
     "dino_multicrop",
+    "dropout_views",
     "eval_transform",
     "gather_tokens",
     "hamming_permutations",
@@ -79,6 +73,7 @@ __all__ = [
     "span_mask",
     "split_crops",
     "swav_multicrop",
+    "two_views",
     "AugmentConfig",
     "AugmentParams",
     "EvalTransform",
