@@ -78,7 +78,7 @@ def selfsup_worker(args: argparse.Namespace) -> None:
     import selfsup
     from selfsup.modalities.image.readers import load_labeled
     from selfsup.evaluation.features import extract_features
-    from selfsup.pretext.views import eval_transform
+    from selfsup.pretext.image_eval import eval_transform
 
     import lightning.pytorch  # noqa: F401  (sets its loggers' levels on import; quiet them afterwards)
 

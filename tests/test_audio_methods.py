@@ -136,7 +136,7 @@ def test_data2vec_refuses_cnn_and_causal_encoders():
 
 
 def expected_span_fraction(length: int, mask_prob: float, span: int) -> float:
-    """Expected masked share of a clip of ``length`` frames under transformers' ``_compute_mask_indices``:
+    """Expected masked share of a clip of ``length`` frames under ``pretext.span_masking.compute_mask_indices``:
     ``k = int(mask_prob * length / span + U)`` distinct span starts, uniform over ``length - span + 1``
     positions (U uniform in [0, 1)); frame i stays unmasked iff no start falls in the ``c_i`` positions
     covering it: P = C(N - c_i, k) / C(N, k)."""

@@ -20,7 +20,9 @@ from selfsup.config import DataConfig, RunConfig, TrainerConfig
 from selfsup.modalities.image.readers import ImageFileDataset, ImageTensorDataset, open_unlabeled
 from selfsup.errors import SelfSupError
 from selfsup.pretext.transforms import rotate_all
-from selfsup.pretext.views import IMAGENET_MEAN, IMAGENET_STD, AugmentParams, ImageAugment, simclr_augment
+from selfsup.pretext.image_augment import AugmentParams, ImageAugment
+from selfsup.pretext.image_ops import IMAGENET_MEAN, IMAGENET_STD
+from selfsup.pretext.image_recipes import simclr_augment
 from selfsup.train import data as pipeline
 from selfsup.modalities.image.training import (
     cache_bytes,

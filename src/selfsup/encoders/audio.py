@@ -56,7 +56,7 @@ class LogMelFrontend(nn.Module):
         self.sample_rate, self.n_mels, self.window, self.hop = sample_rate, n_mels, window, hop
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        from ..pretext.audio import log_mel
+        from ..features.audio import log_mel
 
         return log_mel(waves.float(), self.sample_rate, n_mels=self.n_mels, win_length=self.window,
                        hop_length=self.hop).transpose(1, 2).to(waves.dtype)

@@ -33,6 +33,7 @@ from torch import nn
 from ..errors import SelfSupError
 from ..modalities import get_modality
 from ..registry import register_method
+from ..schedules import linear_ramp
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext
 from .momentum import ema_update, frozen_copy
@@ -50,13 +51,6 @@ class Data2VecHparams(Hparams):
     ema_end: float = 0.9999
     ema_anneal: float = 0.1  # fraction of training over which tau rises to ema_end
     loss_beta: float = 0.0
-
-
-def linear_momentum(start: float, end: float, anneal: float, progress: float) -> float:
-    """data2vec's EMA schedule: ``start`` -> ``end`` linearly over the first ``anneal`` of training, then ``end``."""
-    if anneal <= 0:
-        return end
-    return start + (end - start) * min(1.0, max(progress, 0.0) / anneal)
 
 
 @register_method
@@ -107,5 +101,5 @@ class Data2Vec(Method):
 
     def on_step_end(self, progress: float) -> None:
         hp = self.hp
-        self.momentum = linear_momentum(hp.ema_start, hp.ema_end, hp.ema_anneal, progress)
+        self.momentum = linear_ramp(progress, hp.ema_start, hp.ema_end, hp.ema_anneal)
         ema_update(self.teacher, self.encoder, self.momentum)

@@ -104,7 +104,7 @@ class HuBERT(Method):
         if self.teacher is not None:
             self.teacher.eval()
             return self.teacher.layer_outputs(batch)[self.teacher_layer - 1].float()
-        from ..pretext.audio import mfcc
+        from ..features.audio import mfcc
 
         waves, _ = self.encoder.prepare_inputs(batch)
         feats = mfcc(waves.float(), self.encoder.sample_rate, win_length=self.encoder.frame_window,

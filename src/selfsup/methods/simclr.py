@@ -25,10 +25,10 @@ import torch
 from ..heads import MLP
 from ..losses import info_nce
 from ..modalities import get_modality
-from ..pretext.views import concat_views
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext
+from .joint_embedding import embed_views, first_view
 
 
 @dataclass
@@ -58,11 +58,9 @@ class SimCLR(Method):
         return get_modality(modality).two_views(self.input_size, self.hp)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
-        views = concat_views(batch["view1"], batch["view2"])  # one pass: BN sees both views
-        h = self.encoder.embed(views)
-        z1, z2 = self.projector(h).chunk(2)
+        h, (z1, z2) = embed_views(self.encoder, batch, self.projector)  # one pass: BN sees both views
         loss = info_nce(z1, z2, temperature=self.hp.temperature)
-        return LossOutput(loss, embeddings=h.chunk(2)[0].detach())
+        return LossOutput(loss, embeddings=first_view(h))
 
 
 @dataclass

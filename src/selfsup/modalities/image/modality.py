@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from ...pretext.masking import random_block_mask
-from ...pretext.views import eval_transform, light_augment, simclr_augment, two_views
+from ...pretext.image_eval import eval_transform
+from ...pretext.image_recipes import light_augment, simclr_augment
+from ...pretext.views import two_views
 from ..base import Modality, Pretext
 
 
