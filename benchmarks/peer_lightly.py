@@ -76,9 +76,9 @@ def lightly_python(venv: Path) -> Path:
 def selfsup_worker(args: argparse.Namespace) -> None:
     """One selfsup run (in its own process, like the lightly runs): the user-facing API, then features."""
     import selfsup
-    from selfsup.data.images import load_labeled
+    from selfsup.modalities.image.readers import load_labeled
     from selfsup.evaluation.features import extract_features
-    from selfsup.pretext.views import eval_transform
+    from selfsup.pretext.image_eval import eval_transform
 
     import lightning.pytorch  # noqa: F401  (sets its loggers' levels on import; quiet them afterwards)
 

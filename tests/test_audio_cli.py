@@ -19,9 +19,9 @@ import torch
 import yaml
 
 import selfsup
-from selfsup.data.audio import find_audio_files, unlabeled_waves
+from selfsup.modalities.audio.readers import find_audio_files, unlabeled_waves
 from selfsup.evaluation import extract_features
-from selfsup.evaluation.downstream import WaveBatch
+from selfsup.modalities.audio.modality import WaveBatch
 
 from cli_checks import assert_one_line_error, global_step, run_cli
 

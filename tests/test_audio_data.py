@@ -1,4 +1,4 @@
-"""Audio reader (selfsup.data.audio): files, decoding, resampling, caches, collation, labeled sets."""
+"""Audio reader (selfsup.modalities.audio.readers): files, decoding, resampling, caches, collation, labeled sets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from selfsup.data.audio import (
+from selfsup.modalities.audio.readers import (
     AUDIO_EXTENSIONS,
     AudioClips,
     AudioFileDataset,

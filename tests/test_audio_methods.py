@@ -14,13 +14,14 @@ import torch
 from method_checks import SIZE, assert_ema_step, fixed_batch, param_distance
 
 from selfsup.artifacts import LoadedEncoder, export_safetensors
-from selfsup.data.text import TokenCollator, TokenizedCorpus
-from selfsup.data.tokenizer import token_spec, train_tokenizer
+from selfsup.modalities.text.readers import TokenCollator, TokenizedCorpus
+from selfsup.modalities.text.tokenizer import token_spec, train_tokenizer
 from selfsup.encoders import build_encoder
 from selfsup.errors import SelfSupError
 from selfsup.methods.audio_base import frame_grid
 from selfsup.pretext.masking import span_mask
 from selfsup.registry import get_method
+from selfsup.train.run import load_teacher
 from selfsup.types import LossOutput, Modality
 
 SR = 16000
@@ -72,7 +73,7 @@ def tone_mixtures(n: int, samples: int = CLIP, seed: int = 0, ragged: bool = Tru
 
 
 def fit_hubert(method, batches: list[dict[str, torch.Tensor]]) -> None:
-    method.prepare(lambda count, seed: iter(batches), "cpu")
+    method.prepare(lambda count, seed: iter(batches))
 
 
 def first_conv_grad(method) -> float:
@@ -135,7 +136,7 @@ def test_data2vec_refuses_cnn_and_causal_encoders():
 
 
 def expected_span_fraction(length: int, mask_prob: float, span: int) -> float:
-    """Expected masked share of a clip of ``length`` frames under transformers' ``_compute_mask_indices``:
+    """Expected masked share of a clip of ``length`` frames under ``pretext.span_masking.compute_mask_indices``:
     ``k = int(mask_prob * length / span + U)`` distinct span starts, uniform over ``length - span + 1``
     positions (U uniform in [0, 1)); frame i stays unmasked iff no start falls in the ``c_i`` positions
     covering it: P = C(N - c_i, k) / C(N, k)."""
@@ -281,11 +282,16 @@ def test_hubert_prepare_needs_enough_frames():
         fit_hubert(method, [tone_mixtures(2, samples=2000)])  # 2 clips x 5 frames < 50 clusters
 
 
+def iteration_two(path, **hparams):
+    """HuBERT with ``targets_from=path``, its teacher loaded as the engine loads it."""
+    return build("hubert", targets_from=str(path), teacher=load_teacher("hubert", "targets_from", str(path)), **hparams)
+
+
 def test_hubert_iteration_two_uses_the_chosen_teacher_layer(tmp_path):
     seed_all(0)
     teacher = encoder(num_layers=3).eval()
     export_safetensors(LoadedEncoder(teacher, "audio", CLIP, "hubert"), tmp_path / "iter1")
-    method = build("hubert", num_clusters=4, targets_from=str(tmp_path / "iter1"))
+    method = iteration_two(tmp_path / "iter1", num_clusters=4)
     assert method.teacher_layer == 2  # 0 = the middle of 3 layers
     assert method.centroids.shape == (4, 32)  # teacher features, not 39-d MFCC
     assert all(not p.requires_grad for p in method.teacher.parameters())
@@ -295,7 +301,7 @@ def test_hubert_iteration_two_uses_the_chosen_teacher_layer(tmp_path):
         layers = teacher.layer_outputs(batch)
     assert torch.allclose(method.frame_features(batch), layers[1], atol=1e-5)
     assert not torch.allclose(method.frame_features(batch), layers[2], atol=1e-3)
-    last = build("hubert", num_clusters=4, targets_from=str(tmp_path / "iter1"), target_layer=3)
+    last = iteration_two(tmp_path / "iter1", num_clusters=4, target_layer=3)
     assert torch.allclose(last.frame_features(batch), layers[2], atol=1e-5)
 
     fit_hubert(method, [tone_mixtures(8, seed=6)])
@@ -305,11 +311,13 @@ def test_hubert_iteration_two_uses_the_chosen_teacher_layer(tmp_path):
     assert torch.isfinite(out.loss) and all(p.grad is None for p in method.teacher.parameters())
 
     with pytest.raises(SelfSupError, match="target_layer"):
-        build("hubert", targets_from=str(tmp_path / "iter1"), target_layer=4)
+        iteration_two(tmp_path / "iter1", target_layer=4)
     other_rate = encoder(sample_rate=8000)
     export_safetensors(LoadedEncoder(other_rate, "audio", CLIP, "hubert"), tmp_path / "8k")
     with pytest.raises(SelfSupError, match="sample rate"):
-        build("hubert", targets_from=str(tmp_path / "8k"))
+        iteration_two(tmp_path / "8k")
+    with pytest.raises(SelfSupError, match="targets_from=.*missing.*no such file or folder|not a run folder"):
+        load_teacher("hubert", "targets_from", str(tmp_path / "missing"))
 
 
 # --------------------------------------------------------------------------- speed
@@ -353,7 +361,7 @@ def test_data2vec_teacher_is_the_ema_of_the_student_on_audio():
     assert param_distance(online, target) == 0.0 and all(not p.requires_grad for p in target)
 
     batch = method.pretext(Modality.AUDIO)(tone_mixtures(4), None)
-    assert batch["positions"].any() and not (batch["positions"] & ~batch["frame_mask"].bool()).any()
+    assert batch["positions"].any() and not (batch["positions"] & ~batch["valid"].bool()).any()
     optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
     out = method.loss(batch)
     optimizer.zero_grad()

@@ -1,4 +1,4 @@
-"""Batched waveform pretext ops: crops, gain, noise, speed perturbation, log-mel and MFCC features."""
+"""Batched waveform ops: pretext crops, gain, noise, speed perturbation; log-mel and MFCC features (``features.audio``)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,8 @@ import pytest
 import torch
 from scipy.fft import dct
 
-from selfsup.pretext.audio import (
-    SPEED_FACTORS,
-    add_noise,
-    change_speed,
-    delta,
-    log_mel,
-    mel_filters,
-    mfcc,
-    random_crops,
-    random_gain,
-)
+from selfsup.features.audio import delta, log_mel, mel_filters, mfcc
+from selfsup.pretext.audio import SPEED_FACTORS, add_noise, change_speed, random_crops, random_gain
 
 SR = 16000
 

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 import selfsup
-from selfsup.data.images import find_images, load_unlabeled
+from selfsup.modalities.image.readers import find_images, load_unlabeled
 from selfsup.evaluation import extract_features
-from selfsup.pretext.views import eval_transform
+from selfsup.pretext.image_eval import eval_transform
 
 from cli_checks import assert_one_line_error, run_cli
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from selfsup.data.images import find_images, load_labeled, load_unlabeled, read_image, read_images
+from selfsup.modalities.image.readers import find_images, load_labeled, load_unlabeled, read_image, read_images
 from selfsup.errors import SelfSupError
 
 SIZE = 16
@@ -243,7 +243,7 @@ def test_large_jpeg_read_at_reduced_scale_matches_a_full_decode(tmp_path):
 
 
 def test_threaded_decoding_keeps_order_and_skips_the_same_files(tmp_path, monkeypatch):
-    from selfsup.data import images
+    from selfsup.modalities.image import readers as images
 
     paths = [save(tmp_path / f"{i}.png", solid((10 * i, 0, 0))) for i in range(12)]
     (tmp_path / "broken.png").write_bytes(b"not a png")

@@ -16,7 +16,7 @@ import selfsup
 from selfsup import api
 from selfsup.errors import SelfSupError
 from selfsup.train.health import embedding_std, rankme
-from selfsup.train.module import warmup_cosine
+from selfsup.schedules import warmup_cosine
 
 BATCH = 16
 N_IMAGES = 48  # the image_folder fixture
@@ -174,23 +174,6 @@ def test_resumed_run_draws_new_batches(one_epoch_run, tmp_path):
     assert len(losses) == 2 * STEPS_PER_EPOCH
     assert losses[:STEPS_PER_EPOCH] != losses[STEPS_PER_EPOCH:]
     assert n_first < len(read_metrics(run))
-
-
-def test_warmup_cosine_shape():
-    total, warmup = 100, 10
-    values = [warmup_cosine(step, total, warmup) for step in range(total + 1)]
-    ramp = values[:warmup]
-    assert ramp[0] == pytest.approx(1 / warmup)
-    assert all(b > a for a, b in zip(ramp, ramp[1:]))  # linear warmup, strictly increasing
-    assert ramp[-1] == pytest.approx(1.0)
-    assert values[warmup] == pytest.approx(1.0)  # the peak
-    decay = values[warmup:]
-    assert all(b <= a for a, b in zip(decay, decay[1:]))  # monotone decay
-    assert values[(total + warmup) // 2] == pytest.approx(0.5)  # cosine: half way down at mid-decay
-    assert values[total] == pytest.approx(0.0, abs=1e-12)
-    assert warmup_cosine(total + 50, total, warmup) == pytest.approx(0.0, abs=1e-12)  # stays at 0
-    assert warmup_cosine(0, total, 0) == pytest.approx(1.0)  # no warmup: starts at the peak
-    assert all(0.0 <= v <= 1.0 for v in values)
 
 
 def test_health_monitors_detect_collapse():

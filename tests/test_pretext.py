@@ -24,13 +24,7 @@ from selfsup.pretext import (
     rotate_random,
     simclr_augment,
 )
-from selfsup.pretext.views import (
-    adjust_hue,
-    blur_kernel_size,
-    gaussian_blur,
-    hsv_to_rgb,
-    rgb_to_hsv,
-)
+from selfsup.pretext.image_ops import adjust_hue, blur_kernel_size, gaussian_blur, hsv_to_rgb, rgb_to_hsv
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -22,10 +22,10 @@ from PIL import Image
 
 import selfsup
 from selfsup import api
-from selfsup.data.images import load_labeled
+from selfsup.modalities.image.readers import load_labeled
 from selfsup.encoders import build_encoder
 from selfsup.evaluation import extract_features, knn_accuracy
-from selfsup.pretext.views import eval_transform
+from selfsup.pretext.image_eval import eval_transform
 
 SIZE = 16
 CLASSES = ("checker", "hstripes", "vstripes")

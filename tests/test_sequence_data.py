@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from selfsup.data.sequences import (
+from selfsup.modalities.sequence.readers import (
     InteractionLog,
     LogColumns,
     leave_one_out,
@@ -185,7 +185,7 @@ def test_user_labels(tmp_path, caplog):
 
 
 def test_history_windows_cover_every_transition_once() -> None:
-    from selfsup.data.sequences import history_windows
+    from selfsup.modalities.sequence.readers import history_windows
 
     history = np.arange(1, 11)
     windows = history_windows(history, 4)

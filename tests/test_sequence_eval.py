@@ -15,10 +15,10 @@ import torch
 import selfsup
 from cli_checks import assert_one_line_error, run_cli
 from selfsup.artifacts import load as load_stored
-from selfsup.data.sequences import InteractionLog, remap_items
+from selfsup.modalities.sequence.readers import InteractionLog, remap_items
 from selfsup.encoders import build_encoder
 from selfsup.evaluation import EvalResult, format_table
-from selfsup.data.sequences import pad_histories
+from selfsup.modalities.sequence.readers import pad_histories
 
 N_USERS, CYCLE, LENGTH = 48, 8, 12
 

@@ -13,7 +13,7 @@ from selfsup.config import DataConfig, TrainerConfig
 from selfsup.encoders import build_encoder
 from selfsup.errors import SelfSupError
 from selfsup.registry import get_method
-from selfsup.train.sequence_data import load_sequence_data
+from selfsup.modalities.sequence.training import load_sequence_data
 
 N_USERS, N_ITEMS, LENGTH = 40, 12, 14
 

@@ -12,7 +12,7 @@ from dataclasses import fields
 
 import pytest
 
-from selfsup.config import DataConfig, RunConfig, Setting, set_value, setting_label, spec_of, validate
+from selfsup.config import DataConfig, RunConfig, Setting, TrainerConfig, set_value, setting_label, spec_of, validate
 from selfsup.encoders import check_encoder_settings
 from selfsup.encoders.base import ENCODER_SETTINGS
 from selfsup.errors import SelfSupError
@@ -219,29 +219,32 @@ def test_cli_batch_size_zero_names_the_flag_the_range_and_the_value(tmp_path):
 
 
 def test_a_forced_memory_cache_that_cannot_fit_stops_before_decoding(image_folder, monkeypatch):
+    from selfsup.modalities.image import training
     from selfsup.train import data as train_data
 
     monkeypatch.setattr(train_data, "available_memory", lambda: 100_000)
-    monkeypatch.setattr(train_data, "decode_unlabeled", lambda *a, **k: pytest.fail("decoded"))
-    n = len(train_data.find_images(image_folder))
+    monkeypatch.setattr(training, "decode_unlabeled", lambda *a, **k: pytest.fail("decoded"))
+    n = len(training.find_images(image_folder))
     config = DataConfig(path=str(image_folder), image_size=64, cache="memory")
     with pytest.raises(SelfSupError) as info:
-        train_data.load_train_data(config, progress=False)
+        training.load_train_data(config, progress=False)
     message = str(info.value)
     need = train_data._size(n * 3 * 64 * 64)
     assert f"data.cache=memory: {n} images at 64 px (decoded) would take {need}" in message
     assert "use --cache stream" in message and "\n" not in message
     # auto streams the same data instead of stopping
-    assert train_data.choose_cache("auto", n, 64) == "stream"
+    assert training.choose_cache("auto", n, 64) == "stream"
 
 
 def test_a_batch_that_cannot_fit_stops_with_the_size_it_needs(image_folder, monkeypatch):
+    from selfsup.modalities.image.training import load_image_data
     from selfsup.train import data as train_data
 
     monkeypatch.setattr(train_data, "available_memory", lambda: 2**30)
     config = DataConfig(path=str(image_folder), image_size=4096, cache="stream")
-    with pytest.raises(SelfSupError, match=r"one batch of \d+ images at 4096 px .* would take [\d.]+ GiB, more than "
+    data = load_image_data(config, progress=False)  # streamed: nothing decoded yet
+    with pytest.raises(SelfSupError, match=r"one batch of 16 images at 4096 px .* would take 6.75 GiB, more than "
                                            r"the 1 GiB of memory available; lower --batch-size"):
-        train_data.load_train_data(config, progress=False, batch_size=256)
+        data.make_loader(lambda images, generator: {"view": images}, 16, TrainerConfig(), 1)
     config.image_size = 32  # the same folder at a small size fits
-    assert len(train_data.load_train_data(config, progress=False, batch_size=256)) > 0
+    assert load_image_data(config, progress=False).make_loader(lambda i, g: {"view": i}, 16, TrainerConfig(), 1)

@@ -1,4 +1,4 @@
-"""Text readers, tokenizers and tokenized datasets (selfsup.data.text, selfsup.data.tokenizer)."""
+"""Text readers, tokenizers and tokenized datasets (selfsup.modalities.text.readers, selfsup.modalities.text.tokenizer)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from selfsup.data import text as textdata
-from selfsup.data.text import (
+from selfsup.modalities.text import readers as textdata
+from selfsup.modalities.text.readers import (
     TEXT_EXTENSIONS,
     TextStream,
     TokenCollator,
@@ -25,7 +25,7 @@ from selfsup.data.text import (
     load_text_pairs,
     text_bytes,
 )
-from selfsup.data.tokenizer import SPECIAL_TOKENS, load_tokenizer, save_tokenizer, token_spec, train_tokenizer
+from selfsup.modalities.text.tokenizer import SPECIAL_TOKENS, load_tokenizer, save_tokenizer, token_spec, train_tokenizer
 from selfsup.errors import SelfSupError
 
 WORDS = (

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from selfsup.data.text import TokenCollator, TokenizedCorpus, collate_tokens
-from selfsup.data.tokenizer import token_spec, train_tokenizer
+from selfsup.modalities.text.readers import TokenCollator, TokenizedCorpus, collate_tokens
+from selfsup.modalities.text.tokenizer import token_spec, train_tokenizer
 from selfsup.encoders import build_encoder
 from selfsup.errors import SelfSupError
 from selfsup.evaluation import extract_features, knn_accuracy, linear_probe_accuracy

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from selfsup.evaluation.similarity import spearman, spearman_similarity
-from selfsup.evaluation.tfidf import tfidf_accuracy, tfidf_similarity
+from selfsup.modalities.text.tfidf import tfidf_accuracy, tfidf_similarity
 from selfsup.pretext.tokens import causal_lm_targets, delete_tokens, mlm_mask
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4

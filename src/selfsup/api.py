@@ -124,7 +124,8 @@ def evaluate(
     """
     from .artifacts import load as load_stored
     from .evaluation import plot_label_efficiency, write_json
-    from .evaluation.downstream import check_request, evaluate_labeled, evaluate_ranking, evaluate_similarity
+    from .evaluation.downstream import check_request, evaluate_labeled, evaluate_pairwise
+    from .modalities import get_modality_info
 
     run = Path(run).expanduser()
     loaded = load_stored(run)
@@ -134,10 +135,8 @@ def evaluate(
         baselines = [b for b in baseline if b != "none"]
     protocols = list(protocols)
     check_request(loaded.modality, protocols, baselines, train, test)
-    if "ranking" in protocols:
-        results = evaluate_ranking(loaded, baselines, seed, _device(device))
-    elif "similarity" in protocols:
-        results = evaluate_similarity(loaded, test, baselines, seed, _device(device), encoding=encoding)
+    if get_modality_info(loaded.modality).pairwise_protocol in protocols:
+        results = evaluate_pairwise(loaded, test, baselines, seed, _device(device), encoding=encoding)
     else:
         results = evaluate_labeled(loaded, train, test, protocols, [float(f) for f in label_fractions], baselines,
                                    seed, _device(device), encoding=encoding, finetune_steps=finetune_steps,
@@ -154,38 +153,21 @@ def embed(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int
     of an audio run, centre-cropped to the run's clip length) with the run's encoder, to ``.npy`` or ``.parquet``
     (with the path or text of each row). For a sequence run ``data`` is an interaction log: ``out`` gets one
     row per user (its pooled history) and ``NAME.items.EXT`` next to it one row per item."""
+    return embed_files(run, data, out, batch_size=batch_size, device=device, strict=strict, encoding=encoding,
+                       text_field=text_field)["embeddings"]
+
+
+def embed_files(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int = 256,
+                device: str | None = None, strict: bool = False, encoding: str = "utf-8",
+                text_field: str = "text") -> dict[str, Path]:
+    """:func:`embed`, returning every file written by label (``"embeddings"``; a sequence run adds
+    ``"item embeddings"``)."""
     from .artifacts import load as load_stored
-    from .artifacts import write_embeddings
-    from .evaluation import extract_features
+    from .modalities import get_modality
 
     loaded = load_stored(run)
-    if loaded.modality == "sequence":
-        from .evaluation.sequence_eval import embed_log
-
-        return embed_log(loaded, data, out, batch_size, _device(device), strict=strict)
-    if loaded.modality == "text":
-        from .data.text import encode_texts, find_text_files, iter_texts
-        from .evaluation.downstream import TokenBatch
-
-        texts = list(iter_texts(find_text_files(data), encoding=encoding, text_field=text_field))
-        ids = encode_texts(texts, loaded.tokenizer, loaded.input_size)
-        feats = extract_features(loaded.encoder, ids, TokenBatch(loaded.encoder.spec.pad_token_id),
-                                 batch_size=batch_size, device=_device(device))
-        return write_embeddings(feats, texts, out, key="text")
-    if loaded.modality == "audio":
-        from .data.audio import unlabeled_waves
-        from .evaluation.downstream import WaveBatch
-
-        waves, paths = unlabeled_waves(data, loaded.encoder.sample_rate, loaded.input_size, strict=strict)
-        feats = extract_features(loaded.encoder, waves, WaveBatch(), batch_size=batch_size, device=_device(device))
-        return write_embeddings(feats, paths, out)
-    from .data.images import load_unlabeled
-    from .pretext.views import eval_transform
-
-    dataset = load_unlabeled(data, loaded.input_size, strict=strict)
-    feats = extract_features(loaded.encoder, dataset.images, eval_transform(loaded.input_size),
-                             batch_size=batch_size, device=_device(device))
-    return write_embeddings(feats, dataset.paths, out)
+    return get_modality(loaded.modality).embed(loaded, data, out, batch_size, _device(device), strict=strict,
+                                               encoding=encoding, text_field=text_field)
 
 
 EXPORT_FORMATS = ("safetensors", "huggingface")

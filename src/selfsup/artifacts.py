@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .encoders import Encoder, build_encoder
 from .errors import SelfSupError
+from .modalities import get_modality
 from .train.checkpoint import load_checkpoint
 
 WEIGHTS_FILE = "model.safetensors"
@@ -30,14 +31,12 @@ META_FILE = "selfsup.json"
 ENCODER_PREFIX = "method.encoder."
 
 
-TOKENIZER_DIR = "tokenizer"
-
-
 @dataclass
 class LoadedEncoder:
     """A rebuilt encoder plus what is needed to feed it: modality, input size (image side, tokens per
     text, samples per clip, items per history), the tokenizer of a text encoder, the item map of a sequence
-    encoder, the run's data settings (sequences: where the log is and its columns), provenance."""
+    encoder, the run's data settings (sequences: where the log is and its columns), provenance. The modality
+    decides which of the extras it has (:meth:`~selfsup.modalities.base.Modality.load_extras`)."""
 
     encoder: Encoder
     modality: str
@@ -55,40 +54,9 @@ class LoadedEncoder:
         return meta
 
     def save_extras(self, out: Path) -> None:
-        """The files that travel with the weights: the tokenizer (text), the item map (sequences)."""
-        if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(str(out))
-        if self.item_map is not None:
-            from .data.sequences import ITEM_MAP_FILE, save_item_map
-
-            save_item_map(self.item_map, out / ITEM_MAP_FILE)
-
-
-def _input_size(data: dict[str, Any]) -> int:
-    """What the method was built with: tokens per text, samples per audio clip, or the image side."""
-    if data.get("modality") == "text":
-        return int(data["max_length"])
-    if data.get("modality") == "audio":
-        return int(round(float(data["clip_seconds"]) * int(data["sample_rate"])))
-    if data.get("modality") == "sequence":
-        return int(data["max_length"])
-    return int(data["image_size"])
-
-
-def _tokenizer(folder: Path, modality: str):
-    if modality != "text":
-        return None
-    from .data.tokenizer import load_tokenizer
-
-    return load_tokenizer(folder)
-
-
-def _item_map(folder: Path, modality: str) -> dict[str, int] | None:
-    if modality != "sequence":
-        return None
-    from .data.sequences import ITEM_MAP_FILE, load_item_map
-
-    return load_item_map(folder / ITEM_MAP_FILE)
+        """The files that travel with the weights (the tokenizer of a text encoder, the item map of a sequence
+        encoder)."""
+        get_modality(self.modality).save_extras(self, out)
 
 
 def _from_run(run_dir: Path) -> LoadedEncoder:
@@ -100,14 +68,13 @@ def _from_run(run_dir: Path) -> LoadedEncoder:
         raise SelfSupError(f"{run_dir}: no checkpoint yet (checkpoints/last.ckpt); run or resume `selfsup pretrain`")
     config = yaml.safe_load(config_path.read_text())
     data = config["data"]
+    modality = get_modality(data["modality"])
     encoder = build_encoder({"image_size": int(data["image_size"]), **config["encoder"]})
     state = load_checkpoint(ckpt)["state_dict"]
     weights = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
     encoder.load_state_dict(weights)
-    tokenizer = _tokenizer(run_dir / TOKENIZER_DIR, data["modality"])
-    sequence = data["modality"] == "sequence"
-    return LoadedEncoder(encoder.eval(), data["modality"], _input_size(data), config["method"]["name"], tokenizer,
-                         _item_map(run_dir, data["modality"]), data if sequence else None)
+    return LoadedEncoder(encoder.eval(), modality.name, modality.input_size(data), config["method"]["name"],
+                         **modality.load_extras(run_dir, data, export=False))
 
 
 def _from_export(folder: Path) -> LoadedEncoder:
@@ -121,9 +88,9 @@ def _from_export(folder: Path) -> LoadedEncoder:
                                f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}); re-export the run")
     else:
         encoder.load_state_dict(weights)
-    tokenizer = _tokenizer(folder, meta["modality"])
-    return LoadedEncoder(encoder.eval(), meta["modality"], int(meta["input_size"]), meta["method"], tokenizer,
-                         _item_map(folder, meta["modality"]), meta.get("data"))
+    modality = get_modality(meta["modality"])
+    return LoadedEncoder(encoder.eval(), modality.name, int(meta["input_size"]), meta["method"],
+                         **modality.load_extras(folder, meta.get("data"), export=True))
 
 
 def load(path: str | Path) -> LoadedEncoder:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import SelfSupError
+from .modalities import modality_infos
 
 
 def _floats(text: str) -> list[float]:
@@ -34,13 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("pretrain", help="pretrain an encoder on unlabeled data (resumes an existing RUN_DIR)")
-    p.add_argument("data", metavar="DATA", help="images: a folder (any depth; class folders ignored) or a .txt list of image paths; "
-                                                "text: a .txt file (one text per line), a folder of them, or a .jsonl/.csv/.tsv with a text field; "
-                                                "audio: a folder of wav/flac/ogg/mp3 files (any depth) or a .txt list of them; "
-                                                "sequence: a .csv/.tsv/.parquet interaction log with user, item, timestamp columns")
-    p.add_argument("--modality", choices=["image", "text", "audio", "sequence"], help="what DATA holds (default image)")
-    p.add_argument("--method", help="pretext method (see `selfsup methods`); default simclr for images, mlm for text, "
-                                    "wav2vec2 for audio, sasrec for sequences")
+    modalities = modality_infos()
+    p.add_argument("data", metavar="DATA", help="; ".join(info.data_help for info in modalities))
+    p.add_argument("--modality", choices=[info.name for info in modalities], help="what DATA holds (default image)")
+    p.add_argument("--method", help="pretext method (see `selfsup methods`); default "
+                                    + ", ".join(f"{info.default_method} for {info.unit}" for info in modalities))
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder: config.yaml, checkpoints/, metrics.csv")
     p.add_argument("--encoder", help="backbone, e.g. tiny_cnn, resnet18, resnet18_cifar, vit_micro; bert_tiny, gpt_tiny; wav2vec2_tiny (default: the method's)")
     p.add_argument("--epochs", type=int, help="passes over the data (default 100; total, across resumes)")
@@ -96,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--finetune-steps", type=int, help="optimisation steps for finetune (same for both encoders)")
 
     m = sub.add_parser("methods", help="list the registered methods")
-    m.add_argument("--modality", choices=["image", "text", "audio", "sequence"])
+    m.add_argument("--modality", choices=[info.name for info in modalities])
     m.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     b = sub.add_parser("embed", help="embed every input under DATA with a run's encoder")
@@ -174,13 +173,9 @@ def _run(args: argparse.Namespace) -> None:
             for i in infos:
                 print(f"{i.name:<{width}}  {i.family.value:<18} {','.join(sorted(m.value for m in i.modalities)):<10} {i.paper}")
     elif args.command == "embed":
-        from .evaluation.sequence_eval import item_embeddings_path
-
-        written = api.embed(args.run, args.data, args.out, batch_size=args.batch_size, encoding=args.encoding)
-        print(f"embeddings: {written}")
-        items = item_embeddings_path(written)
-        if items.exists() and items.stat().st_mtime >= written.stat().st_mtime:  # a sequence run wrote it just after
-            print(f"item embeddings: {items}")
+        written = api.embed_files(args.run, args.data, args.out, batch_size=args.batch_size, encoding=args.encoding)
+        for label, path in written.items():
+            print(f"{label}: {path}")
     elif args.command == "export":
         print(f"exported: {api.export(args.run, args.out, format=args.format)}")
     elif args.command == "demo":

@@ -168,6 +168,12 @@ def _devices_valid(value: Any) -> bool:
     return "," in text and bool(parts) and all(p.isdigit() and int(p) <= 4096 for p in parts)
 
 
+def _modality_names() -> list[str]:
+    from .modalities import modality_names
+
+    return modality_names()
+
+
 def _lightning_names(kind: str) -> Callable[[], list[str]]:
     def names() -> list[str]:
         if kind == "strategy":
@@ -187,7 +193,7 @@ IMAGE_SIZE_HELP = "one decoded image takes 3 x S x S bytes and a batch of augmen
 @dataclass
 class DataConfig:
     path: str = setting("")
-    modality: str = setting("image", choices=("image", "text", "audio", "sequence"), flag="--modality")
+    modality: str = setting("image", choices=_modality_names, flag="--modality")
     image_size: int = setting(32, low=8, high=MAX_IMAGE_SIZE, flag="--image-size", help=IMAGE_SIZE_HELP)
     strict: bool = setting(False, flag="--strict")
     # memory: decode/tokenize once and keep in RAM; stream: read per sample; auto: by size

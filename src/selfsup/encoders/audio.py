@@ -56,7 +56,7 @@ class LogMelFrontend(nn.Module):
         self.sample_rate, self.n_mels, self.window, self.hop = sample_rate, n_mels, window, hop
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        from ..pretext.audio import log_mel
+        from ..features.audio import log_mel
 
         return log_mel(waves.float(), self.sample_rate, n_mels=self.n_mels, win_length=self.window,
                        hop_length=self.hop).transpose(1, 2).to(waves.dtype)
@@ -90,6 +90,23 @@ class AudioEncoder(Encoder):
     def enable_frame_masking(self) -> None:
         """Train the mask vector: called by the methods that mask frames."""
         self.mask_embedding.requires_grad_(True)
+
+    supports_masking = True
+
+    def new_mask_embedding(self) -> None:
+        """None: wav2vec 2.0's own mask vector replaces hidden frames; it is made trainable here."""
+        self.enable_frame_masking()
+        return None
+
+    def forward_masked(self, inputs: dict[str, torch.Tensor], positions: torch.Tensor,
+                       mask_embedding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames at ``positions`` [B, T] replaced by the mask vector: (frames [B, T, D], their mean over the
+        real frames [B, D])."""
+        frames = self({**inputs, "mask_time_indices": positions})
+        return frames, self.pool(frames, self.frame_mask(inputs, frames.shape[1]))
+
+    def layer_states(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return self.layer_outputs({k: v for k, v in inputs.items() if k != "mask_time_indices"})
 
     def num_frames(self, lengths: torch.Tensor) -> torch.Tensor:
         """Frames of clips with ``lengths`` samples (at least one)."""

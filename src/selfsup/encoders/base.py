@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..config import MAX_IMAGE_SIZE, Setting
+from ..errors import SelfSupError
 
 WIDTH, LAYERS = 65536, 1024
 FILLED = "filled in from the training data"
@@ -43,6 +44,7 @@ class Encoder(nn.Module):
 
     dim: int
     config: dict
+    supports_masking: bool = False  # transformers that can hide positions from the student (data2vec)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -57,3 +59,25 @@ class Encoder(nn.Module):
     def embed(self, inputs: torch.Tensor) -> torch.Tensor:
         """Pooled embedding [B, D] of a batch of inputs."""
         return self.pool(self(inputs))
+
+    # ------------------------------------------------------------------ masked prediction (data2vec)
+    def _cannot_mask(self) -> SelfSupError:
+        return SelfSupError(f"encoder {self.config.get('name')!r} cannot hide input positions; masked prediction "
+                            "needs a transformer encoder: wav2vec2_* (audio), bert_* (text) or vit_* (images)")
+
+    def new_mask_embedding(self) -> nn.Parameter | None:
+        """The learned vector that replaces hidden positions, for an encoder that has none of its own (a ViT);
+        None when the encoder owns one (wav2vec 2.0's, made trainable here) or the input already hides them
+        (text: the ``[MASK]`` token)."""
+        raise self._cannot_mask()
+
+    def forward_masked(self, inputs, positions: torch.Tensor,
+                       mask_embedding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student's pass with ``positions`` [B, T] (True = hidden) hidden: (states [B, T, D] on the grid of
+        ``positions``, pooled embedding [B, D])."""
+        raise self._cannot_mask()
+
+    def layer_states(self, inputs) -> list[torch.Tensor]:
+        """The states [B, T, D] after each block, first to last, on the grid of :meth:`forward_masked`
+        (data2vec's teacher targets)."""
+        raise self._cannot_mask()

@@ -83,6 +83,24 @@ class ViTEncoder(Encoder):
         m = self.model
         return m.norm(m.blocks(self.embedded(inputs, keep_idx, token_mask, mask_token)))
 
+    supports_masking = True
+
+    def new_mask_embedding(self) -> nn.Parameter:
+        mask_token = nn.Parameter(torch.zeros(self.dim))
+        nn.init.trunc_normal_(mask_token, std=0.02)
+        return mask_token
+
+    def forward_masked(self, inputs: torch.Tensor, positions: torch.Tensor,
+                       mask_embedding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patches at ``positions`` [B, N] replaced by ``mask_embedding`` (SimMIM-style): (patch tokens
+        [B, N, D], class token [B, D])."""
+        out = self(inputs, token_mask=positions, mask_token=mask_embedding)
+        return out[:, 1:], self.pool(out)
+
+    def layer_states(self, inputs: torch.Tensor) -> list[torch.Tensor]:
+        """The patch tokens [B, N, D] after each block (class token left out)."""
+        return [x[:, 1:] for x in self.layer_outputs(inputs)]
+
     def layer_outputs(self, inputs: torch.Tensor, token_mask: torch.Tensor | None = None,
                       mask_token: torch.Tensor | None = None) -> list[torch.Tensor]:
         """The tokens [B, 1 + N, D] after each block, first to last (data2vec's targets)."""

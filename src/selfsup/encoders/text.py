@@ -81,6 +81,29 @@ class TextEncoder(Encoder):
             kwargs["use_cache"] = False
         return self.hf_model(**kwargs).last_hidden_state
 
+    @property
+    def supports_masking(self) -> bool:  # type: ignore[override]
+        """A bidirectional encoder predicts hidden tokens from both sides; a causal one cannot."""
+        return not self.causal
+
+    def new_mask_embedding(self) -> None:
+        """None: the text's own ``[MASK]`` token hides positions (the input arrives corrupted BERT-style)."""
+        if self.causal:
+            raise self._cannot_mask()
+        return None
+
+    def forward_masked(self, inputs: dict[str, torch.Tensor], positions: torch.Tensor,
+                       mask_embedding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``inputs`` already hide ``positions`` (replaced by ``[MASK]``, random or kept tokens, BERT's 80/10/10):
+        (token states [B, T, D], mean over the real tokens [B, D])."""
+        if self.causal:
+            raise self._cannot_mask()
+        out = self(inputs)
+        return out, self.pool(out, inputs["attention_mask"])
+
+    def layer_states(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return self.layer_outputs(inputs)
+
     def layer_outputs(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """The hidden states [B, T, D] after each transformer layer, first to last (data2vec's targets)."""
         kwargs: dict[str, Any] = {"input_ids": inputs["input_ids"], "attention_mask": inputs.get("attention_mask"),

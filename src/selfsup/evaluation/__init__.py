@@ -20,7 +20,6 @@ from .linear import linear_probe_accuracy
 from .ranking import hit_rate_at_k, ndcg_at_k, popularity_scores, rank_of_target, ranking_metrics
 from .similarity import spearman, spearman_similarity
 from .subsets import class_balanced_subset
-from .tfidf import tfidf_accuracy, tfidf_similarity
 
 __all__ = [
     "PROTOCOLS",
@@ -40,7 +39,5 @@ __all__ = [
     "run_label_efficiency",
     "spearman",
     "spearman_similarity",
-    "tfidf_accuracy",
-    "tfidf_similarity",
     "write_json",
 ]

@@ -14,7 +14,6 @@ gradients would otherwise wreck pretrained features when labels are few.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 
 import torch
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfsup.encoders.base import Encoder
+from selfsup.schedules import warmup_cosine
 
 
 class _Classifier(nn.Module):
@@ -92,9 +92,7 @@ def finetune_accuracy(
         model = _Classifier(copy.deepcopy(encoder), num_classes)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, steps))
     index_gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed)
 

@@ -28,7 +28,7 @@ from ..losses import barlow_twins
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, loss_weight, probability, scale, width
-from .joint_embedding import JointEmbeddingMethod
+from .joint_embedding import JointEmbeddingMethod, embed_views, first_view
 
 
 @dataclass
@@ -50,6 +50,6 @@ class BarlowTwins(JointEmbeddingMethod):
     Hparams = BarlowTwinsHparams
 
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
-        h, z1, z2 = self.project(batch)
+        h, (z1, z2) = embed_views(self.encoder, batch, self.projector)
         loss = barlow_twins(z1, z2, lambda_offdiag=self.hp.lambda_offdiag)
-        return LossOutput(loss, embeddings=h.chunk(2)[0].detach())
+        return LossOutput(loss, embeddings=first_view(h))

@@ -90,8 +90,9 @@ class Method(nn.Module):
     family: ClassVar[Family]
     modalities: ClassVar[frozenset[Modality]]
     paper: ClassVar[str]
-    default_encoder: ClassVar[str] = "tiny_cnn"
-    default_encoders: ClassVar[dict[Modality, str]] = {}  # per modality, for methods that run on several
+    default_encoder: ClassVar[str | None] = None  # None: the modality's default for ``encoder_kind``
+    encoder_kind: ClassVar[str] = "any"  # what the method needs of an encoder: "any", "transformer"
+    teacher_setting: ClassVar[str | None] = None  # the hyper-parameter naming a stored encoder to learn from
     optim_defaults: ClassVar[dict[str, float | str]] = {"lr": 1e-3, "weight_decay": 1e-4}
     lr_multipliers: ClassVar[dict[str, float]] = {}
     Hparams: ClassVar[type[Hparams]] = Hparams
@@ -104,8 +105,11 @@ class Method(nn.Module):
 
     @classmethod
     def encoder_for(cls, modality: Modality | str) -> str:
-        """The encoder the method trains on ``modality`` when none is named."""
-        return cls.default_encoders.get(Modality(modality), cls.default_encoder)
+        """The encoder the method trains on ``modality`` when none is named: its own default, else the
+        modality's default encoder of the method's ``encoder_kind``."""
+        from ..modalities import get_modality_info
+
+        return cls.default_encoder or get_modality_info(modality).default_encoder(cls.encoder_kind)
 
     @classmethod
     def parse_hparams(cls, values: dict[str, Any]) -> Hparams:
@@ -131,7 +135,9 @@ class Method(nn.Module):
         check_fields(hp, "method", cls.name)
         return hp
 
-    def pretext(self, modality: Modality) -> Pretext:  # pragma: no cover - interface
+    def pretext(self, modality: Modality | str) -> Pretext:  # pragma: no cover - interface
+        """How a raw batch of ``modality`` (a name) becomes inputs + pseudo-labels. A method that runs on
+        several modalities asks the modality (``selfsup.modalities.get_modality``) for views or masks."""
         raise NotImplementedError
 
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:  # pragma: no cover - interface

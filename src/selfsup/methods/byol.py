@@ -23,11 +23,14 @@ import torch
 
 from ..heads import MLP
 from ..losses import negative_cosine
-from ..pretext.views import byol_augments, two_views
+from ..pretext.image_recipes import byol_augments
+from ..pretext.views import two_views
 from ..registry import register_method
+from ..schedules import cosine_momentum
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext, probability, scale, width
-from .momentum import cosine_momentum, ema_update, frozen_copy
+from .joint_embedding import embed_views, first_view
+from .momentum import ema_update, frozen_copy
 
 
 @dataclass
@@ -62,16 +65,14 @@ class BYOL(Method):
         return two_views(*byol_augments(self.input_size, crop_scale=(self.hp.crop_min_scale, 1.0), flip_p=self.hp.flip_p))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
-        views = torch.cat([batch["view1"], batch["view2"]])
-        h = self.encoder.embed(views)
-        p1, p2 = self.predictor(self.projector(h)).chunk(2)
+        h, _, (p1, p2) = embed_views(self.encoder, batch, self.projector, self.predictor)
         with torch.no_grad():
-            t1, t2 = self.target_projector(self.target_encoder.embed(views)).chunk(2)
+            _, (t1, t2) = embed_views(self.target_encoder, batch, self.target_projector)
         loss = negative_cosine(p1, t2) + negative_cosine(p2, t1)
         metrics = {"momentum": torch.tensor(self.momentum)}
-        return LossOutput(loss, metrics=metrics, embeddings=h.chunk(2)[0].detach())
+        return LossOutput(loss, metrics=metrics, embeddings=first_view(h))
 
     def on_step_end(self, progress: float) -> None:
-        self.momentum = cosine_momentum(self.hp.tau_base, progress)
+        self.momentum = cosine_momentum(progress, self.hp.tau_base)
         ema_update(self.target_encoder, self.encoder, self.momentum)
         ema_update(self.target_projector, self.projector, self.momentum)

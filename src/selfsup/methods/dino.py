@@ -27,9 +27,10 @@ from ..heads import MLP, Prototypes
 from ..losses import dino_loss
 from ..pretext.multicrop import dino_multicrop, split_crops
 from ..registry import register_method
+from ..schedules import cosine_momentum, in_first, linear_ramp
 from ..types import Family, LossOutput, Modality
 from .base import MAX_PROTOTYPES, Method, Pretext, count, probability, scale, softmax_temperature, width
-from .momentum import Centering, cosine_momentum, ema_update, frozen_copy
+from .momentum import Centering, ema_update, frozen_copy
 from .multicrop_base import MultiCropHparams, embed_crops, multicrop_pretext
 
 
@@ -48,14 +49,6 @@ class DINOHparams(MultiCropHparams):
     freeze_last_layer: float = probability(0.01)  # fraction of training
 
 
-def teacher_temperature(progress: float, start: float, end: float, warmup: float) -> float:
-    """Linear warm-up of the teacher temperature from ``start`` to ``end`` over the first ``warmup``
-    fraction of training, then ``end`` (Caron et al. 2021, §4 "Implementation details")."""
-    if warmup <= 0:
-        return end
-    return start + (end - start) * min(max(progress, 0.0) / warmup, 1.0)
-
-
 @register_method
 class DINO(Method):
     name = "dino"
@@ -70,12 +63,12 @@ class DINO(Method):
         hp = self.hp
         self.head = nn.Sequential(MLP(encoder.dim, hp.head_hidden_dim, hp.bottleneck_dim, num_layers=3),
                                   Prototypes(hp.bottleneck_dim, hp.num_prototypes))
-        self.head[-1].frozen = hp.freeze_last_layer > 0
+        self.head[-1].frozen = in_first(0.0, hp.freeze_last_layer)
         self.teacher_encoder = frozen_copy(self.encoder)
         self.teacher_head = frozen_copy(self.head)
         self.centering = Centering(hp.num_prototypes, hp.center_momentum)
         self.momentum = hp.momentum_base
-        self.teacher_temp = teacher_temperature(0.0, hp.teacher_temp_start, hp.teacher_temp, hp.teacher_temp_warmup)
+        self.teacher_temp = linear_ramp(0.0, hp.teacher_temp_start, hp.teacher_temp, hp.teacher_temp_warmup)
         self._teacher_output: torch.Tensor | None = None  # folded into the center after the step
 
     def pretext(self, modality: Modality) -> Pretext:
@@ -97,12 +90,11 @@ class DINO(Method):
 
     def on_step_end(self, progress: float) -> None:
         hp = self.hp
-        self.momentum = cosine_momentum(hp.momentum_base, progress)
+        self.momentum = cosine_momentum(progress, hp.momentum_base)
         ema_update(self.teacher_encoder, self.encoder, self.momentum)
         ema_update(self.teacher_head, self.head, self.momentum)
         if self._teacher_output is not None:
             self.centering.update(self._teacher_output)
             self._teacher_output = None
-        self.teacher_temp = teacher_temperature(progress, hp.teacher_temp_start, hp.teacher_temp,
-                                                hp.teacher_temp_warmup)
-        self.head[-1].frozen = progress < hp.freeze_last_layer
+        self.teacher_temp = linear_ramp(progress, hp.teacher_temp_start, hp.teacher_temp, hp.teacher_temp_warmup)
+        self.head[-1].frozen = in_first(progress, hp.freeze_last_layer)

@@ -14,6 +14,9 @@ each batch's frames are labelled on the fly by their nearest centroid, so random
 get targets too. MFCC features are standardised per dimension before clustering (the fitted mean and
 scale are kept with the centroids). Iteration 2: ``--set method.targets_from=RUN`` names an earlier audio
 run (or export); its encoder, frozen, gives the features of layer ``target_layer`` (0: the middle layer).
+The engine loads that encoder (``teacher_setting``) and hands it over as ``teacher``, and it runs
+``prepare`` with the method and the example batches already on the fitting device: this file does no
+run-folder I/O and no device moves.
 """
 
 from __future__ import annotations
@@ -59,17 +62,20 @@ class HuBERT(Method):
     modalities = frozenset({Modality.AUDIO})
     paper = "Hsu et al. 2021, HuBERT: Self-Supervised Speech Representation Learning by Masked Prediction of Hidden Units (TASLP)"
     default_encoder = "wav2vec2_tiny"
+    teacher_setting = "targets_from"
     optim_defaults = {"lr": 1e-3, "weight_decay": 0.01}
     Hparams = HuBERTHparams
 
-    def __init__(self, encoder, input_size: int, **hparams) -> None:
+    def __init__(self, encoder, input_size: int, teacher=None, **hparams) -> None:
         require_audio_encoder(encoder, self.name)
         super().__init__(encoder, input_size, **hparams)
         hp = self.hp
         if hp.num_clusters < 2:
             raise SelfSupError(f"hubert: method.num_clusters={hp.num_clusters} needs to be at least 2 (paper: 100, then 500)")
-        self.teacher, self.teacher_layer = self._load_teacher(hp.targets_from, hp.target_layer) if hp.targets_from \
-            else (None, 0)
+        if hp.targets_from and teacher is None:
+            raise SelfSupError(f"hubert: method.targets_from={hp.targets_from} was not loaded; pass its encoder as teacher=")
+        self.teacher, self.teacher_layer = self._frozen_teacher(teacher, hp.targets_from, hp.target_layer) \
+            if teacher is not None else (None, 0)
         dim = self.teacher.dim if self.teacher is not None else MFCC_DIM
         self.register_buffer("centroids", torch.zeros(hp.num_clusters, dim))
         self.register_buffer("feature_mean", torch.zeros(dim))
@@ -78,10 +84,9 @@ class HuBERT(Method):
         self.codes = nn.Parameter(torch.randn(hp.num_clusters, hp.proj_dim) * 0.02)
         encoder.enable_frame_masking()
 
-    def _load_teacher(self, path: str, layer: int) -> tuple[nn.Module, int]:
-        from ..artifacts import load
-
-        teacher = require_audio_encoder(load(path).encoder, f"hubert: method.targets_from={path}")
+    def _frozen_teacher(self, teacher, path: str, layer: int) -> tuple[nn.Module, int]:
+        """The iteration-1 encoder ``teacher`` (stored at ``path``), frozen, and the layer its targets come from."""
+        teacher = require_audio_encoder(teacher, f"hubert: method.targets_from={path}")
         if (teacher.frame_stride, teacher.frame_window) != (self.encoder.frame_stride, self.encoder.frame_window) \
                 or teacher.sample_rate != self.encoder.sample_rate:
             raise SelfSupError(f"hubert: {path} has another frame grid or sample rate than this encoder; "
@@ -100,7 +105,7 @@ class HuBERT(Method):
         if self.teacher is not None:
             self.teacher.eval()
             return self.teacher.layer_outputs(batch)[self.teacher_layer - 1].float()
-        from ..pretext.audio import mfcc
+        from ..features.audio import mfcc
 
         waves, _ = self.encoder.prepare_inputs(batch)
         feats = mfcc(waves.float(), self.encoder.sample_rate, win_length=self.encoder.frame_window,
@@ -108,13 +113,12 @@ class HuBERT(Method):
         return feats[:, : batch["frame_mask"].shape[1]]
 
     @torch.no_grad()
-    def prepare(self, examples: Examples, device: str = "cpu") -> None:
-        """Fit the k-means targets on the recordings ``examples(count, seed)`` yields."""
+    def prepare(self, examples: Examples) -> None:
+        """Fit the k-means targets on the recordings ``examples(count, seed)`` yields (on the method's device)."""
         hp = self.hp
-        self.to(device)
         chunks = []
         for batch in examples(hp.kmeans_clips, 0):
-            batch = frame_grid(self.encoder, {k: v.to(device) for k, v in batch.items()})
+            batch = frame_grid(self.encoder, batch)
             chunks.append(self.frame_features(batch)[batch["frame_mask"].bool()])
         features = torch.cat(chunks)
         if features.shape[0] < hp.num_clusters:
@@ -126,7 +130,6 @@ class HuBERT(Method):
         log.info("hubert: k-means of %d frames of %s into %d clusters", features.shape[0], source, hp.num_clusters)
         centroids, _ = kmeans(self._standardised(features), hp.num_clusters, iterations=hp.kmeans_iterations)
         self.centroids.copy_(centroids)
-        self.to("cpu")
 
     def _standardised(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.feature_mean) / self.feature_scale

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from ..heads import MLP
 from ..pretext.transforms import hamming_permutations, jigsaw_tiles
-from ..pretext.views import ImageAugment, light_augment
+from ..pretext.image_augment import ImageAugment
+from ..pretext.image_recipes import light_augment
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext, count, probability, scale, width

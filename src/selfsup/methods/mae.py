@@ -22,7 +22,7 @@ from ..errors import SelfSupError
 from ..heads import MAEDecoder
 from ..losses import masked_patch_mse, patchify
 from ..pretext.masking import random_patch_mask
-from ..pretext.views import light_augment
+from ..pretext.image_recipes import light_augment
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext, count, ratio, width

@@ -43,12 +43,15 @@ from ..config import setting
 from ..errors import SelfSupError
 from ..heads import MLP
 from ..losses import moco_v2_loss, moco_v3_loss
-from ..pretext.views import simclr_augment, two_views
+from ..pretext.image_recipes import simclr_augment
+from ..pretext.views import two_views
 from ..registry import register_method
+from ..schedules import cosine_momentum
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext, count, probability, scale, softmax_temperature, width
+from .joint_embedding import embed_views, first_view
 from .memory import FeatureQueue
-from .momentum import cosine_momentum, ema_update, frozen_copy
+from .momentum import ema_update, frozen_copy
 
 DEFAULT_TEMPERATURE = {2: 0.2, 3: 1.0}
 
@@ -102,14 +105,10 @@ class MoCo(Method):
         return two_views(augment, augment)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
-        views = torch.cat([batch["view1"], batch["view2"]])  # one pass per encoder: BN sees both views
-        h = self.encoder.embed(views)
-        q = self.projector(h)
-        if self.predictor is not None:
-            q = self.predictor(q)
-        q1, q2 = q.chunk(2)
+        heads = [self.projector] if self.predictor is None else [self.projector, self.predictor]
+        h, *_, (q1, q2) = embed_views(self.encoder, batch, *heads)  # one pass per encoder: BN sees both views
         with torch.no_grad():
-            k1, k2 = self.key_projector(self.key_encoder.embed(views)).chunk(2)
+            _, (k1, k2) = embed_views(self.key_encoder, batch, self.key_projector)
         t = self.hp.temperature
         if self.queue is None:  # v3
             loss = moco_v3_loss(q1, k2, t) + moco_v3_loss(q2, k1, t)
@@ -120,10 +119,10 @@ class MoCo(Method):
                 self.queue.enqueue(torch.cat([k1, k2]))
         pos_cosine = torch.cat([F.cosine_similarity(q1, k2), F.cosine_similarity(q2, k1)]).mean()
         metrics = {"pos_cosine": pos_cosine.detach(), "momentum": torch.tensor(self.momentum)}
-        return LossOutput(loss, metrics=metrics, embeddings=h.chunk(2)[0].detach())
+        return LossOutput(loss, metrics=metrics, embeddings=first_view(h))
 
     def on_step_end(self, progress: float) -> None:
         if self.hp.version == 3:
-            self.momentum = cosine_momentum(self.hp.momentum, progress)
+            self.momentum = cosine_momentum(progress, self.hp.momentum)
         ema_update(self.key_encoder, self.encoder, self.momentum)
         ema_update(self.key_projector, self.projector, self.momentum)

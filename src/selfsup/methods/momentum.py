@@ -1,10 +1,10 @@
 """Momentum (EMA) teachers, shared by every method with a slowly-moving target network, and
-DINO's centering of the teacher's outputs (an EMA of their batch mean)."""
+DINO's centering of the teacher's outputs (an EMA of their batch mean). The momentum schedules
+are in ``selfsup.schedules``."""
 
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import nn
@@ -18,11 +18,6 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     for p in target.parameters():
         p.requires_grad_(False)
     return target
-
-
-def cosine_momentum(base: float, progress: float) -> float:
-    """BYOL's schedule (Grill et al. 2020, §3.2): tau = 1 - (1 - base) * (cos(pi * progress) + 1) / 2."""
-    return 1.0 - (1.0 - base) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1.0) / 2.0
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..heads import MLP
 from ..pretext.transforms import rotate_all
-from ..pretext.views import light_augment
+from ..pretext.image_recipes import light_augment
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext, scale, width

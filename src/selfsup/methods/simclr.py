@@ -24,11 +24,11 @@ import torch
 
 from ..heads import MLP
 from ..losses import info_nce
-from ..pretext.audio import audio_views
-from ..pretext.views import concat_views, dropout_views, simclr_augment, two_views
+from ..modalities import get_modality
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext, probability, scale, softmax_temperature, width
+from .joint_embedding import embed_views, first_view
 
 
 @dataclass
@@ -45,7 +45,6 @@ class SimCLR(Method):
     name = "simclr"
     family = Family.CONTRASTIVE
     modalities = frozenset({Modality.IMAGE, Modality.AUDIO})
-    default_encoders = {Modality.AUDIO: "wav2vec2_tiny"}
     paper = "Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations (ICML)"
     optim_defaults = {"lr": 2e-3, "weight_decay": 1e-4}
     Hparams = SimCLRHparams
@@ -54,20 +53,14 @@ class SimCLR(Method):
         super().__init__(encoder, input_size, **hparams)
         self.projector = MLP(encoder.dim, self.hp.proj_hidden_dim, self.hp.proj_dim)
 
-    def pretext(self, modality: Modality) -> Pretext:
-        if modality is Modality.TEXT:
-            return dropout_views()
-        if modality is Modality.AUDIO:
-            return audio_views(self.input_size)
-        augment = simclr_augment(self.input_size, crop_scale=(self.hp.crop_min_scale, 1.0), flip_p=self.hp.flip_p)
-        return two_views(augment, augment)
+    def pretext(self, modality: Modality | str) -> Pretext:
+        """Two views of each sample, as the modality makes them (its augmentations; the view settings here)."""
+        return get_modality(modality).two_views(self.input_size, self.hp)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
-        views = concat_views(batch["view1"], batch["view2"])  # one pass: BN sees both views
-        h = self.encoder.embed(views)
-        z1, z2 = self.projector(h).chunk(2)
+        h, (z1, z2) = embed_views(self.encoder, batch, self.projector)  # one pass: BN sees both views
         loss = info_nce(z1, z2, temperature=self.hp.temperature)
-        return LossOutput(loss, embeddings=h.chunk(2)[0].detach())
+        return LossOutput(loss, embeddings=first_view(h))
 
 
 @dataclass

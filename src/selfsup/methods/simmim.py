@@ -26,7 +26,7 @@ from ..encoders.image import ViTEncoder
 from ..errors import SelfSupError
 from ..losses import masked_patch_l1, patchify
 from ..pretext.masking import random_block_mask
-from ..pretext.views import light_augment
+from ..pretext.image_recipes import light_augment
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext, count, ratio, scale

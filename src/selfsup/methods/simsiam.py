@@ -24,10 +24,12 @@ import torch.nn.functional as F
 
 from ..heads import MLP
 from ..losses import negative_cosine
-from ..pretext.views import simclr_augment, two_views
+from ..pretext.image_recipes import simclr_augment
+from ..pretext.views import two_views
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext, probability, scale, width
+from .joint_embedding import embed_views, first_view
 
 
 @dataclass
@@ -59,10 +61,8 @@ class SimSiam(Method):
         return two_views(augment, augment)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
-        h = self.encoder.embed(torch.cat([batch["view1"], batch["view2"]]))
-        z = self.projector(h)
-        p1, p2 = self.predictor(z).chunk(2)
-        z1, z2 = z.chunk(2)  # negative_cosine stops the gradient to its second argument
+        h, (z1, z2), (p1, p2) = embed_views(self.encoder, batch, self.projector, self.predictor)
+        # negative_cosine stops the gradient to its second argument
         loss = (negative_cosine(p1, z2, squared_distance=False) + negative_cosine(p2, z1, squared_distance=False)) / 2
         metrics = {"z_std": F.normalize(z1.detach(), dim=1).std(dim=0).mean()}
-        return LossOutput(loss, metrics=metrics, embeddings=h.chunk(2)[0].detach())
+        return LossOutput(loss, metrics=metrics, embeddings=first_view(h))

@@ -26,6 +26,7 @@ from ..losses import swav_loss
 from ..pretext.clusters import sinkhorn
 from ..pretext.multicrop import split_crops, swav_multicrop
 from ..registry import register_method
+from ..schedules import in_first
 from ..types import Family, LossOutput, Modality
 from .base import MAX_PROTOTYPES, Method, Pretext, count, probability, scale, softmax_temperature, width
 from .multicrop_base import MultiCropHparams, embed_crops, multicrop_pretext
@@ -58,7 +59,7 @@ class SwAV(Method):
         self.projector = MLP(encoder.dim, hp.proj_hidden_dim, hp.proj_dim)
         self.prototypes = Prototypes(hp.proj_dim, hp.num_prototypes)
         self.prototypes.normalize_()
-        self.prototypes.frozen = hp.freeze_prototypes > 0
+        self.prototypes.frozen = in_first(0.0, hp.freeze_prototypes)
 
     def pretext(self, modality: Modality) -> Pretext:
         return multicrop_pretext(swav_multicrop, self.hp, self.encoder, self.input_size)
@@ -75,4 +76,4 @@ class SwAV(Method):
 
     def on_step_end(self, progress: float) -> None:
         self.prototypes.normalize_()
-        self.prototypes.frozen = progress < self.hp.freeze_prototypes
+        self.prototypes.frozen = in_first(progress, self.hp.freeze_prototypes)

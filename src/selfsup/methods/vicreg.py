@@ -26,7 +26,7 @@ from ..losses import vicreg_terms
 from ..registry import register_method
 from ..types import Family, LossOutput, Modality
 from .base import Hparams, loss_weight, probability, scale, width
-from .joint_embedding import JointEmbeddingMethod
+from .joint_embedding import JointEmbeddingMethod, embed_views, first_view
 
 
 @dataclass
@@ -52,9 +52,8 @@ class VICReg(JointEmbeddingMethod):
     Hparams = VICRegHparams
 
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
-        h, z1, z2 = self.project(batch)
+        h, (z1, z2) = embed_views(self.encoder, batch, self.projector)
         hp = self.hp
         terms = vicreg_terms(z1, z2, gamma=hp.gamma)
         loss = terms.weighted(hp.invariance_weight, hp.variance_weight, hp.covariance_weight)
-        return LossOutput(loss, metrics={k: v.detach() for k, v in terms._asdict().items()},
-                          embeddings=h.chunk(2)[0].detach())
+        return LossOutput(loss, metrics={k: v.detach() for k, v in terms._asdict().items()}, embeddings=first_view(h))

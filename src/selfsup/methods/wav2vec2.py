@@ -11,8 +11,8 @@ Pseudo-code (paper §3):
     L_d = (GV - perplexity of the averaged codebook distributions) / GV       # diversity
     loss = L_m + alpha * L_d                       # alpha = 0.1, k = 0.1, K = 100
 The quantiser, the projections, the contrastive and diversity losses are transformers'
-``Wav2Vec2ForPreTraining`` (its masks and distractors from ``_compute_mask_indices`` and
-``_sample_negative_indices``, as in transformers' pretraining example), sharing the encoder's
+``Wav2Vec2ForPreTraining`` (its masks and distractors from ``pretext.span_masking``, transformers'
+``_compute_mask_indices`` and ``_sample_negative_indices`` vendored, as in transformers' pretraining example), sharing the encoder's
 ``Wav2Vec2Model``; the loss is averaged over the masked frames. The Gumbel temperature anneals from 2 to 0.5
 over training (the paper: by a factor 0.999995 per update, over 400k updates).
 """
@@ -25,7 +25,9 @@ from dataclasses import dataclass
 import torch
 
 from ..pretext.masking import span_mask
+from ..pretext.span_masking import sample_negative_indices
 from ..registry import register_method
+from ..schedules import geometric_decay
 from ..types import Family, LossOutput, Modality
 from .audio_base import frame_grid, require_audio_encoder
 from .base import Hparams, Method, Pretext, count, loss_weight, scale, softmax_temperature, width
@@ -73,8 +75,6 @@ class Wav2Vec2(Method):
         encoder.enable_frame_masking()
 
     def pretext(self, modality: Modality) -> Pretext:
-        from transformers.models.wav2vec2.modeling_wav2vec2 import _sample_negative_indices
-
         encoder, hp = self.encoder, self.hp
 
         def pretext(batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -82,8 +82,8 @@ class Wav2Vec2(Method):
             frame_mask = batch["frame_mask"]
             masked = span_mask(frame_mask, hp.mask_prob, hp.mask_length)
             # distractors: real frames of the same utterance (transformers' example samples them this way)
-            negatives = _sample_negative_indices(tuple(frame_mask.shape), hp.num_negatives,
-                                                 mask_time_indices=frame_mask.cpu().numpy())
+            negatives = sample_negative_indices(tuple(frame_mask.shape), hp.num_negatives,
+                                                mask_time_indices=frame_mask.cpu().numpy())
             return {**batch, "mask_time_indices": masked,
                     "negatives": torch.from_numpy(negatives).long().to(frame_mask.device)}
 
@@ -102,5 +102,4 @@ class Wav2Vec2(Method):
 
     def on_step_end(self, progress: float) -> None:
         hp = self.hp
-        temperature = hp.gumbel_start * (hp.gumbel_end / hp.gumbel_start) ** min(max(progress, 0.0), 1.0)
-        self.pretraining.set_gumbel_temperature(max(hp.gumbel_end, temperature))
+        self.pretraining.set_gumbel_temperature(geometric_decay(progress, hp.gumbel_start, hp.gumbel_end))

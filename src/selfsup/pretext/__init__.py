@@ -1,14 +1,12 @@
 """Pretext data operations (pure tensor ops): image views, patch masking, rotations, jigsaw puzzles,
 multi-crop views, clustering pseudo-labels; token masking, deletion and next-token targets; waveform
-crops, gain, noise, speed changes, log-mel / MFCC features and frame-span masks."""
+crops, gain, noise, speed changes and frame-span masks (log-mel / MFCC features: ``selfsup.features``)."""
 
 from selfsup.pretext.audio import (
     SPEED_FACTORS,
     add_noise,
     audio_views,
     change_speed,
-    log_mel,
-    mfcc,
     random_crops,
     random_gain,
 )
@@ -32,19 +30,11 @@ from selfsup.pretext.transforms import (
     rotate_all,
     rotate_random,
 )
-from selfsup.pretext.views import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    AugmentConfig,
-    AugmentParams,
-    EvalTransform,
-    ImageAugment,
-    byol_augments,
-    eval_transform,
-    light_augment,
-    normalize,
-    simclr_augment,
-)
+from selfsup.pretext.image_augment import AugmentConfig, AugmentParams, ImageAugment
+from selfsup.pretext.image_eval import EvalTransform, eval_transform
+from selfsup.pretext.image_ops import IMAGENET_MEAN, IMAGENET_STD, normalize
+from selfsup.pretext.image_recipes import byol_augments, light_augment, simclr_augment
+from selfsup.pretext.views import concat_views, dropout_views, two_views
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -56,9 +46,11 @@ __all__ = [
     "audio_views",
     "byol_augments",
     "causal_lm_targets",
+    "concat_views",
     "change_speed",
     "delete_tokens",
     "dino_multicrop",
+    "dropout_views",
     "eval_transform",
     "gather_tokens",
     "hamming_permutations",
@@ -66,8 +58,6 @@ __all__ = [
     "kmeans",
     "light_augment",
     "local_crop_size",
-    "log_mel",
-    "mfcc",
     "min_hamming_distance",
     "mlm_mask",
     "normalize",
@@ -83,6 +73,7 @@ __all__ = [
     "span_mask",
     "split_crops",
     "swav_multicrop",
+    "two_views",
     "AugmentConfig",
     "AugmentParams",
     "EvalTransform",

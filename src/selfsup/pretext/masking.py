@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .span_masking import compute_mask_indices
+
 __all__ = ["PatchMask", "gather_tokens", "num_visible", "random_block_mask", "random_patch_mask", "span_mask"]
 
 
@@ -128,19 +130,18 @@ def span_mask(frame_mask: Tensor, mask_prob: float, span: int, min_spans: int = 
     A clip shorter than a span gets none, unless no clip of the batch is long enough: then the spans shrink
     to the shortest clip, so a batch always has masked frames.
 
-    transformers' ``_compute_mask_indices`` draws the spans (with NumPy's global RNG, which the engine
-    seeds); returns a bool tensor [B, T] on ``frame_mask``'s device.
+    :func:`~selfsup.pretext.span_masking.compute_mask_indices` (transformers' ``_compute_mask_indices``,
+    vendored) draws the spans with NumPy's global RNG, which the engine seeds; returns a bool tensor [B, T]
+    on ``frame_mask``'s device.
     """
-    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
-
     if not 0.0 < mask_prob <= 1.0 or span < 1:
         raise ValueError(f"span_mask needs 0 < mask_prob <= 1 and span >= 1, got {mask_prob} and {span}")
     batch, frames = frame_mask.shape
     lengths = frame_mask.sum(1)
     chosen = torch.zeros(batch, frames, dtype=torch.bool)
     for length in (min(span, frames), int(lengths.min())):  # a batch of clips all shorter than a span: shorter spans
-        chosen = torch.from_numpy(_compute_mask_indices((batch, frames), mask_prob=mask_prob, mask_length=max(1, length),
-                                                        attention_mask=frame_mask.long().cpu(), min_masks=min_spans))
+        chosen = torch.from_numpy(compute_mask_indices((batch, frames), mask_prob=mask_prob, mask_length=max(1, length),
+                                                       attention_mask=frame_mask.long().cpu(), min_masks=min_spans))
         chosen &= frame_mask.bool().cpu()
         if chosen.any():
             break

@@ -24,7 +24,8 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from selfsup.pretext.views import ImageAugment, byol_augments, simclr_augment
+from selfsup.pretext.image_augment import ImageAugment
+from selfsup.pretext.image_recipes import byol_augments, simclr_augment
 
 __all__ = ["MultiCrop", "dino_multicrop", "local_crop_size", "split_crops", "swav_multicrop"]
 

@@ -8,7 +8,6 @@ that drives EMA schedules.
 
 from __future__ import annotations
 
-import math
 import time
 
 import lightning.pytorch as pl
@@ -18,7 +17,7 @@ import torch
 from ..config import OptimConfig
 from ..errors import SelfSupError
 from ..methods.base import Method
-from ..types import Modality
+from ..schedules import warmup_cosine
 from .optimizers import build_optimizer, param_groups
 
 
@@ -26,16 +25,8 @@ class NonFiniteLossError(SelfSupError):
     """The loss became NaN or infinite; training stops before the weights are touched."""
 
 
-def warmup_cosine(step: int, total: int, warmup: int) -> float:
-    """LR multiplier: linear warmup to 1 over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 class PretrainModule(pl.LightningModule):
-    def __init__(self, method: Method, modality: Modality, optim: OptimConfig, lr: float, weight_decay: float,
+    def __init__(self, method: Method, modality: str, optim: OptimConfig, lr: float, weight_decay: float,
                  pretext_in_loader: bool = False) -> None:
         super().__init__()
         self.method = method

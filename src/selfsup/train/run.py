@@ -15,11 +15,10 @@ import yaml
 from ..config import RunConfig, validate
 from ..encoders import build_encoder, check_encoder_settings
 from ..errors import SelfSupError
+from ..modalities import get_modality, get_modality_info, modality_infos
 from ..registry import get_method
 from ..runtime import resolve_precision, retain_freed_memory
-from ..types import Modality
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, load_checkpoint
-from .data import load_image_data
 from .health import HealthMonitor
 from .logger import RunCSVLogger
 from .module import NonFiniteLossError, PretrainModule
@@ -30,22 +29,22 @@ log = logging.getLogger("selfsup")
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
-PREPARED_FIRST = frozenset({"tokenizer", "tokenizer.tmp", "item_map.json", "item_map.json.tmp"})  # saved while the data is prepared, before config.yaml
-MODALITIES = tuple(m.value for m in Modality)
-DEFAULT_METHODS = {Modality.IMAGE: "simclr", Modality.TEXT: "mlm", Modality.AUDIO: "wav2vec2", Modality.SEQUENCE: "sasrec"}  # when no method is named
+
+
+def prepared_first() -> frozenset[str]:
+    """Names that data preparation writes into a run folder before its config.yaml (a tokenizer, an item map)."""
+    return frozenset().union(*(info.prepared_files for info in modality_infos()))
 
 
 def resolve(config: RunConfig) -> RunConfig:
     """Check every setting (names, types, ranges: one line for the first mistake, before any data is read or
     any folder written) and fill in the method's defaults (hyper-parameters, encoder)."""
     validate(config)
-    name = config.method.get("name") or DEFAULT_METHODS.get(Modality(config.data.modality))
-    if not name:
-        raise SelfSupError(f"--modality {config.data.modality}: no methods yet; use image, text, audio or sequence")
-    info = get_method(name, config.data.modality)
+    modality = get_modality_info(config.data.modality)
+    info = get_method(config.method.get("name") or modality.default_method, modality.name)
     hparams = {k: v for k, v in config.method.items() if k != "name"}
     config.method = {"name": info.name, **asdict(info.cls.parse_hparams(hparams))}
-    config.encoder = {"name": info.cls.encoder_for(config.data.modality), **config.encoder}
+    config.encoder = {"name": info.cls.encoder_for(modality.name), **config.encoder}
     config.optim.optimizer = choose_optimizer(info.cls, config.optim.optimizer)
     check_encoder_settings(config.encoder)  # fail on a typo or a bad number before any data is read
     return config
@@ -76,33 +75,50 @@ def check_resumable(run_dir: Path, config: RunConfig) -> bool:
     return True
 
 
+def load_teacher(method: str, setting: str, source: str):
+    """The frozen encoder a method learns from, stored in the run or export folder ``source`` (the method's
+    ``teacher_setting``, e.g. HuBERT's ``targets_from``): loaded here, by the engine, not by the method."""
+    from ..artifacts import load
+
+    try:
+        return load(source).encoder
+    except SelfSupError as exc:
+        raise SelfSupError(f"{method}: method.{setting}={source}: {exc}") from None
+
+
 def build_method(config: RunConfig, data: TrainData):
     """Encoder + method exactly as the (resolved) config describes them, sized for ``data``. The encoder
-    settings the data decides (image size, vocabulary) are written into ``config.encoder``."""
+    settings the data decides (image size, vocabulary) are written into ``config.encoder``; a teacher the
+    method names (``Method.teacher_setting``) is loaded and handed to it."""
     info = get_method(config.method["name"], config.data.modality)
     config.encoder = {**config.encoder, **data.encoder_kwargs}
     encoder = build_encoder(config.encoder)
     hparams = {k: v for k, v in config.method.items() if k != "name"}
+    setting = info.cls.teacher_setting
+    if setting and hparams.get(setting):
+        return info.cls(encoder, data.input_size, teacher=load_teacher(info.name, setting, hparams[setting]), **hparams)
     return info.cls(encoder, data.input_size, **hparams)
 
 
 def load_data(config: RunConfig, run_dir: Path) -> TrainData:
     """The training data of the run's modality."""
-    modality = Modality(config.data.modality)
-    progress = config.trainer.progress_bar
-    if modality is Modality.IMAGE:
-        return load_image_data(config.data, progress=progress, batch_size=config.trainer.batch_size)
-    if modality is Modality.TEXT:
-        from .text_data import load_text_data
+    return get_modality(config.data.modality).load_train_data(config.data, run_dir,
+                                                              progress=config.trainer.progress_bar)
 
-        return load_text_data(config.data, run_dir, progress=progress)
-    if modality is Modality.AUDIO:
-        from .audio_data import load_audio_data
 
-        return load_audio_data(config.data, progress=progress)
-    from .sequence_data import load_sequence_data
+def fit_to_data(method, examples, device: str) -> None:
+    """Run a method's ``prepare(examples)`` (e.g. HuBERT's k-means) on ``device``: the engine moves the method
+    there and back, and every example batch there."""
 
-    return load_sequence_data(config.data, run_dir)
+    def placed(count: int, seed: int):
+        for batch in examples(count, seed):
+            yield {key: value.to(device) for key, value in batch.items()}
+
+    method.to(device)
+    try:
+        method.prepare(placed)
+    finally:
+        method.to("cpu")
 
 
 def _devices(devices: str | int) -> str | int:
@@ -121,7 +137,7 @@ def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
     config = resolve(config)
     resume = check_resumable(run_dir, config)
     if not resume and run_dir.exists() and not (run_dir / CONFIG_FILE).exists() and \
-            any(p.name not in PREPARED_FIRST for p in run_dir.iterdir()):
+            any(p.name not in prepared_first() for p in run_dir.iterdir()):
         raise SelfSupError(f"{run_dir}: folder exists and is not a selfsup run; choose a new --out folder")
     # a resumed run must not replay the first epochs' shuffles and augmentations
     resumed_step = int(load_checkpoint(run_dir / CHECKPOINT_DIR / "last.ckpt").get("global_step", 0)) if resume else 0
@@ -141,7 +157,7 @@ def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
         if data.examples is None:
             raise SelfSupError(f"method {config.method['name']!r} fits targets to the data, which "
                                f"{config.data.modality} data does not offer yet")
-        prepare(data.examples, _fit_device(tc.accelerator))
+        fit_to_data(method, data.examples, _fit_device(tc.accelerator))
     tc.precision = resolve_precision(tc.precision, tc.accelerator)  # resolved, for config.yaml
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = RunCheckpoint(run_dir / CHECKPOINT_DIR, tc.checkpoint_every)
@@ -165,12 +181,12 @@ def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
         num_sanity_val_steps=0,
         default_root_dir=str(run_dir),
     )
-    loader = data.make_loader(method.pretext(Modality(config.data.modality)), batch_size, tc, trainer.world_size)
+    loader = data.make_loader(method.pretext(config.data.modality), batch_size, tc, trainer.world_size)
     # --batch-size is per process (as in PyTorch DDP); the default lr scales with the global batch
     global_batch = batch_size * trainer.world_size
     lr, weight_decay = default_lr_and_decay(type(method), config.optim, global_batch)
     config.optim.lr, config.optim.weight_decay = lr, weight_decay  # resolved, for config.yaml
-    module = PretrainModule(method, Modality(config.data.modality), config.optim, lr, weight_decay,
+    module = PretrainModule(method, config.data.modality, config.optim, lr, weight_decay,
                             pretext_in_loader=data.pretext_in_loader)
     if trainer.is_global_zero:
         config.save(run_dir / CONFIG_FILE)

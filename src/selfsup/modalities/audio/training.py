@@ -1,9 +1,10 @@
 """The audio training data path: recordings → mono clips at ``data.sample_rate`` → batches of random crops.
 
 - ``memory``: every recording is decoded once (resampled, mixed down) into one float32 array
-  (:class:`~selfsup.data.audio.AudioClips`); unreadable files are skipped with a warning (``--strict`` stops).
-- ``stream``: each recording is read when it is drawn (:class:`~selfsup.data.audio.AudioFileDataset`, in
-  loader workers with ``--num-workers``); an unreadable file is replaced by another one and reported.
+  (:class:`~selfsup.modalities.audio.readers.AudioClips`); unreadable files are skipped with a warning (``--strict`` stops).
+- ``stream``: each recording is read when it is drawn (:class:`~selfsup.modalities.audio.readers.AudioFileDataset`,
+  in loader workers with ``--num-workers``); an unreadable file is skipped, counted and warned about
+  (``--strict`` stops), as for every modality (``train/streaming.py``).
 - ``auto``: ``memory`` when the decoded clips fit comfortably in RAM (sized from the file headers).
 
 Batches are dicts ``{input_values [B, L], attention_mask [B, L]}``: a random crop of at most
@@ -21,44 +22,18 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..config import DataConfig, TrainerConfig
-from ..data.audio import (AudioFileDataset, AudioReadError, ClipCollator, audio_duration,
+from ...config import DataConfig, TrainerConfig
+from .readers import (AudioFileDataset, AudioReadError, ClipCollator, audio_duration,
                           decode_clips, find_audio_files)
-from ..errors import SelfSupError
-from ..methods.base import Pretext
-from .data import MAX_REPLACEMENTS, decide_cache
-from .sources import TrainData
+from ...errors import SelfSupError
+from ...methods.base import Pretext
+from ...train.data import decide_cache
+from ...train.sources import TrainData
+from ...train.streaming import ReportingLoader, SkipUnreadable, skipping_collate
 
 log = logging.getLogger("selfsup")
 
 MIN_CLIP_SECONDS = 0.05
-
-
-class ReplacingAudioDataset(Dataset):
-    """Streams clips; an unreadable file is reported once and replaced by a random other clip
-    (a loader worker cannot drop an index). ``strict`` stops at the first one instead."""
-
-    def __init__(self, files: AudioFileDataset, strict: bool) -> None:
-        self.files = files
-        self.strict = strict
-        self._bad: set[int] = set()
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        for _ in range(MAX_REPLACEMENTS):
-            if index not in self._bad:
-                try:
-                    return self.files[index]
-                except AudioReadError as exc:
-                    if self.strict:
-                        raise
-                    self._bad.add(index)
-                    log.warning("skipping unreadable audio %s (%s)", self.files.paths[index], exc.reason)
-            index = int(torch.randint(len(self.files), ()))
-        raise SelfSupError(f"{self.files.paths[index]}: {MAX_REPLACEMENTS} random draws found no readable audio; "
-                           "check DATA")
 
 
 class LengthGroupedBatches(Sampler[list[int]]):
@@ -106,19 +81,26 @@ def load_audio_data(data: DataConfig, progress: bool = True) -> TrainData:
     collate = ClipCollator(crop, random_crop=True)
     encoder_kwargs = {"sample_rate": data.sample_rate}
     clips: Dataset
-    if mode == "memory":
+    streamed = mode != "memory"
+    if streamed:
+        clips = AudioFileDataset(files, data.sample_rate, max_samples=longest)
+        lengths = (seconds * data.sample_rate).long()
+    else:
         clips = decode_clips(files, data.sample_rate, strict=data.strict, progress=progress, max_samples=longest)
         lengths = clips.lengths
-    else:
-        clips = ReplacingAudioDataset(AudioFileDataset(files, data.sample_rate, max_samples=longest), data.strict)
-        lengths = (seconds * data.sample_rate).long()
     lengths = lengths.clamp(max=crop)  # what a batch holds after cropping
 
     def make_loader(pretext: Pretext, batch_size: int, trainer: TrainerConfig, world_size: int) -> DataLoader:
         workers = {"num_workers": trainer.num_workers, "persistent_workers": trainer.num_workers > 0}
         if world_size > 1:  # Lightning shards a plain shuffled loader across processes
-            return DataLoader(clips, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=collate, **workers)
-        return DataLoader(clips, batch_sampler=LengthGroupedBatches(lengths, batch_size), collate_fn=collate, **workers)
+            order = {"batch_size": batch_size, "shuffle": True, "drop_last": True}
+        else:
+            order = {"batch_sampler": LengthGroupedBatches(lengths, batch_size)}
+        if not streamed:
+            return DataLoader(clips, collate_fn=collate, **order, **workers)
+        return ReportingLoader(SkipUnreadable(clips, (AudioReadError,), lambda index: clips.paths[index]),
+                               unit="audio", strict=data.strict, strict_error=lambda path, reason: AudioReadError.of(path, reason),
+                               collate_fn=skipping_collate(collate), **order, **workers)
 
     def examples(count: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
         """Up to ``count`` clips chosen by ``seed`` (the same in every process), centre-cropped, in batches of 64."""
@@ -129,7 +111,7 @@ def load_audio_data(data: DataConfig, progress: bool = True) -> TrainData:
             for i in order[start : start + 64]:
                 try:
                     batch.append(clips[i])
-                except SelfSupError:  # a streamed, unreadable file: already reported
+                except AudioReadError:  # a streamed, unreadable file: reported when training meets it
                     continue
             if batch:
                 yield centre(batch)

@@ -16,7 +16,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from ..errors import SelfSupError
+from ...errors import SelfSupError
 
 log = logging.getLogger("selfsup")
 
@@ -145,7 +145,7 @@ def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerFast:
 
 def token_spec(tokenizer: PreTrainedTokenizerFast):
     """The ``selfsup.encoders.text.TokenSpec`` of a tokenizer (vocab size includes added tokens)."""
-    from ..encoders.text import TokenSpec
+    from ...encoders.text import TokenSpec
 
     return TokenSpec(
         vocab_size=len(tokenizer),

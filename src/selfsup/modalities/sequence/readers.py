@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SelfSupError, did_you_mean
+from ...errors import SelfSupError, did_you_mean
 
 log = logging.getLogger("selfsup")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..pretext.audio import mfcc
+from ...features.audio import mfcc
 
 
 def mfcc_statistics(waves: Tensor, sample_rate: int) -> Tensor:

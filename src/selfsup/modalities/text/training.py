@@ -24,13 +24,13 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader
 
-from ..config import DataConfig, TrainerConfig
-from ..data.text import TextStream, TokenCollator, TokenizedCorpus, find_text_files, iter_texts, text_bytes
-from ..data.tokenizer import TOKENIZER_KINDS, load_tokenizer, save_tokenizer, token_spec, train_tokenizer
-from ..errors import SelfSupError
-from ..methods.base import Pretext
-from .data import decide_cache
-from .sources import TrainData
+from ...config import DataConfig, TrainerConfig
+from .readers import TextStream, TokenCollator, TokenizedCorpus, find_text_files, iter_texts, text_bytes
+from .tokenizer import TOKENIZER_KINDS, load_tokenizer, save_tokenizer, token_spec, train_tokenizer
+from ...errors import SelfSupError
+from ...methods.base import Pretext
+from ...train.data import decide_cache
+from ...train.sources import TrainData
 
 log = logging.getLogger("selfsup")
 

@@ -27,7 +27,8 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
-from ..errors import SelfSupError
+from ...errors import SelfSupError
+from ...files import find_files
 
 log = logging.getLogger("selfsup")
 
@@ -48,26 +49,14 @@ def _raise_csv_field_limit() -> None:
 # --------------------------------------------------------------------------------------- files
 
 
-def _is_hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
 def find_text_files(path: str | Path) -> list[Path]:
     """The text files to read: ``path`` itself if it is a file (any extension; an unknown one is read
     as plain text lines), else every file under the folder with a TEXT_EXTENSIONS suffix
     (recursively, sorted, hidden files and folders skipped)."""
     path = Path(path).expanduser()
-    wanted = ", ".join(sorted(TEXT_EXTENSIONS))
-    if not path.exists():
-        raise SelfSupError(f"{path}: no such file or folder; give a text file or a folder of {wanted} files")
     if path.is_file():
         return [path]
-    files = sorted(
-        p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_EXTENSIONS and not _is_hidden(p, path)
-    )
-    if not files:
-        raise SelfSupError(f"{path}: no text files found (looked for {wanted}); point DATA at the folder that holds your text")
-    return files
+    return find_files(path, TEXT_EXTENSIONS, "text files", lists=False)
 
 
 def text_bytes(files: Iterable[str | Path]) -> int:

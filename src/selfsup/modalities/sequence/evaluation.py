@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.sequences import InteractionLog, leave_one_out, load_user_labels, pad_histories
-from ..encoders import Encoder
-from ..errors import SelfSupError
-from .label_efficiency import EvalResult, run_label_efficiency
-from .ranking import popularity_scores, ranking_metrics
+from .readers import InteractionLog, leave_one_out, load_user_labels, pad_histories
+from ...encoders import Encoder
+from ...errors import SelfSupError
+from ...evaluation.label_efficiency import EvalResult, run_label_efficiency
+from ...evaluation.ranking import popularity_scores, ranking_metrics
 
 POPULARITY = "baseline"
 logger = logging.getLogger("selfsup")
@@ -34,8 +34,8 @@ logger = logging.getLogger("selfsup")
 
 def _read_log(loaded, **changes) -> InteractionLog:
     """A log read with the run's column settings (``changes`` override them, e.g. another path)."""
-    from ..config import DataConfig
-    from ..train.sequence_data import read_log
+    from ...config import DataConfig
+    from .training import read_log
 
     settings = {**(loaded.data or {}), **changes}
     return read_log(DataConfig(**{f.name: settings[f.name] for f in fields(DataConfig) if f.name in settings}))
@@ -106,7 +106,7 @@ def evaluate_user_attributes(loaded, encoders: dict[str, Encoder], train: str | 
                              finetune_steps: int | None = None,
                              progress: Callable[[str], None] | None = None) -> list[EvalResult]:
     """Label efficiency of predicting a user attribute from the user's history (pooled encoder states)."""
-    from .downstream import TokenBatch
+    from ...evaluation.downstream import TokenBatch
 
     log = run_log(loaded)
     train_inputs, train_labels, classes = _labeled_users(loaded, log, train, None)
@@ -126,15 +126,16 @@ def item_embeddings_path(out: str | Path) -> Path:
     return out.with_name(f"{out.stem}.items{out.suffix}")
 
 
-def embed_log(loaded, data: str | Path, out: str | Path, batch_size: int, device: str, strict: bool = False) -> Path:
+def embed_log(loaded, data: str | Path, out: str | Path, batch_size: int, device: str,
+              strict: bool = False) -> dict[str, Path]:
     """User embeddings (the pooled encoding of each user's most recent items in the log ``data``, which may hold
     new users) to ``out``, and every item's embedding (its row of the item table) to :func:`item_embeddings_path`.
     Items the encoder was not trained on have no embedding and are dropped from the histories (counted in a
     warning)."""
-    from ..artifacts import write_embeddings
-    from ..data.sequences import remap_items
-    from .downstream import TokenBatch
-    from .features import extract_features
+    from ...artifacts import write_embeddings
+    from .readers import remap_items
+    from ...evaluation.downstream import TokenBatch
+    from ...evaluation.features import extract_features
 
     if loaded.item_map is None:
         raise SelfSupError("this sequence encoder has no item map (item_map.json); embed with its run folder")
@@ -155,5 +156,5 @@ def embed_log(loaded, data: str | Path, out: str | Path, batch_size: int, device
     by_id = sorted(loaded.item_map.items(), key=lambda pair: pair[1])
     with torch.no_grad():
         table = loaded.encoder.item_embeddings.weight[[i for _, i in by_id]].detach().float().cpu()
-    write_embeddings(table, [raw for raw, _ in by_id], item_embeddings_path(out), key="item")
-    return written
+    items = write_embeddings(table, [raw for raw, _ in by_id], item_embeddings_path(out), key="item")
+    return {"embeddings": written, "item embeddings": items}

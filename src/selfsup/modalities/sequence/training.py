@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import DataConfig, TrainerConfig
-from ..data.sequences import (ITEM_MAP_FILE, LogColumns, history_windows, leave_one_out, load_item_map,
+from ...config import DataConfig, TrainerConfig
+from .readers import (ITEM_MAP_FILE, LogColumns, history_windows, leave_one_out, load_item_map,
                               pad_histories, read_interactions, save_item_map)
-from ..errors import SelfSupError
-from ..methods.base import Pretext
-from .sources import TrainData
+from ...errors import SelfSupError
+from ...methods.base import Pretext
+from ...train.sources import TrainData
 
 
 def read_log(data: DataConfig):

@@ -23,13 +23,13 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
-from ..errors import SelfSupError
+from ...errors import SelfSupError
+from ...files import class_folders, files_below, find_files
 
 log = logging.getLogger("selfsup")
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".webp",
                               ".avif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".jp2", ".j2k", ".tga", ".qoi"})
-LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
 
 
 # what Pillow raises on a file it cannot read (SyntaxError: some plugins' bad-header error; EOFError: truncated)
@@ -41,27 +41,9 @@ def is_image_file(path: Path) -> bool:
 
 
 def find_images(path: str | Path) -> list[Path]:
-    """All image files under a folder (recursively, sorted), or listed in a text file (one per line,
-    relative paths resolved against the list file's folder)."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise SelfSupError(f"{path}: no such file or folder; give a folder of images or a text file listing image paths")
-    if path.is_file():
-        if path.suffix.lower() not in LIST_EXTENSIONS:
-            raise SelfSupError(f"{path}: expected a folder of images or a .txt file listing image paths, one per line")
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()]
-        files = [(path.parent / ln).resolve() if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln and not ln.startswith("#")]
-        missing = [f for f in files if not f.is_file()]
-        if missing:
-            raise SelfSupError(f"{path}: {len(missing)} listed file(s) do not exist, first: {missing[0]}; fix or remove those lines")
-    else:
-        files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
-    if not files:
-        raise SelfSupError(
-            f"{path}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}); "
-            "point DATA at the folder that holds your images"
-        )
-    return files
+    """All image files under a folder (recursively, sorted, hidden files and folders skipped), or listed in a
+    text file (one per line, relative paths resolved against the list file's folder)."""
+    return find_files(path, IMAGE_EXTENSIONS, "images")
 
 
 def read_image(path: Path, size: int) -> torch.Tensor:
@@ -216,13 +198,11 @@ class ImageFileDataset(Dataset):
 
     Item ``i`` is ``read_image(paths[i], size)``: the very tensor the memory path holds for that file.
     An unreadable file raises ``ValueError`` naming it; the caller decides to skip or stop.
-    ``readable`` is the index of a file known to decode (set by :func:`open_unlabeled`).
     """
 
-    def __init__(self, paths: Sequence[Path], size: int, readable: int = 0) -> None:
+    def __init__(self, paths: Sequence[Path], size: int) -> None:
         self.paths = list(paths)
         self.size = size
-        self.readable = readable
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -240,14 +220,14 @@ def decode_unlabeled(files: Sequence[Path], size: int, strict: bool = False, pro
 def open_unlabeled(files: Sequence[Path], size: int, strict: bool = False) -> ImageFileDataset:
     """``files`` to be read per access; only the first readable one is decoded now, so that a folder of
     unreadable files fails here (and ``strict`` stops at an unreadable first file), not in a loader worker."""
-    for i, path in enumerate(files):
+    for path in files:
         try:
             read_image(path, size)
         except ValueError as exc:
             if strict:
                 raise unreadable_error(exc) from None
             continue  # warned about and counted when training meets it
-        return ImageFileDataset(files, size, readable=i)
+        return ImageFileDataset(files, size)
     raise _none_readable(files)
 
 
@@ -273,11 +253,7 @@ def load_labeled(path: str | Path, size: int, classes: list[str] | None = None,
     folder not in it is an error.
     """
     root = Path(path).expanduser()
-    if not root.is_dir():
-        raise SelfSupError(f"{root}: not a folder; a labeled set is a folder with one subfolder of images per class")
-    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if len(found) < 2:
-        raise SelfSupError(f"{root}: found {len(found)} class subfolder(s); a labeled set needs one subfolder per class (at least 2)")
+    found = class_folders(root, "images")
     if classes is None:
         classes = found
     unknown = sorted(set(found) - set(classes))
@@ -286,7 +262,7 @@ def load_labeled(path: str | Path, size: int, classes: list[str] | None = None,
     files: list[Path] = []
     labels: list[int] = []
     for name in found:
-        class_files = sorted(p for p in (root / name).rglob("*") if p.is_file() and is_image_file(p))
+        class_files = files_below(root / name, IMAGE_EXTENSIONS)
         files += class_files
         labels += [classes.index(name)] * len(class_files)
     if not files:

@@ -27,14 +27,14 @@ from scipy.signal import resample_poly
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..errors import SelfSupError
+from ...errors import SelfSupError
+from ...files import files_below, find_files
 
 log = logging.getLogger("selfsup")
 
 # Containers libsndfile >= 1.1 reads (``soundfile.available_formats()``: WAV, FLAC, OGG incl. Opus,
 # AIFF, AU, MP3); the format is detected from the file's contents, the suffix only selects files.
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".aifc", ".au", ".snd", ".mp3", ".opus"})
-LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
 TABLE_EXTENSIONS = frozenset({".csv", ".tsv"})
 MIN_SAMPLES = 400  # one 25 ms window at 16 kHz: the receptive field of a wav2vec 2.0 frame
 
@@ -63,21 +63,8 @@ class AudioReadError(SelfSupError):
 # --------------------------------------------------------------------------------------- files
 
 
-def _is_hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
 def is_audio_file(path: Path) -> bool:
     return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
-
-
-def _audio_under(root: Path) -> list[Path]:
-    """Audio files below ``root`` (recursively, sorted; hidden files and folders skipped)."""
-    return sorted(p for p in root.rglob("*") if p.is_file() and is_audio_file(p) and not _is_hidden(p, root))
-
-
-def _missing_error(source: Path, missing: Sequence[Path]) -> SelfSupError:
-    return SelfSupError(f"{source}: {len(missing)} listed file(s) do not exist, first: {missing[0]}; fix or remove those lines")
 
 
 def find_audio_files(path: str | Path) -> list[Path]:
@@ -85,26 +72,7 @@ def find_audio_files(path: str | Path) -> list[Path]:
     and folders skipped), ``path`` itself if it is an audio file, or the files a list file
     (.txt/.lst/.list) names one per line (relative paths against the list file's folder; blank and
     ``#`` lines skipped)."""
-    path = Path(path).expanduser()
-    wanted = ", ".join(sorted(AUDIO_EXTENSIONS))
-    if not path.exists():
-        raise SelfSupError(f"{path}: no such file or folder; give a folder of audio files ({wanted}) or a .txt file listing them")
-    if path.is_file():
-        suffix = path.suffix.lower()
-        if suffix in AUDIO_EXTENSIONS:
-            return [path]
-        if suffix not in LIST_EXTENSIONS:
-            raise SelfSupError(f"{path}: expected a folder of audio files, an audio file ({wanted}) or a .txt file listing audio paths, one per line")
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()]
-        files = [Path(ln) if Path(ln).is_absolute() else (path.parent / ln).resolve() for ln in lines if ln and not ln.startswith("#")]
-        missing = [f for f in files if not f.is_file()]
-        if missing:
-            raise _missing_error(path, missing)
-    else:
-        files = _audio_under(path)
-    if not files:
-        raise SelfSupError(f"{path}: no audio files found (looked for {wanted}); point DATA at the folder that holds your audio")
-    return files
+    return find_files(path, AUDIO_EXTENSIONS, "audio files", single=True)
 
 
 # --------------------------------------------------------------------------------------- decoding
@@ -399,7 +367,7 @@ class LabeledAudio:
 
 
 def _labeled_folder(root: Path, classes: list[str] | None) -> tuple[list[Path], list[str], list[str]]:
-    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))  # checked by the caller
     if classes is not None:
         unknown = [name for name in found if name not in classes]
         if unknown:
@@ -411,7 +379,7 @@ def _labeled_folder(root: Path, classes: list[str] | None) -> tuple[list[Path], 
     files: list[Path] = []
     names: list[str] = []
     for name in found:
-        class_files = _audio_under(root / name)
+        class_files = files_below(root / name, AUDIO_EXTENSIONS)
         files += class_files
         names += [name] * len(class_files)
     return files, names, found
@@ -447,7 +415,7 @@ def _labeled_table(table: Path, classes: list[str] | None) -> tuple[list[Path], 
             names.append(label)
     missing = [f for f in files if not f.is_file()]
     if missing:
-        raise _missing_error(table, missing)
+        raise SelfSupError(f"{table}: {len(missing)} listed file(s) do not exist, first: {missing[0]}; fix or remove those lines")
     return files, names
 
 

@@ -1,1 +1,0 @@
-"""Readers: raw files → samples."""

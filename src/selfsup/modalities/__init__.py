@@ -1,0 +1,93 @@
+"""The modality registry: the one place the rest of selfsup asks about a kind of data.
+
+Every subpackage of ``selfsup/modalities/`` is a modality: its ``__init__`` defines ``INFO``, a
+:class:`~selfsup.modalities.base.ModalityInfo` (metadata only, no torch), and ``SETTINGS``, the dataclass of
+its ``data.*`` settings; its implementation (a :class:`~selfsup.modalities.base.Modality`) is imported on
+first use. Adding a modality is adding a package; a modality defined elsewhere (a plug-in) calls
+:func:`register_modality`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SelfSupError, did_you_mean
+from .base import DEFAULT_KIND, ModalityInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .base import Modality
+
+_INFOS: dict[str, ModalityInfo] = {}
+_SETTINGS: dict[str, type] = {}
+_INSTANCES: dict[str, Modality] = {}
+_LOADED = False
+
+
+def register_modality(info: ModalityInfo, settings: type | None = None) -> ModalityInfo:
+    """Register a modality under ``info.name``; ``settings`` is the dataclass of its ``data.*`` settings."""
+    if info.name in _INFOS and _INFOS[info.name] != info:
+        raise ValueError(f"modality {info.name!r} registered twice")
+    _INFOS[info.name] = info
+    if settings is not None:
+        _SETTINGS[info.name] = settings
+    return info
+
+
+def _load_builtin() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    for module in pkgutil.iter_modules(__path__):
+        if module.ispkg:
+            package = importlib.import_module(f"{__name__}.{module.name}")
+            register_modality(package.INFO, getattr(package, "SETTINGS", None))
+
+
+def modality_infos() -> list[ModalityInfo]:
+    """Every registered modality's metadata, in the order of registration (built-ins alphabetically)."""
+    _load_builtin()
+    return list(_INFOS.values())
+
+
+def modality_names() -> list[str]:
+    return [info.name for info in modality_infos()]
+
+
+def modality_settings() -> dict[str, type]:
+    """The ``data.*`` settings dataclass of each modality that declares some."""
+    _load_builtin()
+    return dict(_SETTINGS)
+
+
+def _name(modality: Any) -> str:
+    """A modality's name from a name, an enum member of the built-in names, a ModalityInfo or a Modality."""
+    if isinstance(modality, str):
+        return str(modality.value) if hasattr(modality, "value") else modality
+    return str(getattr(modality, "name", modality))
+
+
+def get_modality_info(modality: Any) -> ModalityInfo:
+    """The metadata of ``modality``; a one-line error naming the known ones when it is not registered."""
+    _load_builtin()
+    name = _name(modality)
+    if name not in _INFOS:
+        names = list(_INFOS)
+        raise SelfSupError(f"data.modality={name!r} is not a modality{did_you_mean(name, names)}; "
+                           f"use one of {', '.join(names)}")
+    return _INFOS[name]
+
+
+def get_modality(modality: Any) -> Modality:
+    """The implementation of ``modality`` (imported on first use, one instance per modality)."""
+    info = get_modality_info(modality)
+    if info.name not in _INSTANCES:
+        module, _, attribute = info.implementation.partition(":")
+        _INSTANCES[info.name] = getattr(importlib.import_module(module), attribute)(info)
+    return _INSTANCES[info.name]
+
+
+__all__ = ["DEFAULT_KIND", "ModalityInfo", "get_modality", "get_modality_info", "modality_infos", "modality_names",
+           "modality_settings", "register_modality"]

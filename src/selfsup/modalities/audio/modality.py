@@ -1,0 +1,100 @@
+"""Audio as selfsup sees it: mono waveforms at ``data.sample_rate``, clips of at most ``data.clip_seconds``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ...methods.audio_base import frame_grid
+from ...pretext.audio import add_noise, audio_views
+from ...pretext.masking import span_mask
+from ..base import Modality, Pretext
+
+
+class WaveBatch:
+    """NaN-padded waveforms [B, L] → the audio encoder's input dict, trimmed to the batch's longest clip;
+    with ``noise`` (fine-tuning), white noise at 20-40 dB SNR."""
+
+    def __init__(self, noise: bool = False) -> None:
+        self.noise = noise
+
+    def __call__(self, waves: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        mask = (~torch.isnan(waves)).long()
+        length = max(1, int(mask.sum(1).max()))
+        waves, mask = torch.nan_to_num(waves[:, :length], nan=0.0), mask[:, :length]
+        if self.noise:
+            waves = add_noise(waves, mask, min_snr_db=20.0, max_snr_db=40.0, generator=generator)
+        return {"input_values": waves, "attention_mask": mask}
+
+
+class AudioModality(Modality):
+    def load_train_data(self, data, run_dir: Path, progress: bool = True):
+        from .training import load_audio_data
+
+        return load_audio_data(data, progress=progress)
+
+    def input_size(self, data: dict[str, Any]) -> int:
+        """Samples per clip: ``clip_seconds`` at ``sample_rate``."""
+        return int(round(float(data["clip_seconds"]) * int(data["sample_rate"])))
+
+    # ------------------------------------------------------------------ evaluation
+    def read_labeled(self, loaded, path, classes, encoding):
+        """Recordings at the encoder's sample rate, centre-cropped to the run's clip length, NaN-padded, in
+        order of length (batches of similar lengths waste less on padding)."""
+        from ...evaluation.downstream import Labeled
+        from .readers import load_labeled_audio
+
+        data = load_labeled_audio(path, loaded.encoder.sample_rate, loaded.input_size, classes=classes)
+        order = torch.argsort((~torch.isnan(data.waves)).sum(1))
+        return Labeled(data.waves[order], data.labels[order], data.classes)
+
+    def eval_transforms(self, loaded):
+        """Fine-tuning adds light noise; features from the clips as they are."""
+        return WaveBatch(noise=True), WaveBatch()
+
+    def baseline_scores(self, name, loaded, train_set, test_set, seed):
+        """``mfcc``: MFCC statistics + logistic regression on each label subset."""
+        if name != "mfcc":
+            return super().baseline_scores(name, loaded, train_set, test_set, seed)
+        from ...evaluation.linear import linear_probe_accuracy
+        from .mfcc import mfcc_statistics
+
+        rate = loaded.encoder.sample_rate
+        train_feats, test_feats = mfcc_statistics(train_set.inputs, rate), mfcc_statistics(test_set.inputs, rate)
+        return lambda idx: linear_probe_accuracy(train_feats[idx], train_set.labels[idx], test_feats, test_set.labels,
+                                                 seed=seed)
+
+    def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text"):
+        """One row per recording, centre-cropped to the run's clip length."""
+        from ...artifacts import write_embeddings
+        from ...evaluation.features import extract_features
+        from .readers import unlabeled_waves
+
+        waves, paths = unlabeled_waves(data, loaded.encoder.sample_rate, loaded.input_size, strict=strict)
+        feats = extract_features(loaded.encoder, waves, WaveBatch(), batch_size=batch_size, device=device)
+        return {"embeddings": write_embeddings(feats, paths, out)}
+
+    # ------------------------------------------------------------------ what generic methods ask for
+    def two_views(self, input_size: int, settings: Any) -> Pretext:
+        """COLA's positives (Saeed et al. 2021): two random crops of each recording with random gain and noise."""
+        return audio_views(input_size)
+
+    def masked_inputs(self, encoder, input_size: int, settings: Any) -> Pretext:
+        """data2vec for speech: spans of ``settings.mask_length`` frames started with probability
+        ``settings.mask_prob / mask_length`` on the encoder's frame grid (wav2vec 2.0's masking)."""
+
+        def pretext(batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict:
+            batch = frame_grid(encoder, batch)
+            positions = span_mask(batch["frame_mask"], settings.mask_prob, settings.mask_length)
+            return {"student": batch, "teacher": batch, "positions": positions, "valid": batch["frame_mask"]}
+
+        return pretext
+
+    def normalize_targets(self, states: Tensor, batch: dict) -> Tensor:
+        """Instance norm over time of each layer, over the real frames (data2vec §3.3, speech)."""
+        from ...encoders.audio import standardize_over_time
+
+        return standardize_over_time(states.float(), batch["valid"], eps=1e-5)

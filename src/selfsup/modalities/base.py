@@ -1,0 +1,166 @@
+"""What a modality provides: the one interface the rest of selfsup asks about data (DESIGN.md §3).
+
+A modality is a package under ``selfsup/modalities/`` that registers a :class:`ModalityInfo` (metadata,
+importable without torch) pointing at a :class:`Modality` subclass (the implementation, imported when a run
+needs it). Outside ``modalities/`` no code branches on a modality: it asks the registry
+(:func:`selfsup.modalities.get_modality`) and calls these methods.
+
+A modality provides:
+
+- **reading**: unlabeled training data (:meth:`Modality.load_train_data`: readers, cache or stream, the
+  loader), labeled evaluation data (:meth:`Modality.read_labeled`), and what is embedded (:meth:`embed`);
+- **settings**: its defaults (method, encoder per encoder kind) here, its ``data.*`` settings with their
+  ranges in its package ``__init__`` (``SETTINGS``), the input size a run was built with
+  (:meth:`input_size`);
+- **run-folder and export extras**: the files that travel with the weights (tokenizer, item map:
+  :meth:`load_extras`, :meth:`save_extras`) and those written while the data is prepared
+  (:attr:`ModalityInfo.prepared_files`);
+- **evaluation**: its baselines (tfidf, mfcc, popularity), its label-free protocol (similarity, ranking),
+  the transforms that feed an encoder while fine-tuning and extracting features;
+- **what generic methods ask for**: two views of a batch (:meth:`two_views`: SimCLR, SimCSE, COLA), the
+  masked student input and the teacher's target normalisation (:meth:`masked_inputs`,
+  :meth:`normalize_targets`: data2vec).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SelfSupError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from ..artifacts import LoadedEncoder
+    from ..config import DataConfig
+    from ..evaluation.label_efficiency import EvalResult
+    from ..train.sources import TrainData
+
+DEFAULT_KIND = "any"
+"""The encoder kind of a method with no special need (see :attr:`ModalityInfo.default_encoders`)."""
+
+
+@dataclass(frozen=True)
+class ModalityInfo:
+    """A modality's metadata, readable without importing torch (``selfsup methods``, ``--help``).
+
+    ``default_encoders`` maps an encoder *kind* a method asks for (``Method.encoder_kind``: ``"any"``,
+    ``"transformer"``) to the encoder trained when the user names none; ``implementation`` is
+    ``"module:Class"`` of the :class:`Modality` subclass; ``prepared_files`` are the names data preparation
+    writes into a run folder before its config.yaml (tokenizer, item map).
+    """
+
+    name: str
+    unit: str  # what one sample is, for messages: images, texts, recordings, histories
+    data_help: str  # what DATA is, for `selfsup pretrain --help`
+    default_method: str
+    default_encoders: dict[str, str]
+    implementation: str
+    baselines: tuple[str, ...] = ()  # feature baselines besides scratch (tfidf, mfcc)
+    pairwise_protocol: str | None = None  # the label-free protocol run on its own (similarity, ranking)
+    pairwise_needs_test: bool = True  # False: that protocol reads its targets from the run itself (ranking)
+    prepared_files: frozenset[str] = field(default_factory=frozenset)
+
+    def default_encoder(self, kind: str = DEFAULT_KIND) -> str:
+        """The encoder a method of ``kind`` trains on this modality when none is named."""
+        if kind not in self.default_encoders:
+            raise SelfSupError(f"{self.name} data has no default encoder for methods that need a {kind} encoder; "
+                               "name one with --encoder")
+        return self.default_encoders[kind]
+
+
+Pretext = Callable[..., dict]
+
+
+class Modality:
+    """Base class of a modality's implementation. Subclasses override what their data supports; a method
+    asking for something a modality lacks gets a one-line error naming both."""
+
+    def __init__(self, info: ModalityInfo) -> None:
+        self.info = info
+        self.name = info.name
+
+    def __repr__(self) -> str:
+        return f"<modality {self.name}>"
+
+    def _lacks(self, what: str) -> SelfSupError:
+        return SelfSupError(f"{self.name} data does not offer {what} yet; `selfsup methods --modality {self.name}` "
+                            "lists the methods that fit it")
+
+    # ------------------------------------------------------------------ training data
+    def load_train_data(self, data: DataConfig, run_dir: Path, progress: bool = True) -> TrainData:
+        """The unlabeled training data of ``data`` (reader, cache or stream, loader factory)."""
+        raise NotImplementedError
+
+    def input_size(self, data: dict[str, Any]) -> int:
+        """What a run's method and encoder were built with (image side, tokens per text, samples per clip, items
+        per history), from the ``data`` section of its config.yaml."""
+        raise NotImplementedError
+
+    def check_settings(self, data: DataConfig) -> None:
+        """Settings that only make sense together (checked before any work); ranges are declared with the
+        settings themselves."""
+
+    # ------------------------------------------------------------------ run folders and exports
+    def load_extras(self, folder: Path, data: dict[str, Any] | None, export: bool) -> dict[str, Any]:
+        """What a stored encoder needs besides weights, read from a run folder or (``export``) an export
+        ``folder``; ``data`` are the data settings stored with it. Keys of
+        :class:`~selfsup.artifacts.LoadedEncoder` (``tokenizer``, ``item_map``, ``data``)."""
+        return {}
+
+    def save_extras(self, loaded: LoadedEncoder, out: Path) -> None:
+        """Write the files that travel with the weights into the export folder ``out``."""
+
+    # ------------------------------------------------------------------ evaluation
+    def read_labeled(self, loaded: LoadedEncoder, path: str | Path, classes: list[str] | None, encoding: str):
+        """A labeled split as :class:`~selfsup.evaluation.downstream.Labeled` (``classes`` fixes the order)."""
+        raise self._lacks("labeled evaluation")
+
+    def eval_transforms(self, loaded: LoadedEncoder) -> tuple[Callable, Callable]:
+        """(fine-tuning transform, feature-extraction transform): raw batch -> encoder input."""
+        raise self._lacks("labeled evaluation")
+
+    def baseline_scores(self, name: str, loaded: LoadedEncoder, train_set, test_set, seed: int
+                        ) -> Callable[[torch.Tensor], float]:
+        """For feature baseline ``name`` (one of ``info.baselines``): a function of the training indices of one
+        label subset -> test accuracy, fitted on the same subsets the encoders see."""
+        raise self._lacks(f"the {name} baseline")
+
+    def evaluate_labeled(self, loaded: LoadedEncoder, encoders: dict, train: str | Path, test: str | Path,
+                         protocols: list[str], fractions: list[float], baselines: list[str], seed: int, device: str,
+                         encoding: str = "utf-8", finetune_steps: int | None = None,
+                         progress: Callable[[str], None] | None = None) -> list[EvalResult] | None:
+        """A modality whose labeled evaluation differs from the shared one (labels per user of a log) returns
+        its rows here; None means: run the shared path with :meth:`read_labeled` and :meth:`eval_transforms`."""
+        return None
+
+    def evaluate_pairwise(self, loaded: LoadedEncoder, encoders: dict, test: str | Path | None,
+                          baselines: list[str], seed: int, device: str, encoding: str = "utf-8") -> list[EvalResult]:
+        """The label-free protocol ``info.pairwise_protocol`` (sentence similarity, next-item ranking)."""
+        raise self._lacks("a label-free protocol")
+
+    def embed(self, loaded: LoadedEncoder, data: str | Path, out: str | Path, batch_size: int, device: str,
+              strict: bool = False, encoding: str = "utf-8", text_field: str = "text") -> dict[str, Path]:
+        """Embed every input under ``data`` into ``out``; returns ``{label: path}`` of the files written, the
+        main one under ``"embeddings"``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ what generic methods ask for
+    def two_views(self, input_size: int, settings: Any) -> Pretext:
+        """A pretext giving two views of every sample of a batch: ``{"view1", "view2"}``. ``settings`` are the
+        method's hyper-parameters; a modality reads the view settings that apply to it (``crop_min_scale``,
+        ``flip_p`` for images) and ignores the rest."""
+        raise self._lacks("two views of a sample")
+
+    def masked_inputs(self, encoder, input_size: int, settings: Any) -> Pretext:
+        """A pretext for masked prediction with an EMA teacher (data2vec): ``{"student": encoder input with
+        positions hidden, "teacher": the full input, "positions": bool [B, T] of the hidden positions, "valid":
+        bool [B, T] of the real positions}``, positions on the grid of :meth:`Encoder.layer_states`."""
+        raise self._lacks("masked inputs")
+
+    def normalize_targets(self, states: torch.Tensor, batch: dict) -> torch.Tensor:
+        """One teacher layer's states [B, T, D] normalised as the modality's data2vec recipe does."""
+        raise self._lacks("teacher targets")

@@ -1,0 +1,72 @@
+"""Images as selfsup sees them: uint8 tensors [3, S, S], resized (shorter side S) and centre-cropped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ...pretext.masking import random_block_mask
+from ...pretext.image_eval import eval_transform
+from ...pretext.image_recipes import light_augment, simclr_augment
+from ...pretext.views import two_views
+from ..base import Modality, Pretext
+
+
+class ImageModality(Modality):
+    def load_train_data(self, data, run_dir: Path, progress: bool = True):
+        from .training import load_image_data
+
+        return load_image_data(data, progress=progress)
+
+    def input_size(self, data: dict[str, Any]) -> int:
+        return int(data["image_size"])
+
+    # ------------------------------------------------------------------ evaluation
+    def read_labeled(self, loaded, path, classes, encoding):
+        from ...evaluation.downstream import Labeled
+        from .readers import load_labeled
+
+        data = load_labeled(path, loaded.input_size, classes=classes)
+        return Labeled(data.images, data.labels, data.classes)
+
+    def eval_transforms(self, loaded):
+        """Fine-tuning: light crop (0.5-1) + flip; features: resize + normalise."""
+        return light_augment(loaded.input_size, scale=(0.5, 1.0)), eval_transform(loaded.input_size)
+
+    def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text"):
+        from ...artifacts import write_embeddings
+        from ...evaluation.features import extract_features
+        from .readers import load_unlabeled
+
+        dataset = load_unlabeled(data, loaded.input_size, strict=strict)
+        feats = extract_features(loaded.encoder, dataset.images, eval_transform(loaded.input_size),
+                                 batch_size=batch_size, device=device)
+        return {"embeddings": write_embeddings(feats, dataset.paths, out)}
+
+    # ------------------------------------------------------------------ what generic methods ask for
+    def two_views(self, input_size: int, settings: Any) -> Pretext:
+        """SimCLR's augmentation twice (crop scale ``settings.crop_min_scale``..1, flip ``settings.flip_p``)."""
+        augment = simclr_augment(input_size, crop_scale=(getattr(settings, "crop_min_scale", 0.08), 1.0),
+                                 flip_p=getattr(settings, "flip_p", 0.5))
+        return two_views(augment, augment)
+
+    def masked_inputs(self, encoder, input_size: int, settings: Any) -> Pretext:
+        """data2vec for vision (BEiT-style): a light crop + flip, then blocks of
+        ``settings.image_mask_block``² patches hidden until ``settings.image_mask_ratio`` of them are."""
+        augment = light_augment(input_size, scale=(0.5, 1.0))
+        grid = input_size // encoder.patch_size
+
+        def pretext(images: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+            positions = random_block_mask(images.shape[0], grid, settings.image_mask_block, settings.image_mask_ratio,
+                                          images.device, generator)
+            views = augment(images, generator=generator)
+            return {"student": views, "teacher": views, "positions": positions}
+
+        return pretext
+
+    def normalize_targets(self, states: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Parameter-less layer norm per patch (data2vec §3.3, vision)."""
+        return F.layer_norm(states.float(), states.shape[-1:])

@@ -1,0 +1,52 @@
+"""Behaviour sequences as selfsup sees them: per-user item histories, at most ``data.max_length`` items."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..base import Modality
+
+
+class SequenceModality(Modality):
+    def load_train_data(self, data, run_dir: Path, progress: bool = True):
+        from .training import load_sequence_data
+
+        return load_sequence_data(data, run_dir)
+
+    def input_size(self, data: dict[str, Any]) -> int:
+        return int(data["max_length"])
+
+    # ------------------------------------------------------------------ run folders and exports
+    def load_extras(self, folder: Path, data: dict[str, Any] | None, export: bool) -> dict[str, Any]:
+        """The item map (item id -> embedding row) and the data settings: evaluation re-reads the log for the
+        held-out items, with the run's columns."""
+        from .readers import ITEM_MAP_FILE, load_item_map
+
+        return {"item_map": load_item_map(folder / ITEM_MAP_FILE), "data": data}
+
+    def save_extras(self, loaded, out: Path) -> None:
+        from .readers import ITEM_MAP_FILE, save_item_map
+
+        save_item_map(loaded.item_map, out / ITEM_MAP_FILE)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate_labeled(self, loaded, encoders, train, test, protocols, fractions, baselines, seed, device,
+                         encoding="utf-8", finetune_steps=None, progress=None):
+        """User attributes: a .csv/.tsv of ``user,label`` rows; each user's most recent items are the input."""
+        from .evaluation import evaluate_user_attributes
+
+        return evaluate_user_attributes(loaded, encoders, train, test, protocols, fractions, seed, device,
+                                        finetune_steps=finetune_steps, progress=progress)
+
+    def evaluate_pairwise(self, loaded, encoders, test, baselines, seed, device, encoding="utf-8"):
+        """Leave-one-out next-item ranking on the run's own log, with a popularity baseline."""
+        from .evaluation import evaluate_ranking
+
+        return evaluate_ranking(loaded, encoders, device)
+
+    def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text"):
+        """One row per user of the log ``data`` (its pooled history), and one per item next to it."""
+        from .evaluation import embed_log
+
+        return embed_log(loaded, data, out, batch_size, device, strict=strict)

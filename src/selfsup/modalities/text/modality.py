@@ -1,0 +1,119 @@
+"""Text as selfsup sees it: token ids of the run's tokenizer, at most ``data.max_length`` per text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ...pretext.tokens import mlm_mask
+from ...pretext.views import dropout_views
+from ..base import Modality, Pretext
+from .training import TOKENIZER_DIR
+
+
+class TextModality(Modality):
+    def load_train_data(self, data, run_dir: Path, progress: bool = True):
+        from .training import load_text_data
+
+        return load_text_data(data, run_dir, progress=progress)
+
+    def input_size(self, data: dict[str, Any]) -> int:
+        return int(data["max_length"])
+
+    # ------------------------------------------------------------------ run folders and exports
+    def load_extras(self, folder: Path, data: dict[str, Any] | None, export: bool) -> dict[str, Any]:
+        """The tokenizer: ``RUN/tokenizer/`` of a run folder, the export folder itself for an export."""
+        from .tokenizer import load_tokenizer
+
+        return {"tokenizer": load_tokenizer(folder if export else folder / TOKENIZER_DIR)}
+
+    def save_extras(self, loaded, out: Path) -> None:
+        loaded.tokenizer.save_pretrained(str(out))
+
+    # ------------------------------------------------------------------ evaluation
+    def _encode(self, loaded, texts: list[str]) -> torch.Tensor:
+        from .readers import encode_texts
+
+        return encode_texts(texts, loaded.tokenizer, loaded.input_size)
+
+    def read_labeled(self, loaded, path, classes, encoding):
+        from ...evaluation.downstream import Labeled
+        from .readers import load_labeled_text
+
+        data = load_labeled_text(path, encoding=encoding, classes=classes)
+        return Labeled(self._encode(loaded, data.texts), data.labels, data.classes, data.texts)
+
+    def eval_transforms(self, loaded):
+        """Padded ids -> the encoder's input dict, both ways (dropout is the fine-tuning noise)."""
+        from ...evaluation.downstream import TokenBatch
+
+        batch = TokenBatch(loaded.encoder.spec.pad_token_id)
+        return batch, batch
+
+    def baseline_scores(self, name, loaded, train_set, test_set, seed):
+        """``tfidf``: TF-IDF + logistic regression on the raw texts of each label subset."""
+        if name != "tfidf":
+            return super().baseline_scores(name, loaded, train_set, test_set, seed)
+        from .tfidf import tfidf_accuracy
+
+        return lambda idx: tfidf_accuracy([train_set.texts[i] for i in idx.tolist()], train_set.labels[idx],
+                                          test_set.texts, test_set.labels, seed=seed)
+
+    def evaluate_pairwise(self, loaded, encoders, test, baselines, seed, device, encoding="utf-8"):
+        """Sentence similarity: the Spearman correlation between the cosine similarity of the two sentences'
+        embeddings and the gold scores (the STS protocol of Reimers & Gurevych 2019 and Gao et al. 2021)."""
+        from ...evaluation.downstream import TokenBatch
+        from ...evaluation.label_efficiency import EvalResult
+        from ...evaluation.similarity import spearman, spearman_similarity
+        from .readers import load_text_pairs
+
+        data = load_text_pairs(test, encoding=encoding)
+        first, second = self._encode(loaded, data.first), self._encode(loaded, data.second)
+        transform = TokenBatch(loaded.encoder.spec.pad_token_id)
+        results = [EvalResult("similarity", 0.0, 0, name, "spearman",
+                              spearman_similarity(encoder, first, second, data.scores, transform, device=device))
+                   for name, encoder in encoders.items()]
+        if "tfidf" in baselines:
+            from .tfidf import tfidf_similarity
+
+            cosine = tfidf_similarity(data.first, data.second, fit_texts=data.first + data.second)
+            results.append(EvalResult("similarity", 0.0, 0, "tfidf", "spearman", spearman(cosine, data.scores)))
+        return results
+
+    def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text"):
+        """One row per text (every line / record of the files under ``data``), with the text."""
+        from ...artifacts import write_embeddings
+        from ...evaluation.downstream import TokenBatch
+        from ...evaluation.features import extract_features
+        from .readers import find_text_files, iter_texts
+
+        texts = list(iter_texts(find_text_files(data), encoding=encoding, text_field=text_field))
+        feats = extract_features(loaded.encoder, self._encode(loaded, texts),
+                                 TokenBatch(loaded.encoder.spec.pad_token_id), batch_size=batch_size, device=device)
+        return {"embeddings": write_embeddings(feats, texts, out, key="text")}
+
+    # ------------------------------------------------------------------ what generic methods ask for
+    def two_views(self, input_size: int, settings: Any) -> Pretext:
+        """SimCSE's views: the same sentences twice, made different by the encoder's dropout."""
+        return dropout_views()
+
+    def masked_inputs(self, encoder, input_size: int, settings: Any) -> Pretext:
+        """data2vec for text: BERT's masking of ``settings.text_mask_rate`` of the tokens (80 % [MASK], 10 %
+        random, 10 % kept); the teacher reads the text as it is."""
+        spec = encoder.spec
+
+        def pretext(batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict:
+            ids, labels = mlm_mask(batch["input_ids"], batch["attention_mask"], mask_token_id=spec.mask_token_id,
+                                   vocab_size=spec.vocab_size, special_ids=spec.special_ids,
+                                   rate=settings.text_mask_rate, generator=generator)
+            return {"student": {"input_ids": ids, "attention_mask": batch["attention_mask"]}, "teacher": batch,
+                    "positions": labels != -100}
+
+        return pretext
+
+    def normalize_targets(self, states: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Parameter-less layer norm per token (data2vec §3.3, text)."""
+        return F.layer_norm(states.float(), states.shape[-1:])
