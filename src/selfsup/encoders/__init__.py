@@ -18,10 +18,11 @@ def check_encoder_settings(config: dict) -> None:
     if not isinstance(name, str):
         raise SelfSupError(f"encoder.name must be an encoder's name, e.g. tiny_cnn; got {name!r}")
     parameters = inspect.signature(get_encoder_builder(name)).parameters
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     for key, value in config.items():
         if key == "name":
             continue
-        if key not in parameters:
+        if key not in parameters and not open_ended:
             raise SelfSupError(f"encoder {name!r} has no setting {key!r}{did_you_mean(key, parameters)}; "
                                f"its settings are: {', '.join(sorted(parameters))}")
         spec = ENCODER_SETTINGS.get(key)
