@@ -190,6 +190,8 @@ def test_closed_choices_and_special_forms_get_one_line(key, value, words):
     ["--batch-size", "0"],
     ["--image-size", "100000"],
     ["--epochs", "-1"],
+    ["--batch-size", "abc"],
+    ["--max-minutes", "0"],
     ["--set", "trainer.epochs=abc"],
     ["--set", "optim.lr=[1]"],
     ["--set", "trainer.batch_size=true"],
@@ -213,6 +215,8 @@ def test_cli_batch_size_zero_names_the_flag_the_range_and_the_value(tmp_path):
     assert_one_line_error(code, err, "--batch-size / trainer.batch_size", "whole number in [2, 1048576]", "got 0")
     code, _, err = run_cli(["pretrain", tmp_path / "x", "--out", tmp_path / "run", "--image-size", "100000"])
     assert_one_line_error(code, err, "--image-size / data.image_size", "[8, 4096]", "got 100000", "3 x S x S bytes")
+    code, _, err = run_cli(["pretrain", tmp_path / "x", "--out", tmp_path / "run", "--epochs", "2.5"])
+    assert_one_line_error(code, err, "--epochs / trainer.epochs must be a whole number in [1, 1000000]; got 2.5")
 
 
 # --------------------------------------------------------------------------- memory
