@@ -214,7 +214,7 @@ def test_cli_batch_size_zero_names_the_flag_the_range_and_the_value(tmp_path):
     code, _, err = run_cli(["pretrain", tmp_path / "x", "--out", tmp_path / "run", "--batch-size", "0"])
     assert_one_line_error(code, err, "--batch-size / trainer.batch_size", "whole number in [2, 1048576]", "got 0")
     code, _, err = run_cli(["pretrain", tmp_path / "x", "--out", tmp_path / "run", "--image-size", "100000"])
-    assert_one_line_error(code, err, "--image-size / data.image_size", "[8, 4096]", "got 100000", "3 x S x S bytes")
+    assert_one_line_error(code, err, "--image-size / data.image_size", "[8, 4096]", "got 100000", "3 x S x S bytes: 27.9 GiB at 100000 px")
     code, _, err = run_cli(["pretrain", tmp_path / "x", "--out", tmp_path / "run", "--epochs", "2.5"])
     assert_one_line_error(code, err, "--epochs / trainer.epochs must be a whole number in [1, 1000000]; got 2.5")
 

@@ -37,6 +37,15 @@ def _fmt(x: float) -> str:
     return f"{x:g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
 
 
+def format_bytes(n: float) -> str:
+    """``n`` bytes for people: ``27.9 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} TiB"
+
+
 @dataclass(frozen=True)
 class Setting:
     """The valid values of one setting: a kind (int, float, bool, str, or object with ``valid``) and a range
@@ -54,7 +63,7 @@ class Setting:
     choices: tuple[Any, ...] | Callable[[], Iterable[Any]] | None = None
     optional: bool = False
     flag: str = ""
-    help: str = ""
+    help: str | Callable[[Any], str] = ""  # why, or what null means; a function of the value given
     valid: Callable[[Any], bool] | None = None
     expect: str = ""
 
@@ -111,13 +120,15 @@ class Setting:
 
     def message(self, value: Any, name: str) -> str:
         hint = did_you_mean(value, [str(c) for c in self.options()]) if isinstance(value, str) and self.choices else ""
-        why = f" ({self.help})" if self.help else ""
+        help = self.help(value) if callable(self.help) else self.help
+        why = f" ({help})" if help else ""
         return f"{name} must be {self.expected()}; got {value!r}{hint}{why}"
 
 
 def setting(default: Any = MISSING, *, default_factory: Any = MISSING, kind: type | None = None,
             low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False,
-            choices: tuple[Any, ...] | Callable[[], Iterable[Any]] | None = None, flag: str = "", help: str = "",
+            choices: tuple[Any, ...] | Callable[[], Iterable[Any]] | None = None, flag: str = "",
+            help: str | Callable[[Any], str] = "",
             valid: Callable[[Any], bool] | None = None, expect: str = "") -> Any:
     """A dataclass field with its valid values declared next to its default (see :class:`Setting`).
 
@@ -187,14 +198,19 @@ def _lightning_names(kind: str) -> Callable[[], list[str]]:
     return names
 
 
-IMAGE_SIZE_HELP = "one decoded image takes 3 x S x S bytes and a batch of augmented float views 8x that per image"
+
+
+def _image_size_help(size: Any) -> str:
+    """Why image_size is capped: what one decoded image of that size would take."""
+    each = f": {format_bytes(3 * size * size)} at {size} px" if isinstance(size, int) and size > 0 else ""
+    return f"one decoded image takes 3 x S x S bytes{each}, and a batch of augmented float32 views 8x that per image"
 
 
 @dataclass
 class DataConfig:
     path: str = setting("")
     modality: str = setting("image", choices=_modality_names, flag="--modality")
-    image_size: int = setting(32, low=8, high=MAX_IMAGE_SIZE, flag="--image-size", help=IMAGE_SIZE_HELP)
+    image_size: int = setting(32, low=8, high=MAX_IMAGE_SIZE, flag="--image-size", help=_image_size_help)
     strict: bool = setting(False, flag="--strict")
     # memory: decode/tokenize once and keep in RAM; stream: read per sample; auto: by size
     cache: str = setting("auto", choices=CACHE_MODES, flag="--cache")

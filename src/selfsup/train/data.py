@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..config import CACHE_MODES
+from ..config import format_bytes as _size
 from ..errors import SelfSupError, did_you_mean
 
 log = logging.getLogger("selfsup")
@@ -63,13 +64,6 @@ def check_fits(need: int, what: str, fix: str) -> None:
         raise SelfSupError(f"{what} would take {_size(need)}, more than the {_size(available)} of memory "
                            f"available; {fix}")
 
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.3g} {unit}"
-        n /= 1024
-    return f"{n:.3g} TiB"
 
 
 def check_cache_mode(mode: str) -> str:
