@@ -252,3 +252,18 @@ def test_a_batch_that_cannot_fit_stops_with_the_size_it_needs(image_folder, monk
         data.make_loader(lambda images, generator: {"view": images}, 16, TrainerConfig(), 1)
     config.image_size = 32  # the same folder at a small size fits
     assert load_image_data(config, progress=False).make_loader(lambda i, g: {"view": i}, 16, TrainerConfig(), 1)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["embed", "RUN", "DATA", "--out", "x.npy", "--batch-size", "0"], "--batch-size / embed.batch_size must be a whole "
+                                                                       "number in [1, 1048576]; got 0"),
+    (["evaluate", "RUN", "--train", "DATA", "--label-fractions", "0.1,1.5"], "--label-fractions / evaluate.label_fractions "
+                                                                           "must be a number in (0, 1]; got 1.5"),
+    (["evaluate", "RUN", "--train", "DATA", "--finetune-steps", "0"], "--finetune-steps / evaluate.finetune_steps"),
+    (["evaluate", "RUN", "--train", "DATA", "--seed", "-1"], "--seed / evaluate.seed must be a whole number in "
+                                                             "[0, 4294967295]; got -1"),
+], ids=["embed-batch", "fractions", "finetune-steps", "seed"])
+def test_other_commands_check_their_numbers_before_opening_the_run(tmp_path, args, words):
+    argv = [str(tmp_path / "missing") if a in ("RUN", "DATA") else a for a in args]  # opening them would fail otherwise
+    code, _, err = run_cli(argv)
+    assert_one_line_error(code, err, words)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .config import RunConfig, apply_dict, parse_overrides, set_value
+from .config import RunConfig, apply_dict, check_arguments, parse_overrides, set_value
 from .encoders import Encoder, build_encoder
 from .errors import SelfSupError
 
@@ -127,6 +127,8 @@ def evaluate(
     from .evaluation.downstream import check_request, evaluate_labeled, evaluate_pairwise
     from .modalities import get_modality_info
 
+    label_fractions = list(label_fractions)
+    check_arguments("evaluate", label_fractions=label_fractions, seed=seed, finetune_steps=finetune_steps)
     run = Path(run).expanduser()
     loaded = load_stored(run)
     if baseline is None or isinstance(baseline, str):
@@ -165,6 +167,7 @@ def embed_files(run: str | Path, data: str | Path, out: str | Path, *, batch_siz
     from .artifacts import load as load_stored
     from .modalities import get_modality
 
+    check_arguments("embed", batch_size=batch_size)
     loaded = load_stored(run)
     return get_modality(loaded.modality).embed(loaded, data, out, batch_size, _device(device), strict=strict,
                                                encoding=encoding, text_field=text_field)

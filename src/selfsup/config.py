@@ -365,6 +365,29 @@ def set_value(config: RunConfig, dotted: str, value: Any, source: str = "--set")
     setattr(target, key, coerce_setting(value, getattr(target, key), setting_label(section, key, spec), source, spec))
 
 
+COMMAND_SETTINGS: dict[str, Setting] = {
+    # the numeric arguments of the commands other than pretrain (they are not part of a run's config)
+    "evaluate.label_fractions": Setting(float, 0, 1, low_open=True, flag="--label-fractions",
+                                        help="each, a share of the labeled train split"),
+    "evaluate.seed": Setting(int, 0, 2**32 - 1, flag="--seed"),
+    "evaluate.finetune_steps": Setting(int, 1, 10**7, optional=True, flag="--finetune-steps"),
+    "embed.batch_size": Setting(int, 1, 2**20, flag="--batch-size"),
+}
+
+
+def check_arguments(command: str, **values: Any) -> None:
+    """One line for a numeric argument of ``command`` out of its range (:data:`COMMAND_SETTINGS`); a list or
+    tuple is checked item by item."""
+    for key, value in values.items():
+        spec = COMMAND_SETTINGS[f"{command}.{key}"]
+        label = setting_label(command, key, spec)
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not items:
+            raise SelfSupError(f"{label} must be {spec.expected()}; got none")
+        for item in items:
+            spec.check(item, label)
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Check every declared setting of the data, optim and trainer sections (one line for the first invalid
     one). The method and encoder sections are checked where they are parsed (``Method.parse_hparams``,
