@@ -69,7 +69,7 @@ def _from_run(run_dir: Path) -> LoadedEncoder:
     config = yaml.safe_load(config_path.read_text())
     data = config["data"]
     modality = get_modality(data["modality"])
-    encoder = build_encoder({"image_size": int(data["image_size"]), **config["encoder"]})
+    encoder = build_encoder({**modality.encoder_settings(data), **config["encoder"]})
     state = load_checkpoint(ckpt)["state_dict"]
     weights = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
     encoder.load_state_dict(weights)
