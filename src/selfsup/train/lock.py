@@ -5,7 +5,8 @@ the holding process ends in any way, ``kill -9`` included: a lock file that nobo
 next run takes it over (with a warning naming the process that left it). While held, the file records
 the holder's pid, host and start time, so a second process can say who is writing. On a normal or failed
 end the holder removes the file again (and the folder, when the lock created it and nothing else was
-written), so the run folder's layout is unchanged.
+written), so the run folder's layout is unchanged. On a file system without ``flock`` (some network mounts)
+and on Windows the run goes on unguarded, with a warning (Windows: silently).
 
 DDP: the ranks of one run share the lock. Only the launching process takes it; a process that a
 launcher started as another rank of a run (``RANK``, ``LOCAL_RANK``, ``NODE_RANK``, ``SLURM_PROCID`` or
@@ -88,13 +89,12 @@ class RunLock:
 
     def release(self) -> None:
         """Remove the lock file and let go of the lock (and of the folders it created, if still empty)."""
-        if self._fd is None:
-            return
-        try:
-            self.path.unlink(missing_ok=True)  # still holding it: nobody can have taken this file over
-        finally:
-            os.close(self._fd)
-            self._fd = None
+        if self._fd is not None:
+            try:
+                self.path.unlink(missing_ok=True)  # still holding it: nobody can have taken this file over
+            finally:
+                os.close(self._fd)
+                self._fd = None
         self._remove_created()
 
     def _make_folder(self) -> None:
@@ -116,7 +116,7 @@ class RunLock:
                 break
         self._created = []
 
-    def _acquire(self) -> int:
+    def _acquire(self) -> int | None:
         while True:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -130,10 +130,12 @@ class RunLock:
                 os.close(fd)
                 raise SelfSupError(f"{self.run_dir} is being written by {_describe(holder)}; "
                                    "wait for it to finish or use another --out folder") from None
-            except OSError as exc:  # a file system without locks (some network mounts)
+            except OSError as exc:  # a file system without flock (some network mounts): run, unguarded
                 os.close(fd)
-                raise SelfSupError(f"{self.path}: cannot lock the run folder ({exc.strerror}); "
-                                   "use a --out folder on a local disk") from None
+                self.path.unlink(missing_ok=True)
+                log.warning("%s: cannot lock the run folder (%s); nothing stops a second run from writing to it",
+                            self.run_dir, exc.strerror)
+                return None
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(self.path))
             except FileNotFoundError:
