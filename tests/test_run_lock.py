@@ -122,3 +122,19 @@ def test_an_out_path_that_is_a_file_is_one_line(image_folder, tmp_path):
     target.write_text("x")
     code, _, err = run_cli(["pretrain", image_folder, "--out", target, *PRETRAIN])
     assert_one_line_error(code, err, str(target), "not a folder")
+
+
+def test_a_file_system_without_locks_runs_unguarded_with_a_warning(tmp_path, monkeypatch, caplog):
+    import errno
+
+    from selfsup.train import lock as lock_module
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(lock_module.fcntl, "flock", no_locks)
+    run = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="selfsup"), RunLock(run):
+        assert run.is_dir() and not (run / LOCK_FILE).exists()
+    assert "cannot lock the run folder" in caplog.text
+    assert not run.exists()
