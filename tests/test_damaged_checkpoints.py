@@ -63,6 +63,16 @@ def _foreign_zip(path: Path, run: Path) -> None:
         archive.writestr("notes.txt", "not a checkpoint")
 
 
+def _tampered(path: Path, run: Path) -> None:
+    """Bytes of the pickled structure (data.pkl) overwritten: the archive is whole, its contents are not."""
+    data = bytearray(_real(run))
+    with zipfile.ZipFile(run / "checkpoints" / "last.ckpt") as archive:
+        record = next(info for info in archive.infolist() if info.filename.endswith("/data.pkl"))
+    start = record.header_offset + 30 + len(record.filename) + len(record.extra)  # after the local file header
+    data[start + 1: start + 65] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+
+
 def _other_model(path: Path, run: Path) -> None:
     torch.save({"state_dict": {"method.encoder.other.weight": torch.zeros(2, 2)}, "global_step": 3,
                 "loops": {}, "optimizer_states": []}, path)
@@ -73,9 +83,10 @@ DAMAGE = {  # how a last.ckpt is broken -> what the error line says about it
     "truncated": (_truncated, "truncated or damaged"),
     "garbage": (_garbage, "not a PyTorch checkpoint"),
     "list": (_list, "it holds a list, not a checkpoint"),
-    "payload": (_payload, "refused, as loading them could run code"),
+    "payload": (_payload, "it asks to load io.open, not only tensors and plain data; refused"),
     "no_state_dict": (_no_state_dict, "it has no state_dict"),
-    "foreign_zip": (_foreign_zip, "damaged: "),
+    "foreign_zip": (_foreign_zip, "a zip archive, but not of a PyTorch checkpoint"),
+    "tampered": (_tampered, "damaged: its pickled contents are invalid"),
     "other_model": (_other_model, "its weights do not fit"),
 }
 

@@ -12,6 +12,8 @@ import logging
 import math
 import os
 import pickle
+import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -103,12 +105,20 @@ def _unreadable(path: Path, error: BaseException) -> str:
     with open(path, "rb") as file:
         head = file.read(4)
     if isinstance(error, pickle.UnpicklingError):
-        return "it holds objects other than tensors and plain data; refused, as loading them could run code"
+        refused = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if refused:
+            return (f"it asks to load {refused.group(1)}, not only tensors and plain data; refused, as loading it "
+                    "could run code")
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))
+        return f"damaged: its pickled contents are invalid{f' ({detail.group(1).strip()[:80]})' if detail else ''}"
     if head != ZIP_MAGIC:
         return f"not a PyTorch checkpoint: {size} bytes that do not start like one"
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    if "central directory" in message:
+    if not zipfile.is_zipfile(path):
         return f"truncated or damaged: {size} bytes, the zip archive's end is missing"
+    with zipfile.ZipFile(path) as archive:
+        if not any(name.endswith("/data.pkl") for name in archive.namelist()):
+            return "a zip archive, but not of a PyTorch checkpoint (no data.pkl in it)"
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return f"damaged: {message[:120]}"
 
 
