@@ -159,8 +159,8 @@ def check_weights(path: Path, state: Mapping[str, Any], expected: Mapping[str, t
     unexpected = sorted(set(state) - set(expected))
     resized = sorted(k for k in set(expected) & set(state)
                      if tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape))
-    problems = [f"{label} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
-                for label, names in (("missing", missing), ("unexpected", unexpected), ("other shape", resized)) if names]
+    found = (("missing", missing), ("unexpected", unexpected), ("other shape", resized))
+    problems = [f"{label} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}" for label, names in found if names]
     if problems:
         raise UnreadableCheckpoint(path, f"its weights do not fit {what}: {'; '.join(problems)}", fix)
 
@@ -185,7 +185,8 @@ def load_run_checkpoint(directory: Path, action: str, fix: str) -> tuple[Path, d
         try:
             checkpoint = load_checkpoint(best)
         except UnreadableCheckpoint as also:
-            other = f"there is no {BEST_FILE} to fall back to" if not best.exists() else f"neither is {BEST_FILE} ({also.reason})"
+            other = (f"neither is {BEST_FILE} ({also.reason})" if best.exists()
+                     else f"there is no {BEST_FILE} to fall back to")
             raise UnreadableCheckpoint(last, broken.reason, fix, also=other) from None
         if not launched_as_other_rank():  # the launching process speaks for the run
             log.warning("%s unreadable (%s); %s %s (step %s)", last, broken.reason, action, best.name,
