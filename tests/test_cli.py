@@ -173,6 +173,14 @@ def test_pretrain_on_a_run_of_another_method(workspace):
     assert (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns == before
 
 
+def test_resuming_with_fewer_epochs_than_trained_is_one_line(workspace, tmp_path):
+    run = tmp_path / "run"
+    args = ["pretrain", workspace["train"], "--method", "simclr", "--out", run, *PRETRAIN]
+    assert run_cli([*args, "--epochs", "2"])[0] == 0
+    code, _, err = run_cli([*args, "--epochs", "1"])
+    assert_one_line_error(code, err, str(run), "trained 2 epochs already", "--epochs above 2")
+
+
 def test_evaluate_on_a_folder_that_is_not_a_run(workspace, tmp_path):
     code, _, err = run_cli(["evaluate", workspace["train"], "--train", workspace["train"], "--test", workspace["test"]])
     assert_one_line_error(code, err, "not a selfsup run folder")

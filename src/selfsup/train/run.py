@@ -200,6 +200,9 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
     if resume:
         check_resume(resumed_from, resumed, module, RESUME_FIX)  # Lightning would fail on it with a traceback
         log.info("resuming %s from %s", run_dir, resumed_from)
+    if resume and int(resumed.get("epoch", 0)) > tc.epochs:  # Lightning would stop with a traceback
+        raise SelfSupError(f"{run_dir} has trained {resumed['epoch']} epochs already and --epochs {tc.epochs} counts "
+                           f"all of them (across resumes); give --epochs above {resumed['epoch']} to train on")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
