@@ -14,18 +14,22 @@ from selfsup.registry import get_method, list_methods
 
 from method_checks import SIZE, assert_ema_step, assert_method_learns, param_distance
 
-# name, encoder, hparams (narrower crops where 16 px crops would destroy the content), margin
+# name, encoder, hparams (narrower crops where 16 px crops would destroy the content), margin, probe gain.
+# MAE: pixel reconstruction does not make mean-pooled ViT features better for the similarity probe in
+# seconds. Measured on the toy task (vit_micro, seeds 0-1): 0.63-0.72 at random init, 0.46-0.54 after 10
+# steps, 0.32-0.37 after 40 (the MAE paper, too, finds its features weak without fine-tuning). Its test
+# asserts what is measurable: the reconstruction loss on held-out images falls and nothing collapses.
 CASES = [
-    ("simclr", "tiny_cnn", {"crop_min_scale": 0.5}, 0.1),
-    ("byol", "tiny_cnn", {"crop_min_scale": 0.5}, 1.0),
-    ("rotation", "tiny_cnn", {"min_crop_scale": 0.8}, 0.5),
-    ("mae", "vit_micro", {}, 0.3),
+    ("simclr", "tiny_cnn", {"crop_min_scale": 0.5}, 0.1, 0.15),
+    ("byol", "tiny_cnn", {"crop_min_scale": 0.5}, 1.0, 0.15),
+    ("rotation", "tiny_cnn", {"min_crop_scale": 0.8}, 0.5, 0.15),
+    ("mae", "vit_micro", {}, 0.3, None),
 ]
 
 
-@pytest.mark.parametrize(("name", "encoder_name", "hparams", "margin"), CASES, ids=[c[0] for c in CASES])
-def test_method_loss_falls_on_a_fixed_batch(name, encoder_name, hparams, margin):
-    assert_method_learns(name, encoder_name, hparams, margin)
+@pytest.mark.parametrize(("name", "encoder_name", "hparams", "margin", "probe_gain"), CASES, ids=[c[0] for c in CASES])
+def test_method_learns_without_collapse_and_beats_random_init(name, encoder_name, hparams, margin, probe_gain):
+    assert_method_learns(name, encoder_name, hparams, margin, probe_gain=probe_gain)
 
 
 def test_byol_target_is_an_ema_of_the_online_network_without_gradients():
