@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli_checks import global_step, run_cli
+from cli_checks import assert_run_trained, global_step, run_cli
 from selfsup.encoders import build_encoder
 from selfsup.errors import SelfSupError
 from selfsup.pretext.sequences import (
@@ -194,6 +194,7 @@ def test_methods_train_from_the_cli(tmp_path: Path, method: str) -> None:
                             "--max-steps", "20", "--batch-size", "8", "--no-progress", "--max-length", "16"])
     assert code == 0, err
     assert global_step(run) == 20
+    assert_run_trained(run)
 
 
 def test_cl4srec_adds_the_weighted_contrastive_loss_of_two_views() -> None:
