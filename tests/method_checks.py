@@ -85,24 +85,30 @@ def similarity_accuracy(train: torch.Tensor, train_labels: torch.Tensor, test: t
     return float((predicted == test_labels).double().mean())
 
 
+def eval_embed(encoder: torch.nn.Module, inputs) -> torch.Tensor:
+    """``encoder.embed(inputs)`` in eval mode without gradients (the encoder's mode is restored)."""
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            return encoder.embed(inputs)
+    finally:
+        encoder.train(was_training)
+
+
 class ToyTask:
-    """A labelled toy task ``(train inputs, labels, test inputs, labels)`` and the ``embed`` function that
-    turns its inputs into embeddings with a given encoder; :meth:`accuracy` is :func:`similarity_accuracy`."""
+    """A labelled toy task ``(train inputs, labels, test inputs, labels)``; ``prepare`` turns its raw inputs
+    into what an encoder takes. :meth:`accuracy` is :func:`similarity_accuracy`."""
 
     def __init__(self, train, train_labels: torch.Tensor, test, test_labels: torch.Tensor,
-                 embed: Callable[[torch.nn.Module, object], torch.Tensor]) -> None:
+                 prepare: Callable[[object], object]) -> None:
         self.train, self.train_labels, self.test, self.test_labels = train, train_labels, test, test_labels
-        self.embed = embed
+        self.prepare = prepare
 
     def features(self, encoder: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """Eval-mode embeddings of the train and test inputs (the encoder's mode is restored)."""
-        was_training = encoder.training
-        encoder.eval()
-        try:
-            with torch.no_grad():
-                return self.embed(encoder, self.train).float(), self.embed(encoder, self.test).float()
-        finally:
-            encoder.train(was_training)
+        return (eval_embed(encoder, self.prepare(self.train)).float(),
+                eval_embed(encoder, self.prepare(self.test)).float())
 
     def accuracy(self, encoder: torch.nn.Module) -> float:
         train, test = self.features(encoder)
@@ -134,7 +140,7 @@ def image_task(per_class: int = 20) -> ToyTask:
     after 10 steps on :func:`fixed_batch` (seeds 0-1): every CNN method 0.73-0.92, a gain of 0.21-0.53."""
     train, train_labels = toy_images(per_class, seed=1)
     test, test_labels = toy_images(per_class, seed=2)
-    return ToyTask(train, train_labels, test, test_labels, lambda encoder, x: encoder.embed(normalize(x)))
+    return ToyTask(train, train_labels, test, test_labels, normalize)
 
 
 def assert_method_learns(name: str, encoder_name: str, hparams: dict, margin: float, steps: int = 10,

@@ -11,7 +11,15 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from method_checks import SIZE, assert_ema_step, assert_not_collapsed, fixed_batch, image_task, param_distance
+from method_checks import (
+    SIZE,
+    assert_ema_step,
+    assert_not_collapsed,
+    eval_embed,
+    fixed_batch,
+    image_task,
+    param_distance,
+)
 
 from selfsup.artifacts import LoadedEncoder, export_safetensors
 from selfsup.data.text import TokenCollator, TokenizedCorpus
@@ -92,15 +100,6 @@ def audio_probe_loss(method, pretext, batch: dict[str, torch.Tensor]) -> float:
         return method.loss(pretext(batch, torch.Generator().manual_seed(1234))).loss.item()
 
 
-def embed_audio(enc, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Eval-mode pooled embeddings of a batch of clips."""
-    enc.eval()
-    with torch.no_grad():
-        out = enc.embed(batch)
-    enc.train()
-    return out
-
-
 # --------------------------------------------------------------------------- every method learns
 
 # Besides the training loss falling, each method must beat its random init on its own pretext task on
@@ -141,7 +140,7 @@ def test_audio_method_loss_falls(name):
     held_out_after = audio_probe_loss(method, pretext, held_out)
     assert held_out_after < held_out_before, (
         f"{name}: pretext loss on held-out clips {held_out_before:.4f} -> {held_out_after:.4f}")
-    assert_not_collapsed(embed_audio(method.encoder, held_out), f"{name} after 15 steps")
+    assert_not_collapsed(eval_embed(method.encoder, held_out), f"{name} after 15 steps")
 
 
 @pytest.mark.parametrize("name", ["wav2vec2", "hubert", "speed"])
@@ -423,7 +422,8 @@ def test_data2vec_learns_on_text_and_images(modality):
         batch, held_out, size = make(16, 0), make(32, 5), 32
         held_out_inputs = {k: held_out[k] for k in ("input_ids", "attention_mask")}
     else:
-        enc, batch, held_out, size = build_encoder({"name": "vit_micro", "image_size": SIZE}), fixed_batch(), fixed_batch(seed=1), SIZE
+        enc, size = build_encoder({"name": "vit_micro", "image_size": SIZE}), SIZE
+        batch, held_out = fixed_batch(), fixed_batch(seed=1)
         held_out_inputs = normalize(image_task().test)  # the varied toy images the other image methods use
     info = get_method("data2vec", modality)
     assert info.cls.encoder_for(modality) == enc.config["name"]
@@ -453,7 +453,7 @@ def test_data2vec_learns_on_text_and_images(modality):
     assert last < 0.8 * first, f"data2vec on {modality}: {losses}"  # measured: falls by half
     held_out_after = held_out_loss()
     assert held_out_after < held_out_before, f"data2vec on held-out {modality}: {held_out_before} -> {held_out_after}"
-    assert_not_collapsed(embed_audio(enc, held_out_inputs), f"data2vec on {modality} after 10 steps")
+    assert_not_collapsed(eval_embed(enc, held_out_inputs), f"data2vec on {modality} after 10 steps")
 
 
 def test_data2vec_image_teacher_follows_with_ema():

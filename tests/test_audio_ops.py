@@ -233,7 +233,8 @@ def test_mel_filters_match_an_independent_htk_filterbank():
 
 def test_log_mel_of_a_few_sines_matches_the_independent_reference():
     t = np.arange(4000) / SR
-    x = 0.4 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1830 * t + 1.0) + 0.1 * np.sin(2 * np.pi * 5200 * t)
+    x = (0.4 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1830 * t + 1.0)
+         + 0.1 * np.sin(2 * np.pi * 5200 * t))
     feats = log_mel(torch.tensor(x, dtype=torch.float32)[None], SR, n_mels=40)
     ref = reference_log_mel(x, 40, 400, 160, 512)
     assert feats.shape == (1, *ref.shape)

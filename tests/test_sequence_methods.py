@@ -22,7 +22,7 @@ from selfsup.pretext.sequences import (
 from selfsup.registry import get_method
 from selfsup.types import Modality
 
-from method_checks import assert_not_collapsed
+from method_checks import assert_not_collapsed, eval_embed
 
 N_ITEMS, MASK_ID = 12, 13
 
@@ -151,8 +151,7 @@ def probe_loss_change(name: str, encoder_name: str, steps: int = 40, min_gain: f
     with torch.no_grad():
         after = method.loss(probe).loss.item()
         held_out_after = float(method.loss(held_out).metrics[ACCURACY[name]])
-        encoder.eval()
-        users = encoder.embed({"input_ids": HELD_OUT[0], "attention_mask": HELD_OUT[1]})
+    users = eval_embed(encoder, {"input_ids": HELD_OUT[0], "attention_mask": HELD_OUT[1]})
     assert held_out_after >= held_out_before + min_gain, (
         f"{name}: {ACCURACY[name]} on held-out users {held_out_before:.3f} -> {held_out_after:.3f}")
     assert_not_collapsed(users, f"{name} user embeddings after {steps} steps")

@@ -18,7 +18,7 @@ from selfsup.evaluation.downstream import TokenBatch
 from selfsup.registry import get_method, list_methods
 from selfsup.types import LossOutput, Modality
 
-from method_checks import assert_not_collapsed
+from method_checks import assert_not_collapsed, eval_embed
 
 MAX_LENGTH = 32
 WORDS = (
@@ -50,15 +50,6 @@ def sentence_batch(tokenizer, n: int = 16, seed: int = 0) -> dict[str, torch.Ten
 def batch(tokenizer) -> dict[str, torch.Tensor]:
     """16 sentences of different lengths, right-padded: {input_ids, attention_mask, word_starts}."""
     return sentence_batch(tokenizer)
-
-
-def embed_text(encoder, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Eval-mode pooled embeddings of a token batch."""
-    encoder.eval()
-    with torch.no_grad():
-        out = encoder.embed({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})
-    encoder.train()
-    return out
 
 
 def build(name: str, tokenizer, encoder: str | None = None, **hparams):
@@ -123,7 +114,8 @@ def test_text_method_learns_its_pretext(name, hparams, margin, tokenizer, batch)
     # in 120 steps); what is measurable in seconds is the pretext loss on text never trained on.
     assert held_out_after < held_out_before, (
         f"{name}: pretext loss on held-out sentences {held_out_before:.4f} -> {held_out_after:.4f}")
-    assert_not_collapsed(embed_text(method.encoder, held_out), f"{name} after 20 steps")
+    inputs = {"input_ids": held_out["input_ids"], "attention_mask": held_out["attention_mask"]}
+    assert_not_collapsed(eval_embed(method.encoder, inputs), f"{name} after 20 steps")
     if margin is None:  # simcse: without learning the loss stays exactly where it was (same dropout masks)
         assert probe_loss(method, pretext, batch) == after
         assert after < 0.25 * before, f"{name}: loss on the fixed batch {before:.4f} -> {after:.4f}"
