@@ -16,7 +16,8 @@ from selfsup.modalities.image.readers import find_images, load_unlabeled
 from selfsup.evaluation import extract_features
 from selfsup.pretext.image_eval import eval_transform
 
-from cli_checks import assert_one_line_error, run_cli
+from cli_checks import assert_one_line_error, assert_run_trained, run_cli
+from method_checks import assert_not_collapsed
 
 SIZE = 16
 N_TRAIN = 48
@@ -41,6 +42,9 @@ def test_pretrain_creates_a_run(workspace):
     assert (run / "config.yaml").is_file() and (run / "metrics.csv").is_file()
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == N_TRAIN // 16
+    assert_run_trained(run)  # finite losses, weights moved from the run's own start
+    images = load_unlabeled(workspace["train"], SIZE, progress=False).images
+    assert_not_collapsed(extract_features(selfsup.load(run), images, eval_transform(SIZE)), "the run's encoder")
 
 
 def test_evaluate_writes_json_and_plot(workspace):
