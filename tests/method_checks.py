@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from conftest import CLASSES, make_pattern
 
 from selfsup.encoders import build_encoder
-from selfsup.pretext.views import normalize
+from selfsup.pretext.image_ops import normalize
 from selfsup.registry import get_method
 from selfsup.types import LossOutput, Modality
 

@@ -28,7 +28,7 @@ from selfsup.encoders import build_encoder
 from selfsup.errors import SelfSupError
 from selfsup.methods.audio_base import frame_grid
 from selfsup.pretext.masking import span_mask
-from selfsup.pretext.views import normalize
+from selfsup.pretext.image_ops import normalize
 from selfsup.registry import get_method
 from selfsup.train.run import load_teacher
 from selfsup.types import LossOutput, Modality
