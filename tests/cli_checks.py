@@ -1,9 +1,12 @@
-"""Shared helpers of the CLI tests: run the command in-process, check one-line errors, read a run's step."""
+"""Shared helpers of the CLI tests: run the command in-process, check one-line errors, read a run's step, and
+check what a finished run produced (finite losses, an encoder that left its initial weights)."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
+import math
 from pathlib import Path
 
 import torch
@@ -33,3 +36,39 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> str:
 def global_step(run: Path) -> int:
     """The optimiser steps a run folder's last checkpoint holds."""
     return int(torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"])
+
+
+def logged_losses(run: Path) -> list[float]:
+    """Every loss value a run logged (the ``loss*`` columns of its metrics.csv), in file order."""
+    with open(run / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [float(row[key]) for row in rows for key in row if key.startswith("loss") and row[key]]
+
+
+def _parameter_distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    pairs = zip(a.named_parameters(), b.named_parameters())
+    return math.sqrt(sum(float((x.detach() - y.detach()).double().pow(2).sum()) for (_, x), (_, y) in pairs))
+
+
+def assert_run_trained(run: Path, seed: int = 0) -> float:
+    """What a finished (not resumed) run produced, beyond its exit code and step count: it logged losses and
+    every one is finite, and its saved encoder left its initial weights. The start is rebuilt as the engine
+    draws it (``seed_everything(seed)``, then the encoder from its stored config); the trained encoder must
+    differ from it, yet by less than half of what separates it from another seed's encoder, which shows
+    the rebuilt start really is this run's. Returns the distance the weights moved."""
+    import lightning.pytorch as pl
+
+    import selfsup
+    from selfsup.encoders import build_encoder
+
+    losses = logged_losses(run)
+    assert losses and all(math.isfinite(x) for x in losses), f"{run}: logged losses {losses}"
+    trained = selfsup.load(run)
+    pl.seed_everything(seed, verbose=False)
+    start = build_encoder(trained.config)
+    pl.seed_everything(seed + 1, verbose=False)
+    other = build_encoder(trained.config)
+    moved, apart = _parameter_distance(trained, start), _parameter_distance(start, other)
+    assert moved > 0, f"{run}: the encoder's weights are still the initial ones"
+    assert moved < 0.5 * apart, f"{run}: moved {moved:.3g} from the rebuilt start, another seed is {apart:.3g} away"
+    return moved

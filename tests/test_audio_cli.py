@@ -23,7 +23,7 @@ from selfsup.modalities.audio.readers import find_audio_files, unlabeled_waves
 from selfsup.evaluation import extract_features
 from selfsup.modalities.audio.modality import WaveBatch
 
-from cli_checks import assert_one_line_error, global_step, run_cli
+from cli_checks import assert_one_line_error, assert_run_trained, global_step, run_cli
 
 FILE_RATE = 8000  # the files' rate: every read resamples to RATE
 RATE = 16000
@@ -106,6 +106,7 @@ def test_pretrain_writes_an_audio_run(workspace):
     assert global_step(run) == 4
     encoder = selfsup.load(run)
     assert encoder.sample_rate == RATE and encoder.dim == 32
+    assert_run_trained(run)
 
 
 def read_metrics(run: Path) -> list[dict]:
@@ -144,6 +145,7 @@ def test_every_audio_method_pretrains(workspace, tmp_path, method):
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert (config["method"]["name"], config["encoder"]["name"]) == (method, "wav2vec2_tiny")
     assert global_step(run) == 3
+    assert_run_trained(run)
     if method == "hubert":
         assert config["method"]["num_clusters"] == 8
         centroids = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]

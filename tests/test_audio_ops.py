@@ -176,16 +176,63 @@ def test_change_speed_per_clip_factors_and_validation():
 # --------------------------------------------------------------------------- log_mel / mfcc
 
 
-def reference_log_mel(x: np.ndarray, n_mels: int, win: int, hop: int, n_fft: int) -> np.ndarray:
-    """Slow numpy reference: frame loop, periodic Hann, zero-padded rfft, HTK mel filters."""
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)
-    filters = mel_filters(SR, n_mels, n_fft).numpy().astype(np.float64)
+def reference_mel_filters(sample_rate: int, n_mels: int, n_fft: int, f_min: float = 0.0,
+                          f_max: float | None = None) -> np.ndarray:
+    """HTK mel filterbank [n_fft // 2 + 1, n_mels] written out with loops, independent of selfsup (and of
+    the library it uses): mel(f) = 2595 log10(1 + f / 700); n_mels + 2 points equally spaced on that scale
+    from f_min to f_max give each triangle's left foot, peak (1) and right foot, in Hz, over the rfft bin
+    frequencies k * sample_rate / n_fft."""
+    f_max = sample_rate / 2 if f_max is None else f_max
+    to_mel = lambda f: 2595.0 * math.log10(1.0 + f / 700.0)  # noqa: E731
+    to_hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)  # noqa: E731
+    low, high = to_mel(f_min), to_mel(f_max)
+    points = [to_hz(low + (high - low) * i / (n_mels + 1)) for i in range(n_mels + 2)]
+    bins = n_fft // 2 + 1
+    filters = np.zeros((bins, n_mels))
+    for m in range(n_mels):
+        left, centre, right = points[m], points[m + 1], points[m + 2]
+        for k in range(bins):
+            f = k * sample_rate / n_fft
+            if left < f <= centre:
+                filters[k, m] = (f - left) / (centre - left)
+            elif centre < f < right:
+                filters[k, m] = (right - f) / (right - centre)
+    return filters
+
+
+def reference_log_mel(x: np.ndarray, n_mels: int, win: int, hop: int, n_fft: int, sample_rate: int = SR) -> np.ndarray:
+    """Slow numpy reference that calls no selfsup code: frame loop, periodic Hann window written out, the
+    DFT power of the zero-padded frame (np.fft.rfft), :func:`reference_mel_filters`, log(. + 1e-6)."""
+    window = np.array([0.5 - 0.5 * math.cos(2 * math.pi * n / win) for n in range(win)])
+    filters = reference_mel_filters(sample_rate, n_mels, n_fft)
     frames = (len(x) - win) // hop + 1
     out = np.empty((frames, n_mels))
     for t in range(frames):
-        power = np.abs(np.fft.rfft(x[t * hop: t * hop + win] * window, n=n_fft)) ** 2
-        out[t] = np.log(power @ filters + 1e-6)
+        spectrum = np.fft.rfft(x[t * hop: t * hop + win] * window, n=n_fft)
+        power = spectrum.real ** 2 + spectrum.imag ** 2
+        for m in range(n_mels):
+            out[t, m] = math.log(float(power @ filters[:, m]) + 1e-6)
     return out
+
+
+def test_mel_filters_match_an_independent_htk_filterbank():
+    for n_mels, n_fft, f_min, f_max in [(40, 512, 0.0, None), (24, 1024, 0.0, None), (16, 512, 100.0, 6000.0)]:
+        ours = reference_mel_filters(SR, n_mels, n_fft, f_min, f_max)
+        np.testing.assert_allclose(mel_filters(SR, n_mels, n_fft, f_min, f_max).numpy(), ours, atol=1e-5, rtol=0)
+        assert ours.max() <= 1.0 + 1e-9 and (ours.sum(0) > 0).all()  # every triangle covers some bin
+
+
+def test_log_mel_of_a_few_sines_matches_the_independent_reference():
+    t = np.arange(4000) / SR
+    x = (0.4 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1830 * t + 1.0)
+         + 0.1 * np.sin(2 * np.pi * 5200 * t))
+    feats = log_mel(torch.tensor(x, dtype=torch.float32)[None], SR, n_mels=40)
+    ref = reference_log_mel(x, 40, 400, 160, 512)
+    assert feats.shape == (1, *ref.shape)
+    np.testing.assert_allclose(feats[0].numpy(), ref, atol=2e-3, rtol=0)
+    # not a vacuous match of two flat spectra: the tones stand well above the median band
+    energy = ref.mean(0)
+    assert energy.max() - np.median(energy) > 5
 
 
 def test_log_mel_matches_slow_reference_and_frame_formula():

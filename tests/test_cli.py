@@ -16,7 +16,8 @@ from selfsup.modalities.image.readers import find_images, load_unlabeled
 from selfsup.evaluation import extract_features
 from selfsup.pretext.image_eval import eval_transform
 
-from cli_checks import assert_one_line_error, run_cli
+from cli_checks import assert_one_line_error, assert_run_trained, run_cli
+from method_checks import assert_not_collapsed
 
 SIZE = 16
 N_TRAIN = 48
@@ -41,6 +42,9 @@ def test_pretrain_creates_a_run(workspace):
     assert (run / "config.yaml").is_file() and (run / "metrics.csv").is_file()
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == N_TRAIN // 16
+    assert_run_trained(run)  # finite losses, weights moved from the run's own start
+    images = load_unlabeled(workspace["train"], SIZE, progress=False).images
+    assert_not_collapsed(extract_features(selfsup.load(run), images, eval_transform(SIZE)), "the run's encoder")
 
 
 def test_evaluate_writes_json_and_plot(workspace):
@@ -171,6 +175,14 @@ def test_pretrain_on_a_run_of_another_method(workspace):
     code, _, err = run_cli(["pretrain", workspace["train"], "--method", "byol", "--out", run, *PRETRAIN])
     assert_one_line_error(code, err, str(run), "made by method 'simclr', not 'byol'")
     assert (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns == before
+
+
+def test_resuming_with_fewer_epochs_than_trained_is_one_line(workspace, tmp_path):
+    run = tmp_path / "run"
+    args = ["pretrain", workspace["train"], "--method", "simclr", "--out", run, *PRETRAIN]
+    assert run_cli([*args, "--epochs", "2"])[0] == 0
+    code, _, err = run_cli([*args, "--epochs", "1"])
+    assert_one_line_error(code, err, str(run), "trained 2 epochs already", "--epochs above 2")
 
 
 def test_evaluate_on_a_folder_that_is_not_a_run(workspace, tmp_path):

@@ -196,7 +196,10 @@ def test_masked_patch_l1_matches_loop_reference():
 
 
 def test_simmim_learns_its_pretext_task():
-    assert_method_learns("simmim", "vit_micro", {}, 0.3)
+    # Like MAE, masked-patch regression does not lift the similarity probe on mean-pooled vit_micro
+    # features in seconds (toy task, seeds 0-1: 0.63-0.72 at random init, 0.55-0.67 after 10 steps,
+    # 0.57-0.67 after 40), so the test asserts the pretext loss on held-out images and no collapse.
+    assert_method_learns("simmim", "vit_micro", {}, 0.3, probe_gain=None)
 
 
 def test_simmim_hides_the_masked_patches_and_predicts_only_them():

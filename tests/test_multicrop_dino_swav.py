@@ -3,6 +3,8 @@ prototypes): loop references, simulated DDP, and both methods learning."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -107,31 +109,105 @@ def test_embed_crops_runs_the_encoder_once_per_resolution():
 # ---------------------------------------------------------------- losses vs loop references
 
 
-def _ce(target_probs: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
-    """mean_i -sum_k p[i, k] log q[i, k], with explicit loops."""
-    total = torch.zeros((), dtype=torch.float64)
-    for i in range(target_probs.shape[0]):
-        for k in range(target_probs.shape[1]):
-            total = total - target_probs[i, k].double() * log_probs[i, k].double()
-    return total / target_probs.shape[0]
+# Independent references in plain Python (lists of floats, math.exp / math.log, explicit loops over crops,
+# samples and dimensions): no torch.softmax, no production helper.
+
+Rows = list[list[float]]
 
 
-def _ref_pairs(targets: list[torch.Tensor], log_probs: list[torch.Tensor]) -> torch.Tensor:
-    terms = [_ce(t, log_probs[b]) for a, t in enumerate(targets) for b in range(len(log_probs)) if b != a]
-    return (sum(terms) / len(terms)).float()
+def _py_softmax(row: list[float], temperature: float, center: list[float] | None = None) -> list[float]:
+    """softmax((row - center) / temperature), max-shifted for stability."""
+    values = [(x - (center[k] if center is not None else 0.0)) / temperature for k, x in enumerate(row)]
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def _py_log_softmax(row: list[float], temperature: float) -> list[float]:
+    values = [x / temperature for x in row]
+    top = max(values)
+    log_total = top + math.log(sum(math.exp(v - top) for v in values))
+    return [v - log_total for v in values]
+
+
+def _py_cross_view(targets: list[Rows], log_probs: list[Rows]) -> float:
+    """Mean over crop pairs (a, b), a != b, of mean_i -sum_k targets[a][i][k] * log_probs[b][i][k]."""
+    total, pairs = 0.0, 0
+    for a, target in enumerate(targets):
+        for b, log_p in enumerate(log_probs):
+            if a == b:
+                continue
+            ce = 0.0
+            for i in range(len(target)):
+                for k in range(len(target[i])):
+                    ce -= target[i][k] * log_p[i][k]
+            total += ce / len(target)
+            pairs += 1
+    return total / pairs
+
+
+def _py_dino(student: list[Rows], teacher: list[Rows], center: list[float], student_temp: float,
+             teacher_temp: float) -> float:
+    targets = [[_py_softmax(row, teacher_temp, center) for row in crop] for crop in teacher]
+    return _py_cross_view(targets, [[_py_log_softmax(row, student_temp) for row in crop] for crop in student])
+
+
+def _py_sinkhorn(scores: Rows, epsilon: float, iterations: int) -> Rows:
+    """SwAV's Sinkhorn-Knopp (Caron et al. 2020, Algorithm 1 / ``distributed_sinkhorn``) with loops:
+    Q[k][b] = exp(scores[b][k] / epsilon) scaled to sum 1; then ``iterations`` times each prototype's row
+    to 1/K and each sample's column to 1/B; codes = B * Q, transposed to [B][K]."""
+    n, k = len(scores), len(scores[0])
+    top = max(max(row) for row in scores)  # a common shift: cancels in the normalisations
+    q = [[math.exp((scores[b][j] - top) / epsilon) for b in range(n)] for j in range(k)]
+    total = sum(sum(row) for row in q)
+    q = [[x / total for x in row] for row in q]
+    for _ in range(iterations):
+        for j in range(k):
+            row_sum = sum(q[j])
+            q[j] = [x / row_sum / k for x in q[j]]
+        for b in range(n):
+            col_sum = sum(q[j][b] for j in range(k))
+            for j in range(k):
+                q[j][b] = q[j][b] / col_sum / n
+    return [[n * q[j][b] for j in range(k)] for b in range(n)]
+
+
+def _py_swav(scores: list[Rows], temperature: float, epsilon: float, iterations: int, coded: int = 2) -> float:
+    codes = [_py_sinkhorn(crop, epsilon, iterations) for crop in scores[:coded]]
+    return _py_cross_view(codes, [[_py_log_softmax(row, temperature) for row in crop] for crop in scores])
+
+
+def _rows(tensors) -> list[Rows]:
+    return [t.detach().double().tolist() for t in tensors]
+
+
+def test_python_references_agree_with_hand_computed_values():
+    # softmax([0, ln 3]) = [1/4, 3/4]; centred by [0, ln 3] it is uniform; log-softmax of [0, 0] is -ln 2
+    assert _py_softmax([0.0, math.log(3)], 1.0) == pytest.approx([0.25, 0.75])
+    assert _py_softmax([0.0, math.log(3)], 1.0, center=[0.0, math.log(3)]) == pytest.approx([0.5, 0.5])
+    assert _py_log_softmax([0.0, 0.0], 0.1) == pytest.approx([-math.log(2)] * 2)
+    # one pair of crops with uniform targets over 2 classes: cross-entropy ln 2
+    assert _py_cross_view([[[0.5, 0.5]], [[0.5, 0.5]]], [[[-math.log(2)] * 2]] * 2) == pytest.approx(math.log(2))
+    codes = _py_sinkhorn([[1.0, 0.0], [0.0, 1.0], [0.3, 0.2], [0.9, 0.1]], 0.5, 50)
+    assert [sum(row) for row in codes] == pytest.approx([1.0] * 4)  # each sample: a distribution
+    assert [sum(row[j] for row in codes) for j in range(2)] == pytest.approx([2.0, 2.0], abs=1e-3)  # equal split
 
 
 @pytest.mark.parametrize(("student_temp", "teacher_temp"), [(0.1, 0.04), (0.2, 0.07)])
-def test_dino_loss_matches_loop_reference(student_temp, teacher_temp):
+def test_dino_loss_matches_python_reference(student_temp, teacher_temp):
     g = _gen(1)
     student = [torch.randn(3, 5, generator=g) for _ in range(4)]  # 2 globals + 2 locals
     teacher = [torch.randn(3, 5, generator=g) for _ in range(2)]
     center = torch.randn(1, 5, generator=g)
-    targets = [torch.softmax((t - center) / teacher_temp, dim=1) for t in teacher]
-    expected = _ref_pairs(targets, [torch.log_softmax(s / student_temp, dim=1) for s in student])
-    torch.testing.assert_close(dino_loss(student, teacher, center, student_temp, teacher_temp), expected)
+    expected = _py_dino(_rows(student), _rows(teacher), center[0].tolist(), student_temp, teacher_temp)
+    loss = dino_loss(student, teacher, center, student_temp, teacher_temp)
+    assert loss.item() == pytest.approx(expected, abs=1e-5)
     # the center may also be given as [K]
-    torch.testing.assert_close(dino_loss(student, teacher, center[0], student_temp, teacher_temp), expected)
+    as_k = dino_loss(student, teacher, center[0], student_temp, teacher_temp)
+    assert as_k.item() == pytest.approx(expected, abs=1e-5)
+    # the reference can tell: without the centring the number differs
+    assert abs(expected - _py_dino(_rows(student), _rows(teacher), [0.0] * 5, student_temp, teacher_temp)) > 1e-2
 
 
 def test_dino_loss_gradient_reaches_only_the_student_and_skips_same_view_pairs():
@@ -143,20 +219,31 @@ def test_dino_loss_gradient_reaches_only_the_student_and_skips_same_view_pairs()
     assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in student)
     # a student view identical to the teacher's view of the same index changes nothing (a == b skipped)
     base = dino_loss([teacher[0].detach(), teacher[1].detach()], [t.detach() for t in teacher], torch.zeros(5))
-    direct = _ref_pairs([torch.softmax(t.detach() / 0.04, 1) for t in teacher],
-                        [torch.log_softmax(t.detach() / 0.1, 1) for t in teacher])
-    torch.testing.assert_close(base, direct)
+    assert float(base) == pytest.approx(_py_dino(_rows(teacher), _rows(teacher), [0.0] * 5, 0.1, 0.04), abs=1e-5)
     with pytest.raises(ValueError, match="at least as many"):
         dino_loss([student[0]], teacher, torch.zeros(5))
 
 
-def test_swav_loss_matches_loop_reference_and_detaches_codes():
+@pytest.mark.parametrize(("epsilon", "iterations"), [(0.05, 3), (0.1, 5)])
+def test_swav_sinkhorn_and_swapped_prediction_match_python_reference(epsilon, iterations):
+    g = _gen(3)
+    scores = [F.normalize(torch.randn(4, 6, generator=g), dim=1).requires_grad_() for _ in range(5)]  # cosines
+    for crop in scores[:2]:
+        codes = sinkhorn(crop, epsilon, iterations)
+        torch.testing.assert_close(codes.double(), torch.tensor(_py_sinkhorn(_rows([crop])[0], epsilon, iterations),
+                                                                dtype=torch.float64), rtol=1e-4, atol=1e-5)
+    expected = _py_swav(_rows(scores), 0.1, epsilon, iterations)
+    loss = swav_loss(scores, [sinkhorn(s, epsilon, iterations) for s in scores[:2]], temperature=0.1)
+    assert loss.item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_swav_loss_detaches_codes():
     g = _gen(3)
     scores = [torch.randn(4, 6, generator=g, requires_grad=True) for _ in range(5)]
     codes = [torch.softmax(torch.randn(4, 6, generator=g), dim=1).requires_grad_() for _ in range(2)]
-    expected = _ref_pairs(codes, [torch.log_softmax(s / 0.1, dim=1) for s in scores])
     loss = swav_loss(scores, codes, temperature=0.1)
-    torch.testing.assert_close(loss, expected)
+    log_probs = [[_py_log_softmax(row, 0.1) for row in crop] for crop in _rows(scores)]
+    assert loss.item() == pytest.approx(_py_cross_view(_rows(codes), log_probs), abs=1e-5)
     loss.backward()
     assert all(c.grad is None for c in codes)
     assert all(s.grad.abs().sum() > 0 for s in scores)

@@ -13,6 +13,8 @@ import pytest
 import torch
 import yaml
 
+from cli_checks import assert_run_trained
+
 N_IMAGES = 48  # the image_folder fixture: 3 classes x 16
 BATCH = 8
 
@@ -39,6 +41,7 @@ def test_two_process_ddp_run_from_the_cli(image_folder: Path, tmp_path: Path, me
         step_rows = [row for row in csv.DictReader(file) if row.get("loss_step")]
     assert len(step_rows) == checkpoint["global_step"]  # rank 0 alone logs, once per step
     assert done.stdout.count("run folder:") == 1  # and only rank 0 speaks
+    assert_run_trained(run)  # finite losses; the weights left the start both processes share
 
 
 N_TEXTS = 60
@@ -70,6 +73,7 @@ def test_two_process_ddp_text_run_shares_one_tokenizer(tmp_path: Path, cache: st
 
     assert config["encoder"]["vocab_size"] == len(AutoTokenizer.from_pretrained(run / "tokenizer"))
     assert not (run / "tokenizer.tmp").exists()
+    assert_run_trained(run)
 
 
 N_CLIPS = 24
@@ -102,6 +106,7 @@ def test_two_process_ddp_audio_run(tmp_path: Path, method: str) -> None:
     assert checkpoint["global_step"] == 2 * (N_CLIPS // (2 * 4))  # DistributedSampler: 3 steps per epoch each
     if method == "hubert":
         assert checkpoint["state_dict"]["method.centroids"].abs().sum() > 0
+    assert_run_trained(run)
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
@@ -124,3 +129,4 @@ def test_two_process_ddp_sequence_run(tmp_path: Path, method: str) -> None:
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 2 * (20 // (2 * 4))  # DistributedSampler: 2 steps per epoch each
     assert (run / "item_map.json").exists() and not (run / "item_map.json.tmp").exists()
+    assert_run_trained(run)

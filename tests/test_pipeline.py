@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_checks import assert_run_trained
 from conftest import make_pattern
 
 from selfsup import api
@@ -218,6 +219,7 @@ def test_stream_pretraining_writes_a_checkpoint_and_finite_losses(folder, tmp_pa
     losses = [float(r["loss_step"]) for r in rows if r["loss_step"]]
     assert len(losses) == 24 // BATCH and all(math.isfinite(x) and x > 0 for x in losses)
     assert [float(r["samples_per_s"]) > 0 for r in rows if r.get("samples_per_s")] == [True] * (24 // BATCH - 1)
+    assert_run_trained(run)  # and the encoder's weights left the run's start
 
 
 def method_and_data(folder: Path, name: str, encoder: str):

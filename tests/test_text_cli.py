@@ -16,7 +16,7 @@ import yaml
 import selfsup
 from selfsup.encoders.text import TextEncoder
 
-from cli_checks import assert_one_line_error, global_step, run_cli
+from cli_checks import assert_one_line_error, assert_run_trained, global_step, run_cli
 
 BATCH = 16
 TEXT = ["--modality", "text", "--batch-size", str(BATCH), "--vocab-size", "150", "--max-length", "32", "--no-progress"]
@@ -91,6 +91,7 @@ def test_pretrain_writes_a_text_run(workspace):
     assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
     assert tokenizer.unk_token_id not in ids  # trained on this corpus
     assert global_step(run) == 2 * (len(workspace["texts"]) // BATCH)  # empty lines skipped, last batch dropped
+    assert_run_trained(run)
 
 
 def test_running_again_with_more_epochs_resumes(workspace, tmp_path):
@@ -232,6 +233,7 @@ def test_streamed_corpus_trains_with_whole_batches_per_epoch(workspace, tmp_path
     assert yaml.safe_load((run / "config.yaml").read_text())["data"]["cache"] == "stream"
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert global_step(run) == 2 * (len(workspace["texts"]) // BATCH)
+    assert_run_trained(run)
 
 
 @pytest.mark.parametrize(("method", "encoder"), [("clm", "gpt_tiny"), ("tsdae", "bert_tiny")])
@@ -243,6 +245,7 @@ def test_clm_and_tsdae_pretrain_and_evaluate(workspace, tmp_path, method, encode
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert (config["method"]["name"], config["encoder"]["name"]) == (method, encoder)
     assert global_step(run) == len(workspace["texts"]) // BATCH
+    assert_run_trained(run)
 
     out_json = tmp_path / "eval.json"
     code, out, err = run_cli(["evaluate", run, "--train", workspace["root"] / "train.tsv", "--test",

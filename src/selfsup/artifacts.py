@@ -24,7 +24,7 @@ from . import __version__
 from .encoders import Encoder, build_encoder
 from .errors import SelfSupError
 from .modalities import get_modality
-from .train.checkpoint import load_checkpoint
+from .train.checkpoint import BEST_FILE, check_weights, load_run_checkpoint
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "selfsup.json"
@@ -64,14 +64,16 @@ def _from_run(run_dir: Path) -> LoadedEncoder:
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     if not config_path.exists():
         raise SelfSupError(f"{run_dir}: not a selfsup run folder (no config.yaml); run `selfsup pretrain` first")
-    if not ckpt.exists():
+    if not ckpt.exists() and not ckpt.with_name(BEST_FILE).exists():
         raise SelfSupError(f"{run_dir}: no checkpoint yet (checkpoints/last.ckpt); run or resume `selfsup pretrain`")
     config = yaml.safe_load(config_path.read_text())
     data = config["data"]
     modality = get_modality(data["modality"])
-    encoder = build_encoder({"image_size": int(data["image_size"]), **config["encoder"]})
-    state = load_checkpoint(ckpt)["state_dict"]
-    weights = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
+    encoder = build_encoder({**modality.encoder_settings(data), **config["encoder"]})
+    fix = "pretrain again: into a new --out folder, or here after moving the damaged files out of checkpoints/"
+    used, checkpoint = load_run_checkpoint(ckpt.parent, "using", fix)
+    weights = {k[len(ENCODER_PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(ENCODER_PREFIX)}
+    check_weights(used, weights, encoder.state_dict(), f"the encoder in {config_path.name}", fix)
     encoder.load_state_dict(weights)
     return LoadedEncoder(encoder.eval(), modality.name, modality.input_size(data), config["method"]["name"],
                          **modality.load_extras(run_dir, data, export=False))

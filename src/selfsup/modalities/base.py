@@ -100,9 +100,10 @@ class Modality:
         per history), from the ``data`` section of its config.yaml."""
         raise NotImplementedError
 
-    def check_settings(self, data: DataConfig) -> None:
-        """Settings that only make sense together (checked before any work); ranges are declared with the
-        settings themselves."""
+    def encoder_settings(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Encoder builder arguments a stored run's data settings imply, for configs that predate their being
+        written into the ``encoder`` section (which wins)."""
+        return {}
 
     # ------------------------------------------------------------------ run folders and exports
     def load_extras(self, folder: Path, data: dict[str, Any] | None, export: bool) -> dict[str, Any]:

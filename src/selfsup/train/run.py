@@ -18,8 +18,9 @@ from ..errors import SelfSupError
 from ..modalities import get_modality, get_modality_info, modality_infos
 from ..registry import get_method
 from ..runtime import resolve_precision, retain_freed_memory
-from .checkpoint import AtomicCheckpointIO, RunCheckpoint, load_checkpoint
+from .checkpoint import AtomicCheckpointIO, RunCheckpoint, check_resume, load_checkpoint, load_run_checkpoint
 from .health import HealthMonitor
+from .lock import LOCK_FILE, RunLock
 from .logger import RunCSVLogger
 from .module import NonFiniteLossError, PretrainModule
 from .optimizers import choose_optimizer, default_lr_and_decay
@@ -29,11 +30,13 @@ log = logging.getLogger("selfsup")
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
+RESUME_FIX = "move the damaged files out of checkpoints/ to start over in this folder, or use a new --out folder"
 
 
 def prepared_first() -> frozenset[str]:
-    """Names that data preparation writes into a run folder before its config.yaml (a tokenizer, an item map)."""
-    return frozenset().union(*(info.prepared_files for info in modality_infos()))
+    """Names written into a run folder before its config.yaml: the lock, and what data preparation saves (a
+    tokenizer, an item map)."""
+    return frozenset({LOCK_FILE}).union(*(info.prepared_files for info in modality_infos()))
 
 
 def resolve(config: RunConfig) -> RunConfig:
@@ -54,7 +57,7 @@ def check_resumable(run_dir: Path, config: RunConfig) -> bool:
     """True when ``run_dir`` holds a checkpoint of the same method and encoder to resume from."""
     last = run_dir / CHECKPOINT_DIR / "last.ckpt"
     saved_path = run_dir / CONFIG_FILE
-    if not last.exists():
+    if not last.exists() and not last.with_name("best.ckpt").exists():
         return False
     if not saved_path.exists():
         raise SelfSupError(f"{run_dir}: has checkpoints but no {CONFIG_FILE}; choose a new --out folder")
@@ -132,15 +135,21 @@ def _fit_device(accelerator: str) -> str:
 
 
 def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
-    """Pretrain (or resume) into ``run_dir``; returns the path of the last checkpoint."""
-    run_dir = Path(run_dir).expanduser()
+    """Pretrain (or resume) into ``run_dir``, holding its lock from before anything is written there until the
+    run ends (see ``lock.py``); returns the path of the last checkpoint."""
+    with RunLock(Path(run_dir).expanduser()) as lock:
+        return _pretrain_locked(config, lock.run_dir)
+
+
+def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
     config = resolve(config)
     resume = check_resumable(run_dir, config)
     if not resume and run_dir.exists() and not (run_dir / CONFIG_FILE).exists() and \
             any(p.name not in prepared_first() for p in run_dir.iterdir()):
         raise SelfSupError(f"{run_dir}: folder exists and is not a selfsup run; choose a new --out folder")
     # a resumed run must not replay the first epochs' shuffles and augmentations
-    resumed_step = int(load_checkpoint(run_dir / CHECKPOINT_DIR / "last.ckpt").get("global_step", 0)) if resume else 0
+    resumed_from, resumed = load_run_checkpoint(run_dir / CHECKPOINT_DIR, "resuming from", RESUME_FIX) if resume else (None, {})
+    resumed_step = int(resumed.get("global_step", 0))
     pl.seed_everything(config.trainer.seed + resumed_step, verbose=False)
     if config.trainer.accelerator in ("auto", "cpu") and not torch.cuda.is_available():
         retain_freed_memory()
@@ -191,12 +200,16 @@ def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
     if trainer.is_global_zero:
         config.save(run_dir / CONFIG_FILE)
     if resume:
-        log.info("resuming %s from %s", run_dir, checkpoints.last_path)
+        check_resume(resumed_from, resumed, module, RESUME_FIX)  # Lightning would fail on it with a traceback
+        log.info("resuming %s from %s", run_dir, resumed_from)
+    if resume and int(resumed.get("epoch", 0)) > tc.epochs:  # Lightning would stop with a traceback
+        raise SelfSupError(f"{run_dir} has trained {resumed['epoch']} epochs already and --epochs {tc.epochs} counts "
+                           f"all of them (across resumes); give --epochs above {resumed['epoch']} to train on")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
         try:
-            trainer.fit(module, loader, ckpt_path=str(checkpoints.last_path) if resume else None,
+            trainer.fit(module, loader, ckpt_path=str(resumed_from) if resume else None,
                         weights_only=True)
         except NonFiniteLossError as exc:
             kept = checkpoints.last_path

@@ -24,6 +24,9 @@ class ImageModality(Modality):
     def input_size(self, data: dict[str, Any]) -> int:
         return int(data["image_size"])
 
+    def encoder_settings(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"image_size": int(data["image_size"])}
+
     # ------------------------------------------------------------------ evaluation
     def read_labeled(self, loaded, path, classes, encoding):
         from ...evaluation.downstream import Labeled

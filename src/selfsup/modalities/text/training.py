@@ -30,6 +30,7 @@ from .tokenizer import TOKENIZER_KINDS, load_tokenizer, save_tokenizer, token_sp
 from ...errors import SelfSupError
 from ...methods.base import Pretext
 from ...train.data import decide_cache
+from ...train.lock import launched_as_other_rank
 from ...train.sources import TrainData
 
 log = logging.getLogger("selfsup")
@@ -38,14 +39,6 @@ TOKENIZER_DIR = "tokenizer"
 BYTES_PER_TOKEN = 5  # int32 id + one bool word-start flag
 CHARS_PER_TOKEN = 4  # rough, to size the corpus before tokenizing it
 TOKENIZER_WAIT_S = 3600  # how long DDP processes other than the first wait for its tokenizer
-
-
-def _launch_rank() -> int:
-    """This process's global rank from the launcher's environment (torchrun, SLURM, Lightning), 0 alone."""
-    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 0
 
 
 def _saved(folder: Path) -> bool:
@@ -58,7 +51,7 @@ def prepare_tokenizer(data: DataConfig, files: list[Path], run_dir: Path):
     saved = run_dir / TOKENIZER_DIR
     if _saved(saved):
         return load_tokenizer(saved)
-    if _launch_rank() > 0:
+    if launched_as_other_rank():
         deadline = time.monotonic() + TOKENIZER_WAIT_S
         while not _saved(saved):
             if time.monotonic() > deadline:
