@@ -137,12 +137,12 @@ def _fit_device(accelerator: str) -> str:
 def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
     """Pretrain (or resume) into ``run_dir``, holding its lock from before anything is written there until the
     run ends (see ``lock.py``); returns the path of the last checkpoint."""
+    config = resolve(config)  # every setting checked before the run folder (or its lock) is touched
     with RunLock(Path(run_dir).expanduser()) as lock:
         return _pretrain_locked(config, lock.run_dir)
 
 
 def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
-    config = resolve(config)
     resume = check_resumable(run_dir, config)
     if not resume and run_dir.exists() and not (run_dir / CONFIG_FILE).exists() and \
             any(p.name not in prepared_first() for p in run_dir.iterdir()):
