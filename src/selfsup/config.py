@@ -14,155 +14,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import SelfSupError, did_you_mean
+from .modalities.image import MAX_IMAGE_SIZE  # noqa: F401  (image sizes anywhere: encoders, crops)
+from .settings import SETTING, Setting, check_fields, format_bytes, setting, setting_label, spec_of  # noqa: F401
 
-SETTING = "selfsup.setting"  # the metadata key of a declared field
 CACHE_MODES = ("auto", "memory", "stream")
 OPTIMIZERS = ("adamw", "sgd", "lars")
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64", "16",
               "bf16", "transformer-engine", "transformer-engine-float16")  # Lightning's, plus auto
-# one decoded 4096 px image is 48 MiB and a batch of 256 with two float32 views 108 GiB: larger cannot train
-MAX_IMAGE_SIZE = 4096
 MAX_STEPS = 10**9  # steps, and every-N-steps intervals
-
-
-def _fmt(x: float) -> str:
-    if isinstance(x, int) or x.is_integer() and abs(x) < 1e7:
-        return str(int(x))
-    return f"{x:g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
-
-
-def format_bytes(n: float) -> str:
-    """``n`` bytes for people: ``27.9 GiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.3g} {unit}"
-        n /= 1024
-    return f"{n:.3g} TiB"
-
-
-@dataclass(frozen=True)
-class Setting:
-    """The valid values of one setting: a kind (int, float, bool, str, or object with ``valid``) and a range
-    ``low``..``high`` (``low_open``/``high_open``: the end itself is excluded), or ``choices``.
-
-    ``optional``: None is valid too (it means what ``help`` says, e.g. "the method's default"). ``flag`` is
-    the CLI flag that sets it, for messages. ``valid``/``expect``: a custom test and its description.
-    """
-
-    kind: type
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    choices: tuple[Any, ...] | Callable[[], Iterable[Any]] | None = None
-    optional: bool = False
-    flag: str = ""
-    help: str | Callable[[Any], str] = ""  # why, or what null means; a function of the value given
-    valid: Callable[[Any], bool] | None = None
-    expect: str = ""
-
-    def options(self) -> tuple[Any, ...]:
-        choices = self.choices() if callable(self.choices) else self.choices
-        return tuple(choices or ())
-
-    def expected(self) -> str:
-        """What the setting takes, e.g. ``a whole number in [1, 1048576]``."""
-        if self.expect:
-            text = self.expect
-        elif self.choices is not None:
-            options = [str(c) for c in self.options()]
-            text = "one of " + ", ".join(options[:8]) + (f", ... ({len(options)} in all)" if len(options) > 8 else "")
-        elif self.kind is bool:
-            text = "true or false"
-        elif self.kind is str:
-            text = "text"
-        else:
-            text = "a whole number" if self.kind is int else "a number"
-            if self.low is not None and self.high is not None:
-                text += (f" in {'(' if self.low_open else '['}{_fmt(self.low)}, "
-                         f"{_fmt(self.high)}{')' if self.high_open else ']'}")
-            elif self.low is not None:
-                text += f" {'>' if self.low_open else '>='} {_fmt(self.low)}"
-        return text + (", or null" if self.optional else "")
-
-    def is_kind(self, value: Any) -> bool:
-        """Whether ``value`` has the setting's type (a bool is not a number; a whole number is an int)."""
-        if value is None:
-            return self.optional
-        if self.kind in (int, float):
-            return (isinstance(value, (int, float)) and not isinstance(value, bool)
-                    and (self.kind is float or isinstance(value, int)) and math.isfinite(value))
-        return isinstance(value, self.kind)
-
-    def accepts(self, value: Any) -> bool:
-        if value is None:
-            return self.optional
-        if self.valid is not None:
-            return self.valid(value)
-        if not self.is_kind(value):
-            return False
-        if self.choices is not None:
-            return value in self.options()
-        if self.low is not None and (value < self.low or self.low_open and value == self.low):
-            return False
-        return not (self.high is not None and (value > self.high or self.high_open and value == self.high))
-
-    def check(self, value: Any, name: str) -> None:
-        """Raise a one-line :class:`SelfSupError` naming ``name``, the valid values and ``value`` unless valid."""
-        if not self.accepts(value):
-            raise SelfSupError(self.message(value, name))
-
-    def message(self, value: Any, name: str) -> str:
-        hint = did_you_mean(value, [str(c) for c in self.options()]) if isinstance(value, str) and self.choices else ""
-        help = self.help(value) if callable(self.help) else self.help
-        why = f" ({help})" if help else ""
-        return f"{name} must be {self.expected()}; got {value!r}{hint}{why}"
-
-
-def setting(default: Any = MISSING, *, default_factory: Any = MISSING, kind: type | None = None,
-            low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False,
-            choices: tuple[Any, ...] | Callable[[], Iterable[Any]] | None = None, flag: str = "",
-            help: str | Callable[[Any], str] = "",
-            valid: Callable[[Any], bool] | None = None, expect: str = "") -> Any:
-    """A dataclass field with its valid values declared next to its default (see :class:`Setting`).
-
-    ``kind`` defaults to the default's type; a None default makes the setting optional (give ``kind``).
-    """
-    sample = default_factory() if default_factory is not MISSING else default
-    if kind is None:
-        if sample is MISSING or sample is None:
-            raise TypeError("setting(): give kind= when there is no default to take the type from")
-        kind = type(sample)
-    spec = Setting(kind, low, high, low_open, high_open, choices, default is None, flag, help, valid, expect)
-    if default_factory is not MISSING:
-        return field(default_factory=default_factory, metadata={SETTING: spec})
-    return field(default=default, metadata={SETTING: spec})
-
-
-def spec_of(f: Field) -> Setting | None:
-    """The :class:`Setting` declared for a dataclass field, or None."""
-    return f.metadata.get(SETTING)
-
-
-def setting_label(section: str, name: str, spec: Setting | None, owner: str = "") -> str:
-    """How messages name a setting: ``--batch-size / trainer.batch_size``, ``method.temperature (simclr)``."""
-    label = f"{spec.flag} / {section}.{name}" if spec is not None and spec.flag else f"{section}.{name}"
-    return f"{label} ({owner})" if owner else label
-
-
-def check_fields(obj: Any, section: str, owner: str = "") -> None:
-    """Check every declared field of the dataclass instance ``obj``; the first invalid one raises."""
-    for f in fields(obj):
-        spec = spec_of(f)
-        if spec is not None:
-            spec.check(getattr(obj, f.name), setting_label(section, f.name, spec, owner))
 
 
 def _devices_valid(value: Any) -> bool:
@@ -201,38 +67,47 @@ def _lightning_names(kind: str) -> Callable[[], list[str]]:
 
 
 
-def _image_size_help(size: Any) -> str:
-    """Why image_size is capped: what one decoded image of that size would take."""
-    each = f": {format_bytes(3 * size * size)} at {size} px" if isinstance(size, int) and size > 0 else ""
-    return f"one decoded image takes 3 x S x S bytes{each}, and a batch of augmented float32 views 8x that per image"
-
-
-@dataclass
-class DataConfig:
-    path: str = setting("")
-    modality: str = setting("image", choices=_modality_names, flag="--modality")
-    image_size: int = setting(32, low=8, high=MAX_IMAGE_SIZE, flag="--image-size", help=_image_size_help)
-    strict: bool = setting(False, flag="--strict")
+_COMMON_DATA = [
+    ("path", str, setting("")),
+    ("modality", str, setting("image", choices=_modality_names, flag="--modality")),
+    ("strict", bool, setting(False, flag="--strict")),
     # memory: decode/tokenize once and keep in RAM; stream: read per sample; auto: by size
-    cache: str = setting("auto", choices=CACHE_MODES, flag="--cache")
-    # text
-    encoding: str = setting("utf-8", flag="--encoding")  # of the text files (e.g. latin-1)
-    text_field: str = setting("text")  # the field holding the text in .jsonl / .csv / .tsv files
-    tokenizer: str = setting("wordpiece", flag="--tokenizer")  # wordpiece | bpe (trained on DATA, saved in the run folder) | a tokenizer folder
-    vocab_size: int = setting(8000, low=16, high=2**20, flag="--vocab-size")  # of a trained tokenizer
-    lowercase: bool = setting(True)  # a trained tokenizer lowercases (and strips accents for wordpiece)
-    max_length: int = setting(128, low=2, high=65536, flag="--max-length")  # tokens per text (longer texts are truncated)
-    # audio
-    sample_rate: int = setting(16000, low=1000, high=384000, flag="--sample-rate")  # every recording is resampled to this rate (Hz) and mixed down to mono
-    clip_seconds: float = setting(2.0, low=0, high=3600, low_open=True, flag="--clip-seconds")  # training crops (random) and evaluation clips (centre) are at most this long
-    max_seconds: float = setting(60.0, low=0, high=3600, low_open=True,  # longer recordings are centre-cropped to this when read
-                                 help="a decoded recording takes 4 x sample_rate bytes per second")
-    # behaviour sequences (interaction logs; data.max_length is the history length)
-    user_column: str = setting("user")
-    item_column: str = setting("item")
-    timestamp_column: str = setting("timestamp")
-    rating_column: str = setting("")  # optional; with min_rating, rows rated below it are dropped (implicit feedback)
-    min_rating: float | None = setting(None, kind=float, low=-1e9, high=1e9)
+    ("cache", str, setting("auto", choices=CACHE_MODES, flag="--cache")),
+]
+
+
+def _data_fields(extra: dict[str, type] | None = None) -> list[tuple[str, Any, Field]]:
+    """The ``data`` section's fields: the settings every modality shares, then each modality's own (declared in
+    its package as ``SETTINGS``, with defaults and ranges); a setting two modalities share (``max_length``:
+    tokens per text, items per history) is declared alike by both."""
+    from .modalities import modality_settings
+
+    declared: dict[str, tuple[str, Any, Field]] = {name: (name, kind, spec) for name, kind, spec in _COMMON_DATA}
+    for modality, settings in {**modality_settings(), **(extra or {})}.items():
+        for f in fields(settings):
+            if f.name in declared and declared[f.name][2].default != f.default:
+                raise TypeError(f"data.{f.name} is declared twice with different defaults (modality {modality})")
+            declared.setdefault(f.name, (f.name, f.type, field(default=f.default, metadata=f.metadata)))
+    return list(declared.values())
+
+
+DataConfig = make_dataclass("DataConfig", _data_fields())
+DataConfig.__module__ = __name__
+DataConfig.__doc__ = ("The data section: what DATA is and how it is read. Shared settings (path, modality, strict, "
+                      "cache) and every modality's own (``SETTINGS`` in ``selfsup/modalities/<name>/``).")
+
+
+def add_data_settings(modality: str, settings: type) -> None:
+    """Add a modality registered after this module was imported (a plug-in) to the ``data`` section: the
+    class ``DataConfig`` stays the same object, with the plug-in's settings as fields."""
+    rebuilt = make_dataclass("DataConfig", _data_fields({modality: settings}))
+    for name in ("__init__", "__repr__", "__eq__", "__dataclass_fields__", "__dataclass_params__", "__match_args__",
+                 "__annotations__"):
+        if name in vars(rebuilt):
+            setattr(DataConfig, name, vars(rebuilt)[name])
+    for f in fields(rebuilt):
+        if f.default is not MISSING:
+            setattr(DataConfig, f.name, f.default)
 
 
 @dataclass

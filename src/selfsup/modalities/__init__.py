@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SelfSupError, did_you_mean
@@ -32,6 +33,9 @@ def register_modality(info: ModalityInfo, settings: type | None = None) -> Modal
     _INFOS[info.name] = info
     if settings is not None:
         _SETTINGS[info.name] = settings
+        config = sys.modules.get("selfsup.config")
+        if config is not None and hasattr(config, "add_data_settings"):  # the data section is built: extend it
+            config.add_data_settings(info.name, settings)
     return info
 
 
@@ -47,9 +51,9 @@ def _load_builtin() -> None:
 
 
 def modality_infos() -> list[ModalityInfo]:
-    """Every registered modality's metadata, in the order of registration (built-ins alphabetically)."""
+    """Every registered modality's metadata, built-ins first (by their ``order``), then plug-ins."""
     _load_builtin()
-    return list(_INFOS.values())
+    return sorted(_INFOS.values(), key=lambda info: info.order)
 
 
 def modality_names() -> list[str]:
@@ -58,8 +62,7 @@ def modality_names() -> list[str]:
 
 def modality_settings() -> dict[str, type]:
     """The ``data.*`` settings dataclass of each modality that declares some."""
-    _load_builtin()
-    return dict(_SETTINGS)
+    return {info.name: _SETTINGS[info.name] for info in modality_infos() if info.name in _SETTINGS}
 
 
 def _name(modality: Any) -> str:

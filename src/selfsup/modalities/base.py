@@ -63,6 +63,8 @@ class ModalityInfo:
     pairwise_protocol: str | None = None  # the label-free protocol run on its own (similarity, ranking)
     pairwise_needs_test: bool = True  # False: that protocol reads its targets from the run itself (ranking)
     prepared_files: frozenset[str] = field(default_factory=frozenset)
+    methods: tuple[str, ...] = ()  # generic methods that do not name this modality but fit it (a plug-in's)
+    order: int = 100  # where it is listed (--help, `selfsup methods`); the built-ins come first
 
     def default_encoder(self, kind: str = DEFAULT_KIND) -> str:
         """The encoder a method of ``kind`` trains on this modality when none is named."""

@@ -1,8 +1,25 @@
 """Behaviour sequences: an interaction log (user, item, timestamp rows) turned into per-user item histories."""
 
+from dataclasses import dataclass
+
+from ...settings import setting
 from ..base import ModalityInfo
 
+
+@dataclass
+class SETTINGS:
+    """``data.*`` settings of interaction logs (``max_length``: the most recent items kept per history)."""
+
+    max_length: int = setting(128, low=2, high=65536, flag="--max-length")
+    user_column: str = setting("user")
+    item_column: str = setting("item")
+    timestamp_column: str = setting("timestamp")
+    rating_column: str = setting("")  # optional; with min_rating, rows rated below it are dropped (implicit feedback)
+    min_rating: float | None = setting(None, kind=float, low=-1e9, high=1e9)
+
+
 INFO = ModalityInfo(
+    order=3,
     name="sequence",
     unit="histories",
     data_help="sequence: a .csv/.tsv/.parquet interaction log with user, item, timestamp columns",
