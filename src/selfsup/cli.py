@@ -123,20 +123,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_libraries(verbose: bool) -> None:
+    """Library logs: all of them with ``-v``; else warnings only, and none of Lightning's chatter.
+
+    Lightning resets its loggers' levels when it is imported, so their quieting waits for that import
+    (:func:`selfsup.runtime.quiet_lightning`, run by ``selfsup.train``): commands that never train never
+    pay for importing Lightning.
+    """
+    from . import runtime
+
+    runtime.QUIET_LIBRARIES = not verbose
     if verbose:
         logging.basicConfig(level=logging.INFO)
         return
-    import lightning.pytorch  # noqa: F401  (it sets its loggers' levels on import; override after)
-
     logging.basicConfig(level=logging.WARNING, format="selfsup: %(message)s")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="lightning")
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    runtime.quiet_lightning()
 
 
 def _run(args: argparse.Namespace) -> None:
-    from . import api
+    if args.command == "methods":  # metadata only: no torch, no Lightning
+        _print_methods(args.modality, args.json)
+        return
+    from . import api  # imports torch
 
     if args.command == "pretrain":
         run = api.pretrain(
@@ -163,16 +172,6 @@ def _run(args: argparse.Namespace) -> None:
                                seed=args.seed, finetune_steps=args.finetune_steps, encoding=args.encoding,
                                progress=print)
         print(format_table(results))
-    elif args.command == "methods":
-        from .registry import list_methods
-
-        infos = list_methods(args.modality)
-        if args.json:
-            print(json.dumps([i.to_dict() for i in infos], indent=2))
-        else:
-            width = max((len(i.name) for i in infos), default=0)
-            for i in infos:
-                print(f"{i.name:<{width}}  {i.family.value:<18} {','.join(sorted(m.value for m in i.modalities)):<10} {i.paper}")
     elif args.command == "embed":
         from .evaluation.sequence_eval import item_embeddings_path
 
@@ -187,6 +186,18 @@ def _run(args: argparse.Namespace) -> None:
         from .demo import run_demo
 
         run_demo(args.out, method=args.method, epochs=args.epochs)
+
+
+def _print_methods(modality: str | None, as_json: bool) -> None:
+    from .registry import list_methods
+
+    infos = list_methods(modality)
+    if as_json:
+        print(json.dumps([i.to_dict() for i in infos], indent=2))
+    else:
+        width = max((len(i.name) for i in infos), default=0)
+        for i in infos:
+            print(f"{i.name:<{width}}  {i.family.value:<18} {','.join(sorted(m.value for m in i.modalities)):<10} {i.paper}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,12 @@
-"""Encoders by name: ``build_encoder(config)`` rebuilds any registered backbone."""
+"""Encoders by name: ``build_encoder(config)`` rebuilds any registered backbone.
+
+The registry imports an encoder's module (timm for images, transformers for text and audio) only
+when that encoder is built, so an image run never pays for transformers.
+"""
 
 from __future__ import annotations
 
 from ..registry import get_encoder_builder
-from . import audio, image, sequence, text  # noqa: F401  (registers every built-in encoder)
 from .base import Encoder
 
 
