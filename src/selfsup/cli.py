@@ -126,19 +126,19 @@ def _quiet_libraries(verbose: bool) -> None:
     """Library logs: all of them with ``-v``; else warnings only, and none of Lightning's chatter.
 
     Lightning resets its loggers' levels when it is imported, so their quieting waits for that import
-    (:func:`selfsup.runtime.quiet_lightning`, run by ``selfsup.train``): commands that never train never
+    (:func:`selfsup.library_logs.quiet_lightning`, run by ``selfsup.train``): commands that never train never
     pay for importing Lightning.
     """
-    from . import runtime
+    from . import library_logs
 
-    runtime.QUIET_LIBRARIES = not verbose
+    library_logs.QUIET = not verbose
     if verbose:
         logging.basicConfig(level=logging.INFO)
         return
     logging.basicConfig(level=logging.WARNING, format="selfsup: %(message)s")
     warnings.filterwarnings("ignore", module="lightning")
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
-    runtime.quiet_lightning()
+    library_logs.quiet_lightning()
 
 
 def _run(args: argparse.Namespace) -> None:

@@ -1,16 +1,12 @@
-"""Process-level settings: speed settings for CPU training, and how much library logging to show.
-
-Importing this module imports neither torch nor Lightning (the CLI uses it before it knows whether a
-command trains).
-"""
+"""Process-level speed settings for CPU training."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import functools
-import logging
-import sys
+
+import torch
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -61,23 +57,6 @@ def resolve_precision(precision: str, accelerator: str = "auto") -> str:
     """
     if precision != "auto":
         return precision
-    import torch
-
     if accelerator not in ("cpu",) and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
-
-
-QUIET_LIBRARIES = False  # set by the CLI unless -v: hide Lightning's info messages and warnings
-_LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
-
-
-def quiet_lightning() -> None:
-    """Lower Lightning's loggers to errors when the CLI asked for quiet, if Lightning is imported.
-
-    Lightning sets its loggers to INFO when it is imported, so ``selfsup.train`` calls this right
-    after importing it; the CLI calls it too, for a Lightning imported earlier. A no-op otherwise.
-    """
-    if QUIET_LIBRARIES and any(name in sys.modules for name in _LIGHTNING_LOGGERS):
-        for name in _LIGHTNING_LOGGERS:
-            logging.getLogger(name).setLevel(logging.ERROR)

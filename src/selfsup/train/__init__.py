@@ -2,6 +2,6 @@
 
 import lightning.pytorch  # noqa: F401  (every module here uses it)
 
-from ..runtime import quiet_lightning
+from ..library_logs import quiet_lightning
 
 quiet_lightning()  # Lightning reset its loggers' levels on import: apply the CLI's quiet setting now
