@@ -214,3 +214,26 @@ def test_lazy_registry_reports_a_registration_its_module_did_not_make():
     assert registry.load("json_thing") is obj and registry.meta("json_thing") == "real"
     with pytest.raises(ValueError, match="registered twice"):
         registry.register("json_thing", "other", object(), "json")
+
+
+def test_quiet_lightning_lowers_its_loggers_only_when_asked_and_imported(monkeypatch):
+    import logging
+    import types as pytypes
+
+    from selfsup import library_logs
+
+    names = ("lightning", "lightning.pytorch", "lightning.fabric")
+    saved = {n: logging.getLogger(n).level for n in names}
+    monkeypatch.setitem(sys.modules, "lightning.pytorch", sys.modules.get("lightning.pytorch", pytypes.ModuleType("x")))
+    try:
+        for name in names:
+            logging.getLogger(name).setLevel(logging.INFO)  # what Lightning's import sets
+        monkeypatch.setattr(library_logs, "QUIET", False)
+        library_logs.quiet_lightning()  # the Python API: Lightning's logs stay as Lightning set them
+        assert all(logging.getLogger(n).level == logging.INFO for n in names)
+        monkeypatch.setattr(library_logs, "QUIET", True)
+        library_logs.quiet_lightning()  # the CLI without -v
+        assert all(logging.getLogger(n).level == logging.ERROR for n in names)
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
