@@ -223,10 +223,12 @@ def run() -> None:
     After torch and Lightning are imported, Python's own shutdown (freeing thousands of modules) takes
     ≈ 1.3 s of CPU on a 2-core machine, longer than a short run's steps. The command's files are closed by
     then, so this runs the exit handlers a normal exit runs (logging, temporary files, multiprocessing)
-    and leaves; it exits normally while another non-daemon thread is still running.
+    and leaves; it exits normally while another non-daemon thread is still running, or under a profiler,
+    tracer or debugger (``python -m cProfile -m selfsup.cli`` still writes its profile).
     """
     code = main()
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+    others = any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread())
+    if others or sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
