@@ -3,6 +3,7 @@ reads from the source (without importing it) is exactly what the imported classe
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -237,3 +238,12 @@ def test_quiet_lightning_lowers_its_loggers_only_when_asked_and_imported(monkeyp
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
+
+
+def test_the_program_exits_fast_with_its_output_flushed_and_its_exit_code():
+    """`python -m selfsup.cli` (like the `selfsup` script) leaves through ``run``: output complete, code kept."""
+    done = subprocess.run([sys.executable, "-m", "selfsup.cli", "methods", "--json"], capture_output=True, text=True)
+    assert done.returncode == 0 and [m["name"] for m in json.loads(done.stdout)] == [i.name for i in list_methods()]
+    probe = "import selfsup.cli as c; c.main = lambda: print('x' * 100000, end='') or 3; c.run()"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 3 and done.stdout == "x" * 100000
