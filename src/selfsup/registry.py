@@ -1,4 +1,10 @@
-"""Name → method / encoder registries, with the metadata `selfsup methods` lists."""
+"""Name → method / encoder registries, with the metadata `selfsup methods` lists.
+
+Both are :class:`~selfsup.lazy_registry.LazyRegistry` instances: the built-ins' metadata is read from
+the source (:mod:`selfsup.declarations`) without importing anything heavy, and a method's or encoder's
+module is imported only when its class or builder is asked for. ``register_method`` /
+``register_encoder`` still register whatever is defined with them at import time, plug-ins included.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .declarations import scan_encoders, scan_methods
+from .enums import Family, Modality
 from .errors import SelfSupError, did_you_mean
-from .types import Family, Modality
+from .lazy_registry import Declaration, LazyRegistry, ScanResult
+from .modalities import ModalityInfo, get_modality_info
 
 if TYPE_CHECKING:  # pragma: no cover
     from .methods.base import Method
@@ -15,82 +24,98 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass(frozen=True)
 class MethodInfo:
+    """A method's metadata; ``cls`` imports the method's module on first use. ``modalities`` are the names
+    the method declares (a modality may also opt into a generic method: :func:`fits`)."""
+
     name: str
     family: Family
-    modalities: frozenset[Modality]
+    modalities: frozenset[str]
     paper: str
-    cls: type[Method]
+
+    def __post_init__(self) -> None:  # declared as enum members of the built-in names, held as names
+        object.__setattr__(self, "modalities", frozenset(str(getattr(m, "value", m)) for m in self.modalities))
+
+    @property
+    def cls(self) -> type[Method]:
+        return _METHODS.load(self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "family": self.family.value,
-            "modalities": sorted(m.value for m in self.modalities),
+            "modalities": sorted(self.modalities),
             "paper": self.paper,
         }
 
 
-_METHODS: dict[str, MethodInfo] = {}
+def _scan_method_infos() -> ScanResult[MethodInfo]:
+    found = scan_methods()
+    infos = tuple(Declaration(d.name, MethodInfo(**d.meta), d.module) for d in found.declarations)
+    return ScanResult(infos, found.unreadable_modules)
+
+
+_METHODS: LazyRegistry[MethodInfo, type] = LazyRegistry("method", _scan_method_infos)
 
 
 def register_method(cls: type[Method]) -> type[Method]:
     """Class decorator: registers a Method subclass under ``cls.name``."""
-    info = MethodInfo(cls.name, cls.family, frozenset(cls.modalities), cls.paper, cls)
-    if info.name in _METHODS and _METHODS[info.name].cls is not cls:
-        raise ValueError(f"method name {info.name!r} registered twice")
-    _METHODS[info.name] = info
+    info = MethodInfo(cls.name, cls.family, frozenset(cls.modalities), cls.paper)
+    _METHODS.register(info.name, info, cls, cls.__module__)
     return cls
 
 
-def _load_builtin_methods() -> None:
-    from . import methods  # noqa: F401  (importing registers the built-in methods)
+def fits(info: MethodInfo, modality: ModalityInfo) -> bool:
+    """Whether a method trains on a modality: the method names it, or the modality opts into the method."""
+    return modality.name in info.modalities or info.name in modality.methods
 
 
 def list_methods(modality: Modality | str | None = None) -> list[MethodInfo]:
-    _load_builtin_methods()
-    infos = sorted(_METHODS.values(), key=lambda i: i.name)
+    """Every method's metadata, sorted by name (only those for ``modality`` when given); imports no method."""
+    infos = [info for _, info in _METHODS.items()]
     if modality is not None:
-        modality = Modality(modality)
-        infos = [i for i in infos if modality in i.modalities]
+        data = get_modality_info(modality)
+        infos = [i for i in infos if fits(i, data)]
     return infos
 
 
 def get_method(name: str, modality: Modality | str | None = None) -> MethodInfo:
     """Look a method up by name; a helpful SelfSupError when it is unknown or does not fit."""
-    _load_builtin_methods()
     if name not in _METHODS:
-        raise SelfSupError(f"unknown method {name!r}{did_you_mean(name, _METHODS)}; `selfsup methods` lists them all")
-    info = _METHODS[name]
-    if modality is not None and Modality(modality) not in info.modalities:
-        fitting = [i.name for i in list_methods(modality)]
+        raise SelfSupError(f"unknown method {name!r}{did_you_mean(name, _METHODS.names())}; "
+                           "`selfsup methods` lists them all")
+    info = _METHODS.meta(name)
+    if modality is not None and not fits(info, data := get_modality_info(modality)):
+        fitting = [i.name for i in list_methods(data.name)]
         raise SelfSupError(
-            f"method {name!r} does not work on {Modality(modality).value} data "
-            f"(it supports: {', '.join(sorted(m.value for m in info.modalities))}). "
-            f"Methods for {Modality(modality).value}: {', '.join(fitting) or 'none yet'}."
+            f"method {name!r} does not work on {data.name} data "
+            f"(it supports: {', '.join(sorted(info.modalities))}). "
+            f"Methods for {data.name}: {', '.join(fitting) or 'none yet'}."
         )
     return info
 
 
 EncoderBuilder = Callable[..., Any]
-_ENCODERS: dict[str, tuple[EncoderBuilder, str]] = {}
+_ENCODERS: LazyRegistry[str, EncoderBuilder] = LazyRegistry("encoder", scan_encoders, replace=True)
 
 
 def register_encoder(name: str, description: str) -> Callable[[EncoderBuilder], EncoderBuilder]:
+    """Decorator: registers an encoder builder under ``name`` (a later registration of the name replaces it)."""
+
     def wrap(builder: EncoderBuilder) -> EncoderBuilder:
-        _ENCODERS[name] = (builder, description)
+        _ENCODERS.register(name, description, builder, builder.__module__)
         return builder
 
     return wrap
 
 
 def encoder_names() -> dict[str, str]:
-    from . import encoders  # noqa: F401  (importing registers the built-in encoders)
-
-    return {name: desc for name, (_, desc) in sorted(_ENCODERS.items())}
+    """Encoder name -> description, sorted; imports no encoder."""
+    return dict(_ENCODERS.items())
 
 
 def get_encoder_builder(name: str) -> EncoderBuilder:
-    names = encoder_names()
-    if name not in names:
+    """The builder of encoder ``name`` (importing only its module); a SelfSupError naming the known ones."""
+    if name not in _ENCODERS:
+        names = _ENCODERS.names()
         raise SelfSupError(f"unknown encoder {name!r}{did_you_mean(name, names)}; known encoders: {', '.join(names)}")
-    return _ENCODERS[name][0]
+    return _ENCODERS.load(name)

@@ -1,29 +1,14 @@
-"""Small shared types: imported by every layer, importing nothing from the package."""
+"""Small shared types: imported by every layer, importing nothing from the package but the torch-free enums."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 
 import torch
 
+from .enums import Family, Modality
 
-class Family(str, Enum):
-    """The four families of pretext tasks (plus the non-contrastive self-distillation branch)."""
-
-    CONTRASTIVE = "contrastive"
-    SELF_DISTILLATION = "self-distillation"
-    PREDICTIVE = "predictive"
-    GENERATIVE = "generative"
-    TRANSFORMATION = "transformation"
-    CLUSTERING = "clustering"
-
-
-class Modality(str, Enum):
-    IMAGE = "image"
-    TEXT = "text"
-    AUDIO = "audio"
-    SEQUENCE = "sequence"
+__all__ = ["Family", "LossOutput", "Modality"]
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""Encoders by name: ``build_encoder(config)`` rebuilds any registered backbone."""
+"""Encoders by name: ``build_encoder(config)`` rebuilds any registered backbone.
+
+The registry imports an encoder's module (timm for images, transformers for text and audio) only
+when that encoder is built, so an image run never pays for transformers.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ import inspect
 from ..config import setting_label
 from ..errors import SelfSupError, did_you_mean
 from ..registry import get_encoder_builder
-from . import audio, image, sequence, text  # noqa: F401  (registers every built-in encoder)
 from .base import ENCODER_SETTINGS, Encoder
 
 

@@ -1,13 +1,24 @@
-"""Built-in methods, one module each; importing this package registers every one of them."""
+"""Built-in methods, one module each.
 
-import importlib
-import pkgutil
+Each module registers its methods when imported. ``selfsup.registry`` lists them by reading their
+source (no import) and imports only the module of the method a run uses, so importing this package
+imports none of them.
+"""
 
-from .base import Method
+from __future__ import annotations
 
-_SHARED = {"audio_base", "base", "joint_embedding", "memory", "momentum", "multicrop_base", "text_base"}  # building blocks, not methods
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in _SHARED:
-        importlib.import_module(f"{__name__}.{_module.name}")
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .base import Method
 
 __all__ = ["Method"]
+
+
+def __getattr__(name: str) -> Any:
+    """``Method`` loads on first use (it imports torch)."""
+    if name == "Method":
+        from .base import Method
+
+        return Method
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

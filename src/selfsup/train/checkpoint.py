@@ -81,7 +81,8 @@ class RunCheckpoint(pl.Callback):
             if mean < self.best_loss:
                 self.best_loss = mean
                 self._save(trainer, "best.ckpt")
-        self._save(trainer, "last.ckpt")
+        if not _training_ends(trainer):  # else on_train_end writes it: one 100+ MB write fewer per run
+            self._save(trainer, "last.ckpt")
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._save(trainer, "last.ckpt")
@@ -120,6 +121,13 @@ def _unreadable(path: Path, error: BaseException) -> str:
             return "a zip archive, but not of a PyTorch checkpoint (no data.pkl in it)"
     message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return f"damaged: {message[:120]}"
+
+
+def _training_ends(trainer: pl.Trainer) -> bool:
+    """Whether this epoch's end is the end of training (its step or epoch limit is reached)."""
+    steps_done = trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps
+    epochs_done = trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
+    return steps_done or epochs_done
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

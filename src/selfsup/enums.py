@@ -1,0 +1,23 @@
+"""The method families and data modalities: plain enums, importable without torch (``selfsup methods`` uses them)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Family(str, Enum):
+    """The four families of pretext tasks (plus the non-contrastive self-distillation branch)."""
+
+    CONTRASTIVE = "contrastive"
+    SELF_DISTILLATION = "self-distillation"
+    PREDICTIVE = "predictive"
+    GENERATIVE = "generative"
+    TRANSFORMATION = "transformation"
+    CLUSTERING = "clustering"
+
+
+class Modality(str, Enum):
+    IMAGE = "image"
+    TEXT = "text"
+    AUDIO = "audio"
+    SEQUENCE = "sequence"
