@@ -78,9 +78,8 @@ def test_legacy_run_resumes_evaluates_and_exports(name, tmp_path, data):
                 "--label-fractions", "1.0"]
     code, out, err = run_cli(["evaluate", run, *args, "--baseline", "none", "--json", tmp_path / "eval.json"])
     assert code == 0, err
-    rows = json.loads((tmp_path / "eval.json").read_text())
-    rows = rows["results"] if isinstance(rows, dict) else rows
-    assert rows and all(0.0 <= float(r["score"]) <= 1.0 for r in rows if "score" in r)
+    rows = json.loads((tmp_path / "eval.json").read_text())["results"]
+    assert rows and all(r["encoder"] in ("pretrained", "baseline") and 0.0 <= r["value"] <= 1.0 for r in rows)
 
     formats = ["safetensors", *(["huggingface"] if name in HUGGINGFACE else [])]
     for fmt in formats:

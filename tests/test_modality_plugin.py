@@ -134,9 +134,8 @@ def test_a_plugin_modality_pretrains_evaluates_embeds_and_exports(tmp_path):
     code, _, err = run_cli(["evaluate", run, "--train", train, "--test", test, "--protocol", "knn,linear",
                             "--label-fractions", "1.0", "--json", tmp_path / "eval.json"])
     assert code == 0, err
-    rows = json.loads((tmp_path / "eval.json").read_text())
-    rows = rows["results"] if isinstance(rows, dict) else rows
-    linear = {r["encoder"]: r["score"] for r in rows if r["protocol"] == "linear"}
+    rows = json.loads((tmp_path / "eval.json").read_text())["results"]
+    linear = {r["encoder"]: r["value"] for r in rows if r["protocol"] == "linear"}
     assert linear["pretrained"] > 0.9  # three well-separated clusters
 
     code, out, err = run_cli(["embed", run, test, "--out", tmp_path / "emb.npy"])
