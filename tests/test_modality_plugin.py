@@ -20,9 +20,10 @@ from selfsup.config import setting
 from selfsup.encoders.base import Encoder
 from selfsup.errors import SelfSupError
 from selfsup.evaluation.downstream import Labeled
-from selfsup.modalities import ModalityInfo, get_modality, register_modality
+from selfsup.config import DataConfig
+from selfsup.modalities import ModalityInfo, get_modality, modality_names, register_modality, unregister_modality
 from selfsup.modalities.base import Modality
-from selfsup.registry import get_method, list_methods, register_encoder
+from selfsup.registry import get_method, list_methods, register_encoder, unregister_encoder
 from selfsup.train.sources import TrainData
 
 DIM, CENTRES = 8, 3
@@ -50,9 +51,6 @@ class MLPEncoder(Encoder):
         return self.net(inputs)[:, None]  # one token
 
 
-register_encoder("vector_mlp", "a 2-layer MLP for rows of numbers (test plug-in)")(MLPEncoder)
-
-
 class VectorModality(Modality):
     def load_train_data(self, data, run_dir, progress=True):
         rows, _ = read_rows(data.path)
@@ -64,7 +62,7 @@ class VectorModality(Modality):
                          pretext_in_loader=False, unit=self.info.unit)
 
     def input_size(self, data):
-        return int(data["num_features"]) or DIM
+        return int(data["num_features"])
 
     def two_views(self, input_size, settings):
         def views(rows, generator=None):
@@ -93,13 +91,23 @@ class VectorModality(Modality):
 
 @dataclass
 class VectorSettings:
-    num_features: int = setting(0, low=0, high=100_000, help="numbers per row (0: from the file)")
+    num_features: int = setting(DIM, low=1, high=100_000, help="numbers per row")
 
 
-INFO = register_modality(ModalityInfo(
-    name="vector", unit="rows", data_help="vector: a .csv of numeric columns", default_method="simclr",
-    default_encoders={"any": "vector_mlp"}, implementation=f"{__name__}:VectorModality", methods=("simclr",),
-), VectorSettings)
+INFO = ModalityInfo(name="vector", unit="rows", data_help="vector: a .csv of numeric columns", default_method="simclr",
+                    default_encoders={"any": "vector_mlp"}, implementation=f"{__name__}:VectorModality",
+                    methods=("simclr",))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def plugin():
+    """The plug-in, registered as a user's package would register it, and unloaded after these tests."""
+    register_encoder("vector_mlp", "a 2-layer MLP for rows of numbers (test plug-in)")(MLPEncoder)
+    register_modality(INFO, VectorSettings)
+    yield
+    unregister_modality("vector")
+    unregister_encoder("vector_mlp")
+    assert "vector" not in modality_names() and "num_features" not in DataConfig.__dataclass_fields__
 
 
 def write_rows(path: Path, n: int, seed: int, labeled: bool) -> Path:
@@ -117,6 +125,7 @@ def write_rows(path: Path, n: int, seed: int, labeled: bool) -> Path:
 
 def test_the_registry_lists_the_plugin_and_simclr_for_it():
     assert get_modality("vector").info is INFO
+    assert DataConfig(modality="vector").num_features == DIM  # its data settings joined the data section
     assert "simclr" in [m.name for m in list_methods("vector")]
     assert get_method("simclr", "vector").name == "simclr"
     with pytest.raises(SelfSupError, match="does not work on vector data"):

@@ -76,14 +76,14 @@ _COMMON_DATA = [
 ]
 
 
-def _data_fields(extra: dict[str, type] | None = None) -> list[tuple[str, Any, Field]]:
+def _data_fields() -> list[tuple[str, Any, Field]]:
     """The ``data`` section's fields: the settings every modality shares, then each modality's own (declared in
     its package as ``SETTINGS``, with defaults and ranges); a setting two modalities share (``max_length``:
     tokens per text, items per history) is declared alike by both."""
     from .modalities import modality_settings
 
     declared: dict[str, tuple[str, Any, Field]] = {name: (name, kind, spec) for name, kind, spec in _COMMON_DATA}
-    for modality, settings in {**modality_settings(), **(extra or {})}.items():
+    for modality, settings in modality_settings().items():
         for f in fields(settings):
             if f.name in declared and declared[f.name][2].default != f.default:
                 raise TypeError(f"data.{f.name} is declared twice with different defaults (modality {modality})")
@@ -97,10 +97,13 @@ DataConfig.__doc__ = ("The data section: what DATA is and how it is read. Shared
                       "cache) and every modality's own (``SETTINGS`` in ``selfsup/modalities/<name>/``).")
 
 
-def add_data_settings(modality: str, settings: type) -> None:
-    """Add a modality registered after this module was imported (a plug-in) to the ``data`` section: the
-    class ``DataConfig`` stays the same object, with the plug-in's settings as fields."""
-    rebuilt = make_dataclass("DataConfig", _data_fields({modality: settings}))
+def rebuild_data_config() -> None:
+    """Recompose the ``data`` section after a modality registered or left (a plug-in): ``DataConfig`` stays the
+    same class object, with the registered modalities' settings as its fields."""
+    rebuilt = make_dataclass("DataConfig", _data_fields())
+    for f in fields(DataConfig):
+        if f.name not in rebuilt.__dataclass_fields__ and f.default is not MISSING:
+            delattr(DataConfig, f.name)
     for name in ("__init__", "__repr__", "__eq__", "__dataclass_fields__", "__dataclass_params__", "__match_args__",
                  "__annotations__"):
         if name in vars(rebuilt):

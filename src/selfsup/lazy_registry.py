@@ -67,6 +67,11 @@ class LazyRegistry(Generic[M, T]):
         self._module[name] = module
         self._objects[name] = obj
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (a plug-in being unloaded, e.g. at the end of a test)."""
+        for table in (self._meta, self._module, self._objects):
+            table.pop(name, None)
+
     def _ensure_scanned(self) -> None:
         if self._scanned:
             return

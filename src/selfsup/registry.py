@@ -113,6 +113,11 @@ def encoder_names() -> dict[str, str]:
     return dict(_ENCODERS.items())
 
 
+def unregister_encoder(name: str) -> None:
+    """Forget the encoder ``name`` (a plug-in being unloaded, e.g. at the end of a test)."""
+    _ENCODERS.unregister(name)
+
+
 def get_encoder_builder(name: str) -> EncoderBuilder:
     """The builder of encoder ``name`` (importing only its module); a SelfSupError naming the known ones."""
     if name not in _ENCODERS:

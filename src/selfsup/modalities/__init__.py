@@ -33,10 +33,23 @@ def register_modality(info: ModalityInfo, settings: type | None = None) -> Modal
     _INFOS[info.name] = info
     if settings is not None:
         _SETTINGS[info.name] = settings
-        config = sys.modules.get("selfsup.config")
-        if config is not None and hasattr(config, "add_data_settings"):  # the data section is built: extend it
-            config.add_data_settings(info.name, settings)
+        _rebuild_data_section()
     return info
+
+
+def unregister_modality(name: str) -> None:
+    """Forget the modality ``name`` and its data settings (a plug-in being unloaded, e.g. at the end of a test)."""
+    _INFOS.pop(name, None)
+    _INSTANCES.pop(name, None)
+    if _SETTINGS.pop(name, None) is not None:
+        _rebuild_data_section()
+
+
+def _rebuild_data_section() -> None:
+    """Once the run config is built, a plug-in's data settings join (or leave) its ``data`` section."""
+    config = sys.modules.get("selfsup.config")
+    if config is not None and hasattr(config, "rebuild_data_config"):
+        config.rebuild_data_config()
 
 
 def _load_builtin() -> None:
@@ -93,4 +106,4 @@ def get_modality(modality: Any) -> Modality:
 
 
 __all__ = ["DEFAULT_KIND", "ModalityInfo", "get_modality", "get_modality_info", "modality_infos", "modality_names",
-           "modality_settings", "register_modality"]
+           "modality_settings", "register_modality", "unregister_modality"]
