@@ -17,6 +17,10 @@ class Family(str, Enum):
 
 
 class Modality(str, Enum):
+    """The names of the built-in modalities, for methods' ``modalities = frozenset({...})`` declarations. The
+    modality registry (``selfsup.modalities``) is the authority: a modality added as a package or a plug-in
+    needs no member here, and everything else handles modalities by name."""
+
     IMAGE = "image"
     TEXT = "text"
     AUDIO = "audio"
