@@ -50,11 +50,15 @@ def pretrain(
     config: str | Path | Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
     progress_bar: bool | None = None,
+    init: str | Path | None = None,
 ) -> Path:
     """Pretrain an encoder on unlabeled data into the run folder ``out`` (resumes if it exists).
 
     Settings are layered: defaults < ``config`` (YAML path or dict) < keyword arguments <
     ``overrides`` (``{"optim.lr": 1e-3}`` or ``["optim.lr=1e-3"]``). Returns the run folder.
+
+    ``init``: start from a checkpoint instead of random weights, e.g. a Hugging Face text model folder or a model
+    id in the local Hugging Face cache (text: its architecture, weights, LM head and tokenizer).
     """
     from .train.run import pretrain_run
 
@@ -76,6 +80,11 @@ def pretrain(
     for key, value in flags.items():
         if value is not None:
             set_value(cfg, key, value, source="argument")
+    if init is not None:
+        from .modalities import get_modality
+
+        for key, value in get_modality(cfg.data.modality).init_settings(str(init), cfg.encoder).items():
+            set_value(cfg, key, value, source="--init")
     if isinstance(overrides, Mapping):
         items = list(overrides.items())
     else:  # "key=value" strings, as on the command line
@@ -113,7 +122,8 @@ def evaluate(
 ):
     """Label-efficiency evaluation of a run's encoder (and baselines) on labeled data.
 
-    ``baseline``: ``"scratch"`` (the same architecture, randomly initialised), ``"tfidf"`` (text: TF-IDF +
+    ``baseline``: ``"scratch"`` (the same architecture, randomly initialised), ``"init"`` (a run started from a
+    checkpoint with ``init=``: that checkpoint, unadapted; fine-tuned from it for ``finetune``), ``"tfidf"`` (text: TF-IDF +
     logistic regression), ``"mfcc"`` (audio: MFCC statistics + logistic regression), several
     (``"scratch,tfidf"`` or a list), or None / ``"none"``. For text,
     ``protocols=["similarity"]`` scores the sentence pairs in ``test`` (``train`` may be None). For a sequence
@@ -124,6 +134,7 @@ def evaluate(
     """
     from .artifacts import load as load_stored
     from .evaluation import plot_label_efficiency, write_json
+    from .encoders import starts_from_checkpoint
     from .evaluation.downstream import check_request, evaluate_labeled, evaluate_pairwise
     from .modalities import get_modality_info
 
@@ -136,7 +147,8 @@ def evaluate(
     else:
         baselines = [b for b in baseline if b != "none"]
     protocols = list(protocols)
-    check_request(loaded.modality, protocols, baselines, train, test)
+    check_request(loaded.modality, protocols, baselines, train, test,
+                  from_checkpoint=starts_from_checkpoint(loaded.encoder.config))
     if get_modality_info(loaded.modality).pairwise_protocol in protocols:
         results = evaluate_pairwise(loaded, test, baselines, seed, _device(device), encoding=encoding)
     else:

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="pretext method (see `selfsup methods`); default "
                                     + ", ".join(f"{info.default_method} for {info.unit}" for info in modalities))
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder: config.yaml, checkpoints/, metrics.csv")
+    p.add_argument("--init", metavar="SOURCE",
+                   help="start from a checkpoint, not random weights: text, a Hugging Face model folder (config.json + "
+                        "weights + tokenizer) or a model id in the local Hugging Face cache (never downloaded)")
     p.add_argument("--encoder", help="backbone, e.g. tiny_cnn, resnet18, resnet18_cifar, vit_micro; bert_tiny, gpt_tiny; wav2vec2_tiny (default: the method's)")
     # the numeric flags stay text here: the config converts and range-checks them (one line for a mistake)
     p.add_argument("--epochs", help="passes over the data (default 100; total, across resumes)")
@@ -91,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "log, with a popularity baseline)")
     e.add_argument("--label-fractions", type=_floats, default=[0.01, 0.1, 1.0], help="comma list, e.g. 0.01,0.1,1.0")
     e.add_argument("--baseline", default="scratch",
-                   help="comma list: scratch (same model, random init), tfidf (text: TF-IDF + logistic regression), "
+                   help="comma list: scratch (same model, random init), init (a run made with --init: its starting "
+                        "checkpoint, unadapted), tfidf (text: TF-IDF + logistic regression), "
                         "mfcc (audio: MFCC statistics + logistic regression), or none")
     e.add_argument("--encoding", default="utf-8", help="text files' encoding (default utf-8)")
     e.add_argument("--json", metavar="OUT.json", help="where to write the results (default RUN_DIR/eval.json)")
@@ -161,7 +165,7 @@ def _run(args: argparse.Namespace) -> None:
             strict=args.strict, cache=args.cache, accelerator=args.accelerator, devices=args.devices,
             num_nodes=args.num_nodes, strategy=args.strategy, num_workers=args.num_workers,
             config=args.config, overrides=args.overrides,
-            progress_bar=False if args.no_progress else None,
+            progress_bar=False if args.no_progress else None, init=args.init,
         )
         from lightning.fabric.utilities.rank_zero import rank_zero_only
 

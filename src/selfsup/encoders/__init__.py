@@ -33,6 +33,21 @@ def check_encoder_settings(config: dict) -> None:
             spec.check(value, setting_label("encoder", key, spec, name))
 
 
+CHECKPOINT_KEY = "source"
+"""The builder argument naming the checkpoint an encoder starts from (``--init``); such a builder also takes
+``pretrained`` (False: the same architecture at random initialisation)."""
+
+
+def starts_from_checkpoint(config: dict) -> bool:
+    """Whether the encoder of ``config`` was built from a starting checkpoint (``--init``)."""
+    return bool(config.get(CHECKPOINT_KEY))
+
+
+def scratch_config(config: dict) -> dict:
+    """The config of the same architecture at random initialisation (the ``scratch`` baseline)."""
+    return {**config, "pretrained": False} if starts_from_checkpoint(config) else dict(config)
+
+
 def build_encoder(config: dict) -> Encoder:
     """Build an encoder from ``{"name": ..., **kwargs}`` (the dict stored in ``encoder.config``)."""
     check_encoder_settings(config)
@@ -40,4 +55,4 @@ def build_encoder(config: dict) -> Encoder:
     return get_encoder_builder(kwargs.pop("name"))(**kwargs)
 
 
-__all__ = ["Encoder", "build_encoder", "check_encoder_settings"]
+__all__ = ["Encoder", "build_encoder", "check_encoder_settings", "scratch_config", "starts_from_checkpoint"]

@@ -31,6 +31,8 @@ ENCODER_SETTINGS: dict[str, Setting] = {
     "normalize": Setting(bool),
     "pool": Setting(str),
     "frontend": Setting(str),
+    "source": Setting(str, help="a Hugging Face model folder or cached model id (--init)"),
+    "pretrained": Setting(bool),
 }
 
 

@@ -59,9 +59,11 @@ class TextEncoder(Encoder):
     """A transformers base model (no head); inputs are dicts with "input_ids" and "attention_mask" [B, T]."""
 
     def __init__(self, hf_model: nn.Module, spec: TokenSpec, causal: bool, max_length: int,
-                 pool: str, config: dict) -> None:
+                 pool: str, config: dict, lm_head: nn.Module | None = None) -> None:
         super().__init__()
         self.hf_model = hf_model
+        # a checkpoint's own LM head (hf_text), kept out of the encoder's weights: the method that uses it owns it
+        self._lm_head: tuple[nn.Module, ...] = (lm_head,) if lm_head is not None else ()
         self.spec = spec
         self.causal = causal
         self.max_length = max_length
@@ -73,6 +75,11 @@ class TextEncoder(Encoder):
     def input_embeddings(self) -> nn.Embedding:
         """The word embedding table (to tie the weights of an MLM/CLM output layer)."""
         return self.hf_model.get_input_embeddings()
+
+    def lm_head(self) -> nn.Module | None:
+        """The language-model head the encoder was loaded with (last hidden states [..., D] -> vocabulary scores
+        [..., V], output layer tied to :attr:`input_embeddings`), None when it has none (a fresh head is used)."""
+        return self._lm_head[0] if self._lm_head else None
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Last hidden states [B, T, D]; keys other than input_ids/attention_mask are ignored."""

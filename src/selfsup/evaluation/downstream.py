@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..encoders import Encoder, build_encoder
+from ..encoders import Encoder, build_encoder, scratch_config
 from ..errors import SelfSupError
 from ..modalities import get_modality, get_modality_info
 from .label_efficiency import PROTOCOLS, EvalResult, run_label_efficiency
@@ -44,8 +44,9 @@ class Labeled:
 
 
 def check_request(modality: str, protocols: list[str], baselines: list[str], train: str | Path | None,
-                  test: str | Path | None = None) -> None:
-    """Fail early, in one line, on a protocol or baseline the modality does not have, or a missing file."""
+                  test: str | Path | None = None, from_checkpoint: bool = False) -> None:
+    """Fail early, in one line, on a protocol or baseline the modality does not have, or a missing file.
+    ``from_checkpoint``: the run's encoder started from a checkpoint (``--init``), so ``init`` is a baseline."""
     info = get_modality_info(modality)
     own = info.pairwise_protocol
     valid = (*PROTOCOLS, own) if own else PROTOCOLS
@@ -55,8 +56,11 @@ def check_request(modality: str, protocols: list[str], baselines: list[str], tra
     if own in protocols and len(protocols) > 1:
         raise SelfSupError(f"--protocol {own} cannot be mixed with {','.join(p for p in protocols if p != own)}; "
                            "run them separately")
-    fitting = ("scratch", *info.baselines)
+    fitting = ("scratch", *(("init",) if from_checkpoint else ()), *info.baselines)
     for name in baselines:
+        if name == "init" and not from_checkpoint:
+            raise SelfSupError("--baseline init needs a run that started from a checkpoint (pretrain --init SOURCE); "
+                               f"this run started from random weights: use {', '.join(fitting)} or none")
         if name not in fitting:
             raise SelfSupError(f"--baseline {name!r} is not available for {info.name} data; use {', '.join(fitting)} or none")
     if own in protocols and not info.pairwise_needs_test:
@@ -70,11 +74,14 @@ def check_request(modality: str, protocols: list[str], baselines: list[str], tra
 
 
 def _encoders(loaded, baselines: list[str], seed: int) -> dict[str, Encoder]:
-    """The run's encoder, and the same architecture from a random init when ``scratch`` is asked for."""
+    """The run's encoder; ``init``: the checkpoint it started from, unadapted (its config rebuilt, no run weights
+    loaded); ``scratch``: the same architecture from a random init."""
     encoders = {"pretrained": loaded.encoder}
+    if "init" in baselines:
+        encoders["init"] = build_encoder(loaded.encoder.config).eval()
     if "scratch" in baselines:
         torch.manual_seed(seed)
-        encoders["scratch"] = build_encoder(loaded.encoder.config)
+        encoders["scratch"] = build_encoder(scratch_config(loaded.encoder.config))
     return encoders
 
 

@@ -4,7 +4,8 @@
 Pseudo-code (paper §3.1):
     h = causal_transformer(tokens)            # position t attends to positions <= t only
     loss = cross-entropy(head(h[t]), token[t + 1])   summed over every position of every text
-The head is GPT's output layer tied to the input embeddings. The sentence embedding used downstream is
+The head is GPT's output layer tied to the input embeddings (the checkpoint's own LM head when the encoder
+was loaded from one with ``--init``). The sentence embedding used downstream is
 the mean of the hidden states over the text's tokens.
 """
 
@@ -41,7 +42,8 @@ class CLM(Method):
     def __init__(self, encoder, input_size: int, **hparams) -> None:
         require_text_encoder(encoder, self.name, causal=True)
         super().__init__(encoder, input_size, **hparams)
-        self.head = TokenPredictionHead(encoder.input_embeddings, transform=False)
+        own = encoder.lm_head()  # a checkpoint's LM head (--init), else GPT's tied output layer, fresh
+        self.head = own if own is not None else TokenPredictionHead(encoder.input_embeddings, transform=False)
 
     def pretext(self, modality: Modality) -> Pretext:
         def pretext(batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

@@ -8,7 +8,8 @@ Pseudo-code (paper §3.1, "Task #1: Masked LM"):
     loss = cross-entropy(head(h), original token) at the chosen positions only
 ``whole_word`` masks all the pieces of a chosen word together (Google's BERT whole-word-masking release;
 Cui et al. 2021, "Pre-Training with Whole Word Masking for Chinese BERT"). The head is BERT's
-(dense, GELU, LayerNorm, output layer tied to the input embeddings). The sentence embedding used
+(dense, GELU, LayerNorm, output layer tied to the input embeddings), or the checkpoint's own masked-LM head
+when the encoder was loaded from one (``--init``). The sentence embedding used
 downstream is the encoder's pooled output (mean over tokens by default).
 """
 
@@ -49,7 +50,8 @@ class MLM(Method):
     def __init__(self, encoder, input_size: int, **hparams) -> None:
         require_text_encoder(encoder, self.name, causal=False)
         super().__init__(encoder, input_size, **hparams)
-        self.head = TokenPredictionHead(encoder.input_embeddings)
+        own = encoder.lm_head()  # a checkpoint's masked-LM head (--init), else BERT's head, fresh
+        self.head = own if own is not None else TokenPredictionHead(encoder.input_embeddings)
 
     def pretext(self, modality: Modality) -> Pretext:
         spec, hp = self.encoder.spec, self.hp

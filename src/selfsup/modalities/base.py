@@ -102,6 +102,13 @@ class Modality:
         per history), from the ``data`` section of its config.yaml."""
         raise NotImplementedError
 
+    def init_settings(self, source: str, encoder: dict[str, Any]) -> dict[str, Any]:
+        """The settings (``section.key`` -> value) that start a run from the checkpoint ``source`` (``--init``):
+        the encoder that loads it and what its data preparation needs (text: the checkpoint's tokenizer).
+        ``encoder`` is the encoder section as given so far (``--encoder``)."""
+        raise SelfSupError(f"--init {source}: starting from a checkpoint is not available for {self.name} data yet; "
+                           "pass --modality when DATA is of another kind, or leave --init out")
+
     def encoder_settings(self, data: dict[str, Any]) -> dict[str, Any]:
         """Encoder builder arguments a stored run's data settings imply, for configs that predate their being
         written into the ``encoder`` section (which wins)."""

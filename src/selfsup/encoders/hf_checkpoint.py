@@ -1,0 +1,88 @@
+"""Hugging Face checkpoints as starting points (``--init SOURCE``): finding the folder, reading its config.
+
+SOURCE is a local model folder (``config.json`` + weights, as ``save_pretrained`` writes it) or a model id
+(``org/name``) resolved from the local Hugging Face cache only: nothing is ever downloaded. Every mistake is
+one line naming the checkpoint, what is wrong and the fix. The modality-specific builders (``hf_text``) read
+the architecture from the config found here, never from selfsup's presets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import SelfSupError
+
+if TYPE_CHECKING:  # pragma: no cover - transformers is imported when a checkpoint is read
+    import transformers
+
+CONFIG_FILE = "config.json"
+FOLDER_HINT = "give a Hugging Face model folder (config.json + weights + tokenizer files, as save_pretrained writes it)"
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~", ".\\")) or source in (".", "..") or "\\" in source
+
+
+def resolve_checkpoint(source: str) -> Path:
+    """The local folder of ``source``: the folder itself, or the snapshot of a model id in the local Hugging Face
+    cache (``local_files_only``: never downloaded)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            raise SelfSupError(f"checkpoint {source}: the folder has no {CONFIG_FILE}; {FOLDER_HINT}")
+        return path.resolve()
+    if path.exists():
+        raise SelfSupError(f"checkpoint {source}: is a file, not a model folder; {FOLDER_HINT}")
+    if _looks_like_path(source):
+        raise SelfSupError(f"checkpoint {source}: no such folder; {FOLDER_HINT}, or a model id in the local cache")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    try:
+        folder = Path(snapshot_download(source, local_files_only=True))
+    except Exception:  # LocalEntryNotFoundError, HFValidationError (not an id), a damaged cache entry ...
+        raise SelfSupError(
+            f"checkpoint {source}: not a folder here and not in the local Hugging Face cache ({HF_HUB_CACHE}); "
+            f"selfsup never downloads: on a machine with network run `hf download {source} --local-dir DIR`, "
+            f"copy DIR here and pass --init DIR") from None
+    if not (folder / CONFIG_FILE).is_file():
+        raise SelfSupError(f"checkpoint {source}: its cached snapshot {folder} has no {CONFIG_FILE}; {FOLDER_HINT}")
+    return folder
+
+
+def load_hf_config(folder: Path, source: str) -> transformers.PretrainedConfig:
+    """The transformers config of a checkpoint folder (offline), or one line saying why it cannot be read."""
+    import transformers
+
+    try:
+        return transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    except Exception as err:  # ValueError (unknown model_type), OSError, JSON errors ...
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise SelfSupError(f"checkpoint {source}: {CONFIG_FILE} cannot be read by transformers ({reason}); "
+                           f"{FOLDER_HINT}") from None
+
+
+def modality_of(config: transformers.PretrainedConfig) -> str | None:
+    """The selfsup modality a transformers architecture fits ("text", "image", "audio"), None when unknown."""
+    from transformers.models.auto import modeling_auto as auto
+
+    kind = config.model_type
+    if kind in auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES or kind in auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "text"
+    if kind in auto.MODEL_FOR_IMAGE_MAPPING_NAMES or kind in auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
+        return "image"
+    if kind in auto.MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES or kind in auto.MODEL_FOR_CTC_MAPPING_NAMES:
+        return "audio"
+    return None
+
+
+def require_modality(config: transformers.PretrainedConfig, source: str, modality: str) -> None:
+    """One line when the checkpoint's architecture does not fit ``modality``, naming its model_type and the
+    modality it fits."""
+    fits = modality_of(config)
+    if fits == modality:
+        return
+    where = f"it fits {fits} data (--modality {fits})" if fits else "selfsup does not know which data it fits"
+    raise SelfSupError(f"checkpoint {source}: model_type {config.model_type!r} is not a {modality} model; {where}; "
+                       f"give a {modality} checkpoint to --init")
