@@ -65,6 +65,14 @@ def _positions(config: transformers.PretrainedConfig) -> int | None:
     return int(limit) if limit else None
 
 
+def check_positions(config: transformers.PretrainedConfig, source: str, max_length: int) -> None:
+    """One line when ``max_length`` tokens exceed the positions the checkpoint was trained for."""
+    limit = _positions(config)
+    if limit is not None and int(max_length) > limit:
+        raise SelfSupError(f"checkpoint {source}: max_length {max_length} exceeds the {limit} positions it was trained "
+                           f"for; use --max-length {limit} or less")
+
+
 def _head_names(config: transformers.PretrainedConfig, causal: bool) -> tuple[str, ...] | None:
     """The attributes of the checkpoint's LM model that form its head, when the folder was saved with one."""
     from transformers.models.auto import modeling_auto as auto
@@ -133,13 +141,11 @@ def hf_text(source: str | None = None, pretrained: bool = True, vocab_size: int 
                   {"pad_token_id": pad_token_id, "unk_token_id": unk_token_id, "cls_token_id": cls_token_id,
                    "sep_token_id": sep_token_id, "mask_token_id": mask_token_id},
                   int(config.hidden_size), int(config.num_attention_heads), causal)
-    limit = _positions(config)
-    if limit is not None and int(max_length) > limit:
-        raise SelfSupError(f"checkpoint {source}: max_length {max_length} exceeds the {limit} positions it was trained "
-                           f"for; use --max-length {limit} or less")
+    check_positions(config, source, max_length)
     model, head = _load(folder, source, config, causal, bool(pretrained))
     if spec.vocab_size > model.get_input_embeddings().num_embeddings:  # tokens the run's tokenizer added
         model.resize_token_embeddings(spec.vocab_size)
+    model.train()  # from_pretrained returns eval mode; every selfsup encoder is built in training mode
     base = model.base_model
     if base.config.pad_token_id is None:
         base.config.pad_token_id = spec.pad_token_id

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from ..artifacts import LoadedEncoder
-    from ..config import DataConfig
+    from ..config import DataConfig, RunConfig
     from ..evaluation.label_efficiency import EvalResult
     from ..train.sources import TrainData
 
@@ -102,10 +102,10 @@ class Modality:
         per history), from the ``data`` section of its config.yaml."""
         raise NotImplementedError
 
-    def init_settings(self, source: str, encoder: dict[str, Any]) -> dict[str, Any]:
+    def init_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
         """The settings (``section.key`` -> value) that start a run from the checkpoint ``source`` (``--init``):
         the encoder that loads it and what its data preparation needs (text: the checkpoint's tokenizer).
-        ``encoder`` is the encoder section as given so far (``--encoder``)."""
+        ``config`` holds the settings given so far (``--encoder``, ``--max-length``), to check against it."""
         raise SelfSupError(f"--init {source}: starting from a checkpoint is not available for {self.name} data yet; "
                            "pass --modality when DATA is of another kind, or leave --init out")
 

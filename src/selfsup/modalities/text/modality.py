@@ -23,16 +23,17 @@ class TextModality(Modality):
     def input_size(self, data: dict[str, Any]) -> int:
         return int(data["max_length"])
 
-    def init_settings(self, source: str, encoder: dict[str, Any]) -> dict[str, Any]:
+    def init_settings(self, source: str, config) -> dict[str, Any]:
         """A Hugging Face text checkpoint: the ``hf_text`` encoder (its architecture and weights) and its own
         tokenizer (``data.tokenizer``: the folder, copied into ``RUN/tokenizer``)."""
-        from ...encoders.pretrained_text import NAME, text_checkpoint
+        from ...encoders.pretrained_text import NAME, check_positions, text_checkpoint
         from ...errors import SelfSupError
 
-        if encoder.get("name") not in (None, NAME):
-            raise SelfSupError(f"--init {source} sets the architecture (encoder {NAME}); leave out "
-                               f"--encoder {encoder['name']}")
-        folder, _, _ = text_checkpoint(source)
+        given = config.encoder.get("name")
+        if given not in (None, NAME):
+            raise SelfSupError(f"--init {source} sets the architecture (encoder {NAME}); leave out --encoder {given}")
+        folder, hf_config, _ = text_checkpoint(source)
+        check_positions(hf_config, source, config.data.max_length)
         # a folder is recorded absolute, so the run resumes and evaluates from anywhere; a model id as given
         recorded = str(folder) if Path(source).expanduser().is_dir() else source
         return {"encoder.name": NAME, "encoder.source": recorded, "data.tokenizer": str(folder)}
