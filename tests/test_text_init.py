@@ -18,7 +18,7 @@ import torch
 import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from cli_checks import assert_one_line_error, logged_losses, run_cli
+from cli_checks import assert_one_line_error, global_step, logged_losses, run_cli
 from selfsup import api
 from selfsup.encoders import build_encoder
 from selfsup.heads import TokenPredictionHead
@@ -187,11 +187,17 @@ def test_pretrain_from_init_then_evaluate_embed_and_export(ws, tmp_path):
     losses = logged_losses(run)
     assert losses[-1] < losses[0]  # continued training lowers the loss
     assert losses[0] < 3.0  # and starts from the checkpoint's head (a fresh one starts near ln(vocab) ≈ 4.7)
+    steps = global_step(run)
+    code, out, err = run_cli(["pretrain", ws["root"] / "corpus.txt", "--modality", "text", "--method", "mlm",
+                              "--init", ws["bert"], "--out", run, "--epochs", "7", "--batch-size", "32",
+                              "--no-progress"])
+    assert code == 0 and global_step(run) > steps, err  # the same command with more epochs resumes
 
     code, out, err = run_cli(["evaluate", run, "--train", ws["root"] / "train.tsv", "--test",
                               ws["root"] / "test.tsv", "--protocol", "linear,finetune", "--label-fractions", "1.0",
                               "--finetune-steps", "3", "--baseline", "init,scratch,tfidf"])
     assert code == 0, err
+    assert "gain_init" in out.splitlines()[-4]  # the table's header: the run against its starting checkpoint
     rows = json.loads((run / "eval.json").read_text())
     rows = rows["results"] if isinstance(rows, dict) else rows
     assert {r["encoder"] for r in rows} == {"pretrained", "init", "scratch", "tfidf"}

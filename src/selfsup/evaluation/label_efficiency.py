@@ -117,8 +117,9 @@ def _unique(items) -> list:
 
 def format_table(results: Sequence[EvalResult]) -> str:
     """Fixed-width table: one row per (protocol, metric, fraction, n_labels), one column per encoder,
-    plus ``gain`` = pretrained − scratch when both are present, and a ``metric`` column when a metric other
-    than accuracy appears."""
+    plus ``gain`` = pretrained − scratch and ``gain_init`` = pretrained − init (the checkpoint a run started
+    from: did the domain pretraining beat it?) when both are present, and a ``metric`` column when a metric
+    other than accuracy appears."""
     encoders = _unique(r.encoder for r in results)
     protocols = _unique(r.protocol for r in results)
     cells = {(r.protocol, r.metric, r.label_fraction, r.n_labels, r.encoder): r.value for r in results}
@@ -126,17 +127,18 @@ def format_table(results: Sequence[EvalResult]) -> str:
         _unique((r.protocol, r.metric, r.label_fraction, r.n_labels) for r in results),
         key=lambda row: (protocols.index(row[0]), row[2], row[3]),  # stable: metrics keep their order
     )
-    with_gain = "pretrained" in encoders and "scratch" in encoders
+    gains = [(ref, label) for ref, label in (("scratch", "gain"), ("init", "gain_init"))
+             if "pretrained" in encoders and ref in encoders]
     with_metric = {r.metric for r in results} != {"accuracy"}  # e.g. spearman: say so, or it reads as an accuracy
-    header = ["protocol", *(["metric"] if with_metric else []), "fraction", "n_labels", *encoders] + (["gain"] if with_gain else [])
+    header = ["protocol", *(["metric"] if with_metric else []), "fraction", "n_labels", *encoders, *(label for _, label in gains)]
     body: list[list[str]] = []
     for row in rows:
         protocol, metric, fraction, n_labels = row
         values = [cells.get((*row, e)) for e in encoders]
         line = [protocol, *([metric] if with_metric else []), f"{fraction:g}", str(n_labels)]
         line += ["-" if v is None else f"{v:.4f}" for v in values]
-        if with_gain:
-            p, s = cells.get((*row, "pretrained")), cells.get((*row, "scratch"))
+        for ref, _ in gains:
+            p, s = cells.get((*row, "pretrained")), cells.get((*row, ref))
             line.append("-" if p is None or s is None else f"{p - s:+.4f}")
         body.append(line)
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
@@ -156,12 +158,12 @@ def write_json(results: Sequence[EvalResult], path: str | Path) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 
-_LINESTYLES = {"pretrained": "-", "scratch": "--"}
+_LINESTYLES = {"pretrained": "-", "scratch": "--", "init": "-."}
 
 
 def plot_label_efficiency(results: Sequence[EvalResult], path: str | Path) -> None:
     """PNG of accuracy against the number of labels (log x): one colour per protocol, solid
-    for pretrained, dashed for scratch (dotted for any other encoder)."""
+    for pretrained, dashed for scratch, dash-dotted for init (dotted for any other encoder)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg, no pyplot global state
     from matplotlib.figure import Figure
 
