@@ -274,7 +274,10 @@ def test_init_mistakes_are_one_line(ws, tmp_path):
                           "max_length 512 exceeds the 128 positions", "--max-length 128")
     code, _, err = run_cli(["pretrain", ws["root"], "--init", ws["bert"], "--out", tmp_path / "img"])
     assert_one_line_error(code, err, "not available for image data yet")
-    assert not (ws["root"] / "never").exists()
+    assert not (ws["root"] / "never").exists()  # every mistake above is caught before anything is written
+    code, _, err = run_cli(["pretrain", ws["root"] / "corpus.txt", "--modality", "text", "--init", ws["gpt2"],
+                            "--method", "mlm", "--out", tmp_path / "gpt-mlm", "--max-steps", "1", "--no-progress"])
+    assert_one_line_error(code, err, "mlm needs a bidirectional text encoder", "is causal", "--method clm")
 
 
 def test_baseline_init_needs_a_run_from_a_checkpoint(ws, tmp_path):

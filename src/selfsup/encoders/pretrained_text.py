@@ -125,6 +125,19 @@ def _load(folder: Path, source: str, config: transformers.PretrainedConfig, caus
     return model, head
 
 
+def _grow_embeddings(model: nn.Module, rows: int) -> None:
+    """``resize_token_embeddings`` (new rows drawn around the old rows' mean, Hewitt 2021; a tied LM head grows
+    with them), without transformers' notice on the user's terminal."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model.resize_token_embeddings(rows)
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 @register_encoder("hf_text", "a Hugging Face text checkpoint (BERT, RoBERTa, DistilBERT, ELECTRA, GPT-2 families) "
                   "from encoder.source, a model folder or a cached model id; set by --init SOURCE")
 def hf_text(source: str | None = None, pretrained: bool = True, vocab_size: int | None = None, max_length: int = 128,
@@ -143,8 +156,11 @@ def hf_text(source: str | None = None, pretrained: bool = True, vocab_size: int 
                   int(config.hidden_size), int(config.num_attention_heads), causal)
     check_positions(config, source, max_length)
     model, head = _load(folder, source, config, causal, bool(pretrained))
-    if spec.vocab_size > model.get_input_embeddings().num_embeddings:  # tokens the run's tokenizer added
-        model.resize_token_embeddings(spec.vocab_size)
+    rows = model.get_input_embeddings().num_embeddings
+    if spec.vocab_size > rows:  # tokens the run's tokenizer added (GPT-2: pad, mask)
+        _grow_embeddings(model, spec.vocab_size)
+        log.info("checkpoint %s: embedding matrix grown from %d to %d rows for the tokens the tokenizer added",
+                 source, rows, spec.vocab_size)
     model.train()  # from_pretrained returns eval mode; every selfsup encoder is built in training mode
     base = model.base_model
     if base.config.pad_token_id is None:

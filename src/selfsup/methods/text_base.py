@@ -17,5 +17,11 @@ def require_text_encoder(encoder: Encoder, method: str, causal: bool | None = No
     if causal is not None and encoder.causal != causal:
         fitting = "gpt_tiny or gpt_mini" if causal else "bert_tiny, bert_mini or bert_small"
         kind = "a causal (left-to-right)" if causal else "a bidirectional"
+        source = encoder.config.get("source")
+        if source:  # --init: the checkpoint decides the architecture
+            fits = "clm" if encoder.causal else "mlm, simcse or tsdae"
+            raise SelfSupError(f"{method} needs {kind} text encoder, and checkpoint {source} is "
+                               f"{'causal' if encoder.causal else 'bidirectional'}; use --method {fits}, or "
+                               f"--init {kind.split(' ', 1)[1]} checkpoint")
         raise SelfSupError(f"{method} needs {kind} text encoder, got {name!r}; use --encoder {fitting}")
     return encoder
