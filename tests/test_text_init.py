@@ -287,3 +287,22 @@ def test_baseline_init_needs_a_run_from_a_checkpoint(ws, tmp_path):
     code, _, err = run_cli(["evaluate", run, "--train", ws["root"] / "train.tsv", "--test", ws["root"] / "test.tsv",
                             "--baseline", "init"])
     assert_one_line_error(code, err, "--baseline init needs a run that started from a checkpoint", "--init")
+
+
+def test_model_id_resolves_from_the_local_cache_only(ws, tmp_path, monkeypatch):
+    """An ``org/name`` id is read from the Hugging Face cache (never downloaded) and recorded as the id."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    snapshot = tmp_path / "hub" / "models--local--tiny-bert" / "snapshots" / "0123abcd"
+    shutil.copytree(ws["bert"], snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    run = tmp_path / "run"
+    api.pretrain(ws["root"] / "corpus.txt", "mlm", run, modality="text", init="local/tiny-bert", max_steps=1,
+                 batch_size=16, progress_bar=False)
+    assert api.load(run).config["source"] == "local/tiny-bert"
+    assert (run / "tokenizer" / "tokenizer.json").exists()  # the checkpoint's own tokenizer, copied
+    assert load_tokenizer(run / "tokenizer").get_vocab() == load_tokenizer(ws["bert"]).get_vocab()

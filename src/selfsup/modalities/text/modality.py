@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +12,9 @@ from ...pretext.tokens import mlm_mask
 from ...pretext.views import dropout_views
 from ..base import Modality, Pretext
 from .training import TOKENIZER_DIR
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...config import RunConfig
 
 
 class TextModality(Modality):
@@ -23,7 +26,7 @@ class TextModality(Modality):
     def input_size(self, data: dict[str, Any]) -> int:
         return int(data["max_length"])
 
-    def init_settings(self, source: str, config) -> dict[str, Any]:
+    def init_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
         """A Hugging Face text checkpoint: the ``hf_text`` encoder (its architecture and weights) and its own
         tokenizer (``data.tokenizer``: the folder, copied into ``RUN/tokenizer``)."""
         from ...encoders.pretrained_text import NAME, check_positions, text_checkpoint
