@@ -270,6 +270,8 @@ def test_init_mistakes_are_one_line(ws, tmp_path):
         assert_one_line_error(*run_cli(pretrain_argv(ws, source))[::2], *fragments)
     assert_one_line_error(*run_cli(pretrain_argv(ws, ws["bert"], "--encoder", "bert_tiny"))[::2],
                           "leave out --encoder bert_tiny")
+    assert_one_line_error(*run_cli(pretrain_argv(ws, ws["bert"], "--tokenizer", "bpe"))[::2],
+                          "brings its own tokenizer", "leave out --tokenizer bpe")
     assert_one_line_error(*run_cli(pretrain_argv(ws, ws["bert"], "--max-length", "512", "--max-steps", "1"))[::2],
                           "max_length 512 exceeds the 128 positions", "--max-length 128")
     code, _, err = run_cli(["pretrain", ws["root"], "--init", ws["bert"], "--out", tmp_path / "img"])

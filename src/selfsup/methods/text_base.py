@@ -22,6 +22,6 @@ def require_text_encoder(encoder: Encoder, method: str, causal: bool | None = No
             fits = "clm" if encoder.causal else "mlm, simcse or tsdae"
             raise SelfSupError(f"{method} needs {kind} text encoder, and checkpoint {source} is "
                                f"{'causal' if encoder.causal else 'bidirectional'}; use --method {fits}, or "
-                               f"--init {kind.split(' ', 1)[1]} checkpoint")
+                               f"--init {kind} checkpoint")
         raise SelfSupError(f"{method} needs {kind} text encoder, got {name!r}; use --encoder {fitting}")
     return encoder

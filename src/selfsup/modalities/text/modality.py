@@ -36,6 +36,9 @@ class TextModality(Modality):
         if given not in (None, NAME):
             raise SelfSupError(f"--init {source} sets the architecture (encoder {NAME}); leave out --encoder {given}")
         folder, hf_config, _ = text_checkpoint(source)
+        if config.data.tokenizer not in (type(config.data)().tokenizer, str(folder)):
+            raise SelfSupError(f"--init {source} brings its own tokenizer (its embeddings are tied to its ids); "
+                               f"leave out --tokenizer {config.data.tokenizer}")
         check_positions(hf_config, source, config.data.max_length)
         # a folder is recorded absolute, so the run resumes and evaluates from anywhere; a model id as given
         recorded = str(folder) if Path(source).expanduser().is_dir() else source
