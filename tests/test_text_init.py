@@ -130,9 +130,12 @@ def encode(tok, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta", "distilbert", "electra", "gpt2"])
-def test_encoder_from_checkpoint_embeds_as_the_source_model(ws, family):
+def test_encoder_from_checkpoint_embeds_as_the_source_model(ws, family, capfd):
     tok = load_tokenizer(ws[family])
+    capfd.readouterr()
     encoder = build_encoder({"name": "hf_text", "source": str(ws[family]), **token_spec(tok).to_dict()}).eval()
+    printed = "".join(capfd.readouterr())
+    assert "UNEXPECTED" not in printed and "Loading weights" not in printed  # no transformers load report
     assert encoder.causal == (family == "gpt2")
     assert type(encoder.hf_model).__name__ == type(transformers.AutoModel.from_pretrained(
         str(ws[family]), local_files_only=True)).__name__  # the checkpoint's architecture, not a preset

@@ -8,6 +8,8 @@ the architecture from the config found here, never from selfsup's presets.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +51,22 @@ def resolve_checkpoint(source: str) -> Path:
     if not (folder / CONFIG_FILE).is_file():
         raise SelfSupError(f"checkpoint {source}: its cached snapshot {folder} has no {CONFIG_FILE}; {FOLDER_HINT}")
     return folder
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' errors only, and no progress bar, while a checkpoint loads: its load report (unused pooler
+    weights), resize notices and "Loading weights" bar are not for the user's terminal; selfsup checks what
+    matters itself (missing weights) and says it in one line."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def load_hf_config(folder: Path, source: str) -> transformers.PretrainedConfig:

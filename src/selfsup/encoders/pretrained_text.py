@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import SelfSupError
 from ..registry import register_encoder
-from .hf_checkpoint import load_hf_config, require_modality, resolve_checkpoint
+from .hf_checkpoint import load_hf_config, quiet_transformers, require_modality, resolve_checkpoint
 from .text import TextEncoder, _check, _record
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,9 +98,7 @@ def _load(folder: Path, source: str, config: transformers.PretrainedConfig, caus
     """(base model, LM head or None): the checkpoint's weights, or (``pretrained=False``) the same architecture
     at random initialisation."""
     import transformers
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # no "Loading weights" bar on the user's terminal
     heads = _head_names(config, causal) if pretrained else None
     if not pretrained:
         return transformers.AutoModel.from_config(config, **_base_kwargs(config)), None
@@ -108,8 +106,9 @@ def _load(folder: Path, source: str, config: transformers.PretrainedConfig, caus
         transformers.AutoModel
     kwargs = {} if heads else _base_kwargs(config)
     try:
-        model, info = auto.from_pretrained(str(folder), config=config, local_files_only=True,
-                                           output_loading_info=True, **kwargs)
+        with quiet_transformers():
+            model, info = auto.from_pretrained(str(folder), config=config, local_files_only=True,
+                                               output_loading_info=True, **kwargs)
     except Exception as err:  # OSError (no weights), RuntimeError/ValueError (shapes that do not fit) ...
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:240]
         raise SelfSupError(f"checkpoint {source}: its weights cannot be loaded into its own architecture "
@@ -118,24 +117,13 @@ def _load(folder: Path, source: str, config: transformers.PretrainedConfig, caus
     if missing:
         raise SelfSupError(f"checkpoint {source}: weights missing for {len(missing)} parameter(s) of "
                            f"{type(model).__name__} (e.g. {missing[0]}); save the model again with save_pretrained")
+    if info.get("unexpected_keys"):  # e.g. a pooler selfsup leaves out, or an LM head it was not asked for
+        log.info("checkpoint %s: weights not used: %s", source, ", ".join(sorted(info["unexpected_keys"])[:8]))
     if not heads:
         return model, None
     head = nn.Sequential(*(getattr(model, name) for name in heads)) if len(heads) > 1 else getattr(model, heads[0])
     log.info("checkpoint %s: continuing with its own %s head", source, "causal LM" if causal else "masked LM")
     return model, head
-
-
-def _grow_embeddings(model: nn.Module, rows: int) -> None:
-    """``resize_token_embeddings`` (new rows drawn around the old rows' mean, Hewitt 2021; a tied LM head grows
-    with them), without transformers' notice on the user's terminal."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        model.resize_token_embeddings(rows)
-    finally:
-        hf_logging.set_verbosity(level)
 
 
 @register_encoder("hf_text", "a Hugging Face text checkpoint (BERT, RoBERTa, DistilBERT, ELECTRA, GPT-2 families) "
@@ -158,7 +146,8 @@ def hf_text(source: str | None = None, pretrained: bool = True, vocab_size: int 
     model, head = _load(folder, source, config, causal, bool(pretrained))
     rows = model.get_input_embeddings().num_embeddings
     if spec.vocab_size > rows:  # tokens the run's tokenizer added (GPT-2: pad, mask)
-        _grow_embeddings(model, spec.vocab_size)
+        with quiet_transformers():  # new rows drawn around the old rows' mean (Hewitt 2021); a tied head grows too
+            model.resize_token_embeddings(spec.vocab_size)
         log.info("checkpoint %s: embedding matrix grown from %d to %d rows for the tokens the tokenizer added",
                  source, rows, spec.vocab_size)
     model.train()  # from_pretrained returns eval mode; every selfsup encoder is built in training mode
