@@ -230,6 +230,13 @@ def test_run_with_zero_learning_rate_embeds_as_the_source(ws, tmp_path):
     embedded = torch.from_numpy(np.load(api.embed(run, tmp_path / "few.txt", tmp_path / "e.npy")))
     ids, mask = encode(load_tokenizer(ws["roberta"]), texts)
     torch.testing.assert_close(embedded, source_embeddings(ws["roberta"], ids, mask), rtol=1e-4, atol=1e-4)
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{i % 5}\t{a}\t{b}\n" for i, ((_, a), (_, b)) in
+                             enumerate(zip(sentences(12, seed=6), sentences(12, seed=7)))))
+    rows = api.evaluate(run, test=pairs, protocols=["similarity"], baseline="init,scratch")
+    scores = {r.encoder: r.value for r in rows}
+    assert set(scores) == {"pretrained", "init", "scratch"}
+    assert scores["init"] == pytest.approx(scores["pretrained"])  # lr 0: the run is still its checkpoint
 
 
 def test_clm_continues_gpt2_with_its_lm_head_and_exports(ws, tmp_path):
