@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import socket
 from pathlib import Path
 
@@ -290,6 +291,18 @@ def test_init_mistakes_are_one_line(ws, tmp_path):
     code, _, err = run_cli(["pretrain", ws["root"] / "corpus.txt", "--modality", "text", "--init", ws["gpt2"],
                             "--method", "mlm", "--out", tmp_path / "gpt-mlm", "--max-steps", "1", "--no-progress"])
     assert_one_line_error(code, err, "mlm needs a bidirectional text encoder", "is causal", "--method clm")
+    # weights that do not fit the config beside them, and a folder without weights: found when the encoder is built
+    reshaped, unweighted = tmp_path / "reshaped", tmp_path / "unweighted"
+    shutil.copytree(ws["bert"], reshaped)
+    config = json.loads((reshaped / "config.json").read_text())
+    (reshaped / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
+    shutil.copytree(ws["bert"], unweighted)
+    (unweighted / "model.safetensors").unlink()
+    for folder, fragments in ((reshaped, ("do not fit the architecture", "(64,) saved, (48,) expected")),
+                              (unweighted, ("cannot be loaded", "no file named model.safetensors"))):
+        code, _, err = run_cli(["pretrain", ws["root"] / "corpus.txt", "--modality", "text", "--init", folder,
+                                "--out", tmp_path / f"run-{folder.name}", "--max-steps", "1", "--no-progress"])
+        assert_one_line_error(code, err, str(folder), *fragments)
 
 
 def test_baseline_init_needs_a_run_from_a_checkpoint(ws, tmp_path):
@@ -303,8 +316,6 @@ def test_baseline_init_needs_a_run_from_a_checkpoint(ws, tmp_path):
 
 def test_model_id_resolves_from_the_local_cache_only(ws, tmp_path, monkeypatch):
     """An ``org/name`` id is read from the Hugging Face cache (never downloaded) and recorded as the id."""
-    import shutil
-
     import huggingface_hub.constants
 
     snapshot = tmp_path / "hub" / "models--local--tiny-bert" / "snapshots" / "0123abcd"
