@@ -39,13 +39,14 @@ CHECKPOINT_KEY = "source"
 
 
 def starts_from_checkpoint(config: dict) -> bool:
-    """Whether the encoder of ``config`` was built from a starting checkpoint (``--init``)."""
-    return bool(config.get(CHECKPOINT_KEY))
+    """Whether the encoder of ``config`` started from a checkpoint's weights (``--init``; not with
+    ``encoder.pretrained=false``, its architecture at random initialisation)."""
+    return bool(config.get(CHECKPOINT_KEY)) and config.get("pretrained", True) is not False
 
 
 def scratch_config(config: dict) -> dict:
     """The config of the same architecture at random initialisation (the ``scratch`` baseline)."""
-    return {**config, "pretrained": False} if starts_from_checkpoint(config) else dict(config)
+    return {**config, "pretrained": False} if config.get(CHECKPOINT_KEY) else dict(config)
 
 
 def build_encoder(config: dict) -> Encoder:
