@@ -169,10 +169,32 @@ def _encoder_styles(encoders: Sequence[str]) -> dict[str, tuple[object, str]]:
                 _MARKERS[i % len(_MARKERS)]) for i, e in enumerate(encoders)}
 
 
+def curves(results: Sequence[EvalResult]) -> list[tuple[list[int], list[float], dict]]:
+    """The plot's lines, one per (encoder, protocol) that has a finite score: number of labels, values, and the
+    matplotlib style (``label`` ``protocol · encoder``; colour per protocol; line style and marker per encoder:
+    solid for pretrained, dashed for scratch, dotted/dash-dotted for every other row such as a pixels, tfidf
+    or mfcc baseline)."""
+    palette = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]
+    protocols = _unique(r.protocol for r in results)
+    styles = _encoder_styles(_unique(r.encoder for r in results))
+    lines = []
+    for encoder, (linestyle, marker) in styles.items():
+        for i, protocol in enumerate(protocols):
+            points = sorted(
+                (r.n_labels, r.value)
+                for r in results
+                if r.encoder == encoder and r.protocol == protocol and not math.isnan(r.value)
+            )
+            if points:
+                xs, ys = zip(*points)
+                lines.append((list(xs), list(ys), {"linestyle": linestyle, "marker": marker,
+                                                   "color": palette[i % len(palette)],
+                                                   "label": f"{protocol} · {encoder}"}))
+    return lines
+
+
 def plot_label_efficiency(results: Sequence[EvalResult], path: str | Path) -> None:
-    """PNG of accuracy against the number of labels (log x): one colour per protocol, one line style and marker
-    per encoder (solid for pretrained, dashed for scratch, dotted/dash-dotted for every other row such as a
-    pixels, tfidf or mfcc baseline), each line in the legend as ``protocol · encoder``."""
+    """PNG of accuracy against the number of labels (log x), the :func:`curves` of ``results``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg, no pyplot global state
     from matplotlib.figure import Figure
 
@@ -181,29 +203,12 @@ def plot_label_efficiency(results: Sequence[EvalResult], path: str | Path) -> No
     fig = Figure(figsize=(8.4, 4.4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    palette = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]
-    protocols = _unique(r.protocol for r in results)
-    encoders = _unique(r.encoder for r in results)
-    styles = _encoder_styles(encoders)
-    for encoder in encoders:
-        for i, protocol in enumerate(protocols):
-            points = sorted(
-                (r.n_labels, r.value)
-                for r in results
-                if r.encoder == encoder and r.protocol == protocol and not math.isnan(r.value)
-            )
-            if not points:
-                continue
-            xs, ys = zip(*points)
-            linestyle, marker = styles[encoder]
-            ax.plot(
-                xs, ys, linestyle=linestyle, marker=marker,
-                color=palette[i % len(palette)], label=f"{protocol} · {encoder}",
-            )
+    for xs, ys, style in curves(results):
+        ax.plot(xs, ys, **style)
     ax.set_xscale("log")
     ax.set_xlabel("number of labels")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"Label efficiency: {' vs '.join(encoders)}")
+    ax.set_title(f"Label efficiency: {' vs '.join(_unique(r.encoder for r in results))}")
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # beside the axes: with several baselines it would hide the lines
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
