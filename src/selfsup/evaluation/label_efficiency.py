@@ -30,7 +30,8 @@ PROTOCOLS: tuple[str, ...] = ("knn", "linear", "finetune")
 
 @dataclass
 class EvalResult:
-    """One score: ``encoder`` ("pretrained" | "scratch" | "baseline") under ``protocol``."""
+    """One score: ``encoder`` ("pretrained", "scratch", or a baseline: "pixels", "tfidf", "mfcc", ...) under
+    ``protocol``."""
 
     protocol: str
     label_fraction: float
