@@ -146,6 +146,13 @@ def test_evaluate_similarity_gives_spearman_rows(workspace, tmp_path):
     assert out.splitlines()[-1].split()[0] == "similarity" and "tfidf" in out  # the table
 
 
+def test_pixels_baseline_on_a_text_run_is_one_line(workspace):
+    root = workspace["root"]
+    code, _, err = run_cli(["evaluate", workspace["run"], "--train", root / "train.tsv", "--test", root / "test.tsv",
+                            "--baseline", "scratch,pixels"])
+    assert_one_line_error(code, err, "--baseline 'pixels'", "text data", "scratch, tfidf")
+
+
 def embeddings_of(encoder, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     encoder.eval()
     with torch.no_grad():

@@ -123,9 +123,10 @@ def evaluate(
     """Label-efficiency evaluation of a run's encoder (and baselines) on labeled data.
 
     ``baseline``: ``"scratch"`` (the same architecture, randomly initialised), ``"init"`` (a run started from a
-    checkpoint with ``init=``: that checkpoint, unadapted; fine-tuned from it for ``finetune``), ``"tfidf"`` (text: TF-IDF +
-    logistic regression), ``"mfcc"`` (audio: MFCC statistics + logistic regression), several
-    (``"scratch,tfidf"`` or a list), or None / ``"none"``. For text,
+    checkpoint with ``init=``: that checkpoint, unadapted; fine-tuned from it for ``finetune``), ``"tfidf"`` (text:
+    TF-IDF + logistic regression), ``"mfcc"`` (audio: MFCC statistics + logistic regression), ``"pixels"`` (images:
+    raw pixels shrunk to 8 px + logistic regression), several (``"scratch,tfidf"`` or a list), or None / ``"none"``.
+    For text,
     ``protocols=["similarity"]`` scores the sentence pairs in ``test`` (``train`` may be None). For a sequence
     run, ``protocols=["ranking"]`` is leave-one-out next-item ranking on the run's own log (no files; a
     popularity baseline is always added), and ``train``/``test`` are ``user,label`` files for user attributes.

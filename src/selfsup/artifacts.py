@@ -24,7 +24,7 @@ from . import __version__
 from .encoders import Encoder, build_encoder
 from .errors import SelfSupError
 from .modalities import get_modality
-from .train.checkpoint import BEST_FILE, check_weights, load_run_checkpoint
+from .checkpoint_files import BEST_FILE, check_weights, load_run_checkpoint
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "selfsup.json"

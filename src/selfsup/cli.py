@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--baseline", default="scratch",
                    help="comma list: scratch (same model, random init), init (a run made with --init: its starting "
                         "checkpoint, unadapted), tfidf (text: TF-IDF + logistic regression), "
-                        "mfcc (audio: MFCC statistics + logistic regression), or none")
+                        "mfcc (audio: MFCC statistics + logistic regression), pixels (images: raw pixels "
+                        "shrunk to 8 px + logistic regression), or none")
     e.add_argument("--encoding", default="utf-8", help="text files' encoding (default utf-8)")
     e.add_argument("--json", metavar="OUT.json", help="where to write the results (default RUN_DIR/eval.json)")
     e.add_argument("--seed", type=int, default=0)

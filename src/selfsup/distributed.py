@@ -6,6 +6,7 @@ and methods can call them unconditionally.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
@@ -76,3 +77,11 @@ def gather_no_grad(x: Tensor) -> Tensor:
     parts = [torch.empty_like(x) for _ in range(world_size())]
     torch.distributed.all_gather(parts, x.detach().contiguous())
     return torch.cat(parts, dim=0)
+
+
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def launched_as_other_rank() -> bool:
+    """Whether a distributed launcher started this process as a rank other than the first of its run."""
+    return any(os.environ.get(name, "").strip() not in ("", "0") for name in RANK_VARIABLES)

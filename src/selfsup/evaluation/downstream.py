@@ -1,6 +1,6 @@
 """A loaded encoder's downstream evaluation: read the labeled files, turn them into the inputs the encoder
 takes, run the protocols and baselines. What differs between modalities (readers, transforms, feature
-baselines such as tfidf and mfcc, the label-free protocols ``similarity`` and ``ranking``) the run's
+baselines such as tfidf, mfcc and pixels, the label-free protocols ``similarity`` and ``ranking``) the run's
 modality provides (``selfsup.modalities``); see each modality's ``modality.py``.
 """
 

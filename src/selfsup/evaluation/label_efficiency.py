@@ -30,7 +30,8 @@ PROTOCOLS: tuple[str, ...] = ("knn", "linear", "finetune")
 
 @dataclass
 class EvalResult:
-    """One score: ``encoder`` ("pretrained" | "scratch" | "baseline") under ``protocol``."""
+    """One score: ``encoder`` ("pretrained", "scratch", or a baseline: "pixels", "tfidf", "mfcc", ...) under
+    ``protocol``."""
 
     protocol: str
     label_fraction: float
@@ -158,42 +159,61 @@ def write_json(results: Sequence[EvalResult], path: str | Path) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 
-_LINESTYLES = {"pretrained": "-", "scratch": "--", "init": "-."}
+_LINESTYLES = {"pretrained": "-", "scratch": "--"}
+_OTHER_LINESTYLES = (":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 3)), (0, (3, 1, 1, 1)))
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
-def plot_label_efficiency(results: Sequence[EvalResult], path: str | Path) -> None:
-    """PNG of accuracy against the number of labels (log x): one colour per protocol, solid
-    for pretrained, dashed for scratch, dash-dotted for init (dotted for any other encoder)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg, no pyplot global state
-    from matplotlib.figure import Figure
+def _encoder_styles(encoders: Sequence[str]) -> dict[str, tuple[object, str]]:
+    """(line style, marker) of every encoder, all different: solid for pretrained, dashed for scratch, and the
+    others (baselines such as pixels, tfidf, mfcc) their own dotted/dash-dotted pattern, in order of appearance."""
+    others = [e for e in encoders if e not in _LINESTYLES]
+    return {e: (_LINESTYLES.get(e) or _OTHER_LINESTYLES[others.index(e) % len(_OTHER_LINESTYLES)],
+                _MARKERS[i % len(_MARKERS)]) for i, e in enumerate(encoders)}
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(6.4, 4.4), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+
+def curves(results: Sequence[EvalResult]) -> list[tuple[list[int], list[float], dict]]:
+    """The plot's lines, one per (encoder, protocol) that has a finite score: number of labels, values, and the
+    matplotlib style (``label`` ``protocol · encoder``; colour per protocol; line style and marker per encoder:
+    solid for pretrained, dashed for scratch, dotted/dash-dotted for every other row such as a pixels, tfidf
+    or mfcc baseline)."""
     palette = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]
     protocols = _unique(r.protocol for r in results)
-    for encoder in _unique(r.encoder for r in results):
+    styles = _encoder_styles(_unique(r.encoder for r in results))
+    lines = []
+    for encoder, (linestyle, marker) in styles.items():
         for i, protocol in enumerate(protocols):
             points = sorted(
                 (r.n_labels, r.value)
                 for r in results
                 if r.encoder == encoder and r.protocol == protocol and not math.isnan(r.value)
             )
-            if not points:
-                continue
-            xs, ys = zip(*points)
-            ax.plot(
-                xs, ys, linestyle=_LINESTYLES.get(encoder, ":"), marker="o",
-                color=palette[i % len(palette)], label=f"{protocol} · {encoder}",
-            )
+            if points:
+                xs, ys = zip(*points)
+                lines.append((list(xs), list(ys), {"linestyle": linestyle, "marker": marker,
+                                                   "color": palette[i % len(palette)],
+                                                   "label": f"{protocol} · {encoder}"}))
+    return lines
+
+
+def plot_label_efficiency(results: Sequence[EvalResult], path: str | Path) -> None:
+    """PNG of accuracy against the number of labels (log x), the :func:`curves` of ``results``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg, no pyplot global state
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(8.4, 4.4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for xs, ys, style in curves(results):
+        ax.plot(xs, ys, **style)
     ax.set_xscale("log")
     ax.set_xlabel("number of labels")
     ax.set_ylabel("accuracy")
-    ax.set_title("Label efficiency: pretrained vs scratch")
+    ax.set_title(f"Label efficiency: {' vs '.join(_unique(r.encoder for r in results))}")
     ax.grid(True, which="both", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
+    if ax.get_legend_handles_labels()[0]:  # beside the axes: with several baselines it would hide the lines
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     fig.savefig(path, format="png")

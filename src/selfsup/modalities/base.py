@@ -15,7 +15,7 @@ A modality provides:
 - **run-folder and export extras**: the files that travel with the weights (tokenizer, item map:
   :meth:`load_extras`, :meth:`save_extras`) and those written while the data is prepared
   (:attr:`ModalityInfo.prepared_files`);
-- **evaluation**: its baselines (tfidf, mfcc, popularity), its label-free protocol (similarity, ranking),
+- **evaluation**: its baselines (tfidf, mfcc, pixels, popularity), its label-free protocol (similarity, ranking),
   the transforms that feed an encoder while fine-tuning and extracting features;
 - **what generic methods ask for**: two views of a batch (:meth:`two_views`: SimCLR, SimCSE, COLA), the
   masked student input and the teacher's target normalisation (:meth:`masked_inputs`,
@@ -59,7 +59,7 @@ class ModalityInfo:
     default_method: str
     default_encoders: dict[str, str]
     implementation: str
-    baselines: tuple[str, ...] = ()  # feature baselines besides scratch (tfidf, mfcc)
+    baselines: tuple[str, ...] = ()  # feature baselines besides scratch (tfidf, mfcc, pixels)
     pairwise_protocol: str | None = None  # the label-free protocol run on its own (similarity, ranking)
     pairwise_needs_test: bool = True  # False: that protocol reads its targets from the run itself (ranking)
     prepared_files: frozenset[str] = field(default_factory=frozenset)

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
+from ..distributed import launched_as_other_rank
 from ..errors import SelfSupError
 
 try:
@@ -38,12 +39,6 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks, runs are n
 log = logging.getLogger("selfsup")
 
 LOCK_FILE = ".selfsup.lock"
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
-
-
-def launched_as_other_rank() -> bool:
-    """Whether a distributed launcher started this process as a rank other than the first of its run."""
-    return any(os.environ.get(name, "").strip() not in ("", "0") for name in RANK_VARIABLES)
 
 
 def _describe(holder: dict) -> str:

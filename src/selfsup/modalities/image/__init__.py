@@ -30,5 +30,6 @@ INFO = ModalityInfo(
     data_help="images: a folder (any depth; class folders ignored) or a .txt list of image paths",
     default_method="simclr",
     default_encoders={"any": "tiny_cnn", "transformer": "vit_micro"},
+    baselines=("pixels",),
     implementation="selfsup.modalities.image.modality:ImageModality",
 )

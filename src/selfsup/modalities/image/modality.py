@@ -39,6 +39,18 @@ class ImageModality(Modality):
         """Fine-tuning: light crop (0.5-1) + flip; features: resize + normalise."""
         return light_augment(loaded.input_size, scale=(0.5, 1.0)), eval_transform(loaded.input_size)
 
+    def baseline_scores(self, name, loaded, train_set, test_set, seed):
+        """``pixels``: logistic regression on standardised raw pixels of the images shrunk to 8 px (the tiny-images
+        baseline, see :mod:`.pixels`), fitted on each label subset."""
+        if name != "pixels":
+            return super().baseline_scores(name, loaded, train_set, test_set, seed)
+        from ...evaluation.linear import linear_probe_accuracy
+        from .pixels import tiny_pixels
+
+        train_feats, test_feats = tiny_pixels(train_set.inputs), tiny_pixels(test_set.inputs)
+        return lambda idx: linear_probe_accuracy(train_feats[idx], train_set.labels[idx], test_feats, test_set.labels,
+                                                 seed=seed)
+
     def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text"):
         from ...artifacts import write_embeddings
         from ...evaluation.features import extract_features

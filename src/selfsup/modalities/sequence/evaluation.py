@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .readers import InteractionLog, leave_one_out, load_user_labels, pad_histories
+from .readers import InteractionLog, leave_one_out, load_user_labels, pad_histories, read_log
 from ...encoders import Encoder
 from ...errors import SelfSupError
 from ...evaluation.label_efficiency import EvalResult, run_label_efficiency
@@ -35,7 +35,6 @@ logger = logging.getLogger("selfsup")
 def _read_log(loaded, **changes) -> InteractionLog:
     """A log read with the run's column settings (``changes`` override them, e.g. another path)."""
     from ...config import DataConfig
-    from .training import read_log
 
     settings = {**(loaded.data or {}), **changes}
     return read_log(DataConfig(**{f.name: settings[f.name] for f in fields(DataConfig) if f.name in settings}))

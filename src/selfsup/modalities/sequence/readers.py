@@ -428,3 +428,9 @@ def load_user_labels(path: str | Path, log: InteractionLog, user_column: str = "
         raise SelfSupError(f"{path}: no labeled user is in the interaction log ({unknown} unknown, {empty} empty); "
                            f"check that column {user_column!r} holds the log's user ids")
     return np.asarray(indices, dtype=np.int64), labels
+
+
+def read_log(data) -> InteractionLog:
+    """The interaction log of ``data`` with its column settings."""
+    columns = LogColumns(data.user_column, data.item_column, data.timestamp_column, data.rating_column or None)
+    return read_interactions(data.path, columns, min_rating=data.min_rating, strict=data.strict)

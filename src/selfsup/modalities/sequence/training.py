@@ -18,17 +18,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from ...config import DataConfig, TrainerConfig
-from .readers import (ITEM_MAP_FILE, LogColumns, history_windows, leave_one_out, load_item_map,
-                              pad_histories, read_interactions, save_item_map)
+from .readers import (ITEM_MAP_FILE, history_windows, leave_one_out, load_item_map, read_log,
+                      pad_histories, save_item_map)
 from ...errors import SelfSupError
 from ...methods.base import Pretext
 from ...train.sources import TrainData
-
-
-def read_log(data: DataConfig):
-    """The interaction log of ``data`` with its column settings."""
-    columns = LogColumns(data.user_column, data.item_column, data.timestamp_column, data.rating_column or None)
-    return read_interactions(data.path, columns, min_rating=data.min_rating, strict=data.strict)
 
 
 class HistoryCollator:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ...pretext.tokens import mlm_mask
 from ...pretext.views import dropout_views
 from ..base import Modality, Pretext
-from .training import TOKENIZER_DIR
+from .tokenizer import TOKENIZER_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...config import RunConfig

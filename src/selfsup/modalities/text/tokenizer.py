@@ -18,6 +18,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from ...errors import SelfSupError
 
+TOKENIZER_DIR = "tokenizer"  # where a run folder keeps its tokenizer
+
 log = logging.getLogger("selfsup")
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")

@@ -26,16 +26,15 @@ from torch.utils.data import DataLoader
 
 from ...config import DataConfig, TrainerConfig
 from .readers import TextStream, TokenCollator, TokenizedCorpus, find_text_files, iter_texts, text_bytes
-from .tokenizer import TOKENIZER_KINDS, load_tokenizer, save_tokenizer, token_spec, train_tokenizer
+from .tokenizer import TOKENIZER_DIR, TOKENIZER_KINDS, load_tokenizer, save_tokenizer, token_spec, train_tokenizer
 from ...errors import SelfSupError
 from ...methods.base import Pretext
 from ...train.data import decide_cache
-from ...train.lock import launched_as_other_rank
+from ...distributed import launched_as_other_rank
 from ...train.sources import TrainData
 
 log = logging.getLogger("selfsup")
 
-TOKENIZER_DIR = "tokenizer"
 BYTES_PER_TOKEN = 5  # int32 id + one bool word-start flag
 CHARS_PER_TOKEN = 4  # rough, to size the corpus before tokenizing it
 TOKENIZER_WAIT_S = 3600  # how long DDP processes other than the first wait for its tokenizer
