@@ -16,7 +16,7 @@ from .declarations import scan_encoders, scan_methods
 from .enums import Family, Modality
 from .errors import SelfSupError, did_you_mean
 from .lazy_registry import Declaration, LazyRegistry, ScanResult
-from .modalities import ModalityInfo, get_modality_info
+from .modalities import check_method_fits, methods_fitting
 
 if TYPE_CHECKING:  # pragma: no cover
     from .methods.base import Method
@@ -64,33 +64,19 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def fits(info: MethodInfo, modality: ModalityInfo) -> bool:
-    """Whether a method trains on a modality: the method names it, or the modality opts into the method."""
-    return modality.name in info.modalities or info.name in modality.methods
-
-
 def list_methods(modality: Modality | str | None = None) -> list[MethodInfo]:
-    """Every method's metadata, sorted by name (only those for ``modality`` when given); imports no method."""
-    infos = [info for _, info in _METHODS.items()]
-    if modality is not None:
-        data = get_modality_info(modality)
-        infos = [i for i in infos if fits(i, data)]
-    return infos
+    """Every method's metadata, sorted by name (only those that fit ``modality`` when given); imports no
+    method."""
+    return methods_fitting([info for _, info in _METHODS.items()], modality)
 
 
 def get_method(name: str, modality: Modality | str | None = None) -> MethodInfo:
-    """Look a method up by name; a helpful SelfSupError when it is unknown or does not fit."""
+    """Look a method up by name; a helpful SelfSupError when it is unknown or (``modality`` given) does not fit."""
     if name not in _METHODS:
         raise SelfSupError(f"unknown method {name!r}{did_you_mean(name, _METHODS.names())}; "
                            "`selfsup methods` lists them all")
     info = _METHODS.meta(name)
-    if modality is not None and not fits(info, data := get_modality_info(modality)):
-        fitting = [i.name for i in list_methods(data.name)]
-        raise SelfSupError(
-            f"method {name!r} does not work on {data.name} data "
-            f"(it supports: {', '.join(sorted(info.modalities))}). "
-            f"Methods for {data.name}: {', '.join(fitting) or 'none yet'}."
-        )
+    check_method_fits(info, modality, list_methods)
     return info
 
 

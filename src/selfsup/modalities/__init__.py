@@ -105,5 +105,31 @@ def get_modality(modality: Any) -> Modality:
     return _INSTANCES[info.name]
 
 
+def _fits(method: Any, info: ModalityInfo) -> bool:
+    """Whether a method (its metadata: ``name``, ``modalities``) trains on a modality: the method names it, or
+    the modality opts into the method (``ModalityInfo.methods``)."""
+    return info.name in method.modalities or method.name in info.methods
+
+
+def methods_fitting(methods: list, modality: Any = None) -> list:
+    """The methods (metadata) among ``methods`` that fit ``modality``; all of them when it is None."""
+    if modality is None:
+        return list(methods)
+    info = get_modality_info(modality)
+    return [method for method in methods if _fits(method, info)]
+
+
+def check_method_fits(method: Any, modality: Any, list_methods: Any) -> None:
+    """A one-line error when ``method`` does not fit ``modality`` (nothing to check when it is None), naming the
+    methods that do (``list_methods(name)``)."""
+    if modality is None or _fits(method, info := get_modality_info(modality)):
+        return
+    fitting = [m.name for m in list_methods(info.name)]
+    raise SelfSupError(f"method {method.name!r} does not work on {info.name} data (it supports: "
+                       f"{', '.join(sorted(method.modalities))}). Methods for {info.name}: "
+                       f"{', '.join(fitting) or 'none yet'}.")
+
+
 __all__ = ["DEFAULT_KIND", "ModalityInfo", "get_modality", "get_modality_info", "modality_infos", "modality_names",
-           "modality_settings", "register_modality", "unregister_modality"]
+           "modality_settings", "register_modality", "unregister_modality", "methods_fitting",
+           "check_method_fits"]
