@@ -105,7 +105,15 @@ class Modality:
     def init_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
         """The settings (``section.key`` -> value) that start a run from the checkpoint ``source`` (``--init``):
         the encoder that loads it and what its data preparation needs (text: the checkpoint's tokenizer).
-        ``config`` holds the settings given so far (``--encoder``, ``--max-length``), to check against it."""
+        ``config`` holds the settings given so far (``--encoder``, ``--max-length``), to check against it.
+
+        A selfsup run or export folder works the same for every modality (TODO issue 18: generic path); any other
+        source is the modality's own kind of checkpoint (:meth:`foundation_settings`)."""
+        return self.foundation_settings(source, config)
+
+    def foundation_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
+        """:meth:`init_settings` for a checkpoint of the ecosystem the modality comes from (a Hugging Face model
+        folder or cached id; a timm architecture plus a weights file for images)."""
         raise SelfSupError(f"--init {source}: starting from a checkpoint is not available for {self.name} data yet; "
                            "pass --modality when DATA is of another kind, or leave --init out")
 

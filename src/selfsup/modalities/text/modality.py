@@ -26,7 +26,7 @@ class TextModality(Modality):
     def input_size(self, data: dict[str, Any]) -> int:
         return int(data["max_length"])
 
-    def init_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
+    def foundation_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
         """A Hugging Face text checkpoint: the ``hf_text`` encoder (its architecture and weights) and its own
         tokenizer (``data.tokenizer``: the folder, copied into ``RUN/tokenizer``)."""
         from ...encoders.pretrained_text import NAME, check_positions, text_checkpoint
