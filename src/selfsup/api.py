@@ -123,7 +123,8 @@ def evaluate(
     """Label-efficiency evaluation of a run's encoder (and baselines) on labeled data.
 
     ``baseline``: ``"scratch"`` (the same architecture, randomly initialised), ``"init"`` (a run started from a
-    checkpoint with ``init=``: that checkpoint, unadapted; fine-tuned from it for ``finetune``), ``"tfidf"`` (text:
+    checkpoint with ``init=``: that checkpoint, unadapted; fine-tuned from it for ``finetune``), ``"teacher"`` (a
+    ``distill`` run: its teacher, rebuilt from ``method.teacher``; fine-tuned for ``finetune``), ``"tfidf"`` (text:
     TF-IDF + logistic regression), ``"mfcc"`` (audio: MFCC statistics + logistic regression), ``"pixels"`` (images:
     raw pixels shrunk to 8 px + logistic regression), several (``"scratch,tfidf"`` or a list), or None / ``"none"``.
     For text,
@@ -138,6 +139,7 @@ def evaluate(
     from .encoders import starts_from_checkpoint
     from .evaluation.downstream import check_request, evaluate_labeled, evaluate_pairwise
     from .modalities import get_modality_info
+    from .teachers import rebuild_teacher, teacher_record
 
     label_fractions = list(label_fractions)
     check_arguments("evaluate", label_fractions=label_fractions, seed=seed, finetune_steps=finetune_steps)
@@ -148,14 +150,20 @@ def evaluate(
     else:
         baselines = [b for b in baseline if b != "none"]
     protocols = list(protocols)
+    record = teacher_record(run)
     check_request(loaded.modality, protocols, baselines, train, test,
-                  from_checkpoint=starts_from_checkpoint(loaded.encoder.config))
+                  from_checkpoint=starts_from_checkpoint(loaded.encoder.config), distilled=record is not None)
+    teacher = rebuild_teacher(run, record) if "teacher" in baselines else None
+    if teacher is not None and progress is not None:
+        counts = record["parameters"]
+        progress(f"[teacher] {record['source']}: {counts['teacher']:,} parameters; the distilled student: "
+                 f"{counts['student']:,}")
     if get_modality_info(loaded.modality).pairwise_protocol in protocols:
-        results = evaluate_pairwise(loaded, test, baselines, seed, _device(device), encoding=encoding)
+        results = evaluate_pairwise(loaded, test, baselines, seed, _device(device), encoding=encoding, teacher=teacher)
     else:
         results = evaluate_labeled(loaded, train, test, protocols, [float(f) for f in label_fractions], baselines,
                                    seed, _device(device), encoding=encoding, finetune_steps=finetune_steps,
-                                   progress=progress)
+                                   progress=progress, teacher=teacher)
     write_json(results, Path(json_path) if json_path else run / "eval.json")
     if any(r.n_labels > 0 for r in results):
         plot_label_efficiency(results, run / "plots" / "label_efficiency.png")

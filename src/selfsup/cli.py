@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--label-fractions", type=_floats, default=[0.01, 0.1, 1.0], help="comma list, e.g. 0.01,0.1,1.0")
     e.add_argument("--baseline", default="scratch",
                    help="comma list: scratch (same model, random init), init (a run made with --init: its starting "
-                        "checkpoint, unadapted), tfidf (text: TF-IDF + logistic regression), "
+                        "checkpoint, unadapted), teacher (a distill run: its teacher), tfidf (text: TF-IDF + "
+                        "logistic regression), "
                         "mfcc (audio: MFCC statistics + logistic regression), pixels (images: raw pixels "
                         "shrunk to 8 px + logistic regression), or none")
     e.add_argument("--encoding", default="utf-8", help="text files' encoding (default utf-8)")

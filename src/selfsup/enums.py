@@ -6,7 +6,8 @@ from enum import Enum
 
 
 class Family(str, Enum):
-    """The four families of pretext tasks (plus the non-contrastive self-distillation branch)."""
+    """The four families of pretext tasks (plus the non-contrastive self-distillation branch, and distillation
+    from a given, frozen teacher)."""
 
     CONTRASTIVE = "contrastive"
     SELF_DISTILLATION = "self-distillation"
@@ -14,6 +15,7 @@ class Family(str, Enum):
     GENERATIVE = "generative"
     TRANSFORMATION = "transformation"
     CLUSTERING = "clustering"
+    DISTILLATION = "distillation"
 
 
 class Modality(str, Enum):

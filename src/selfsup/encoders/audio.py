@@ -108,6 +108,14 @@ class AudioEncoder(Encoder):
     def layer_states(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return self.layer_outputs({k: v for k, v in inputs.items() if k != "mask_time_indices"})
 
+    @property
+    def time_grid(self) -> tuple[int, int, int]:
+        """(sample rate, samples between frames, samples per frame)."""
+        return self.sample_rate, self.frame_stride, self.frame_window
+
+    def position_mask(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:
+        return self.frame_mask(inputs, length)
+
     def num_frames(self, lengths: torch.Tensor) -> torch.Tensor:
         """Frames of clips with ``lengths`` samples (at least one)."""
         lengths = lengths.clamp_min(self.frame_window)

@@ -62,6 +62,19 @@ class Encoder(nn.Module):
         """Pooled embedding [B, D] of a batch of inputs."""
         return self.pool(self(inputs))
 
+    # ------------------------------------------------------------------ positions (distillation)
+    @property
+    def time_grid(self) -> tuple[int, ...] | None:
+        """What places the positions of :meth:`layer_states` in time, for an encoder whose positions are frames
+        of a signal (speech: sample rate, samples between frames, samples per frame): two encoders with equal
+        grids give frame-aligned states (DistilHuBERT's frame targets). None: positions are not frames in time."""
+        return None
+
+    def position_mask(self, inputs, length: int) -> torch.Tensor | None:
+        """[B, length] with 1 on the positions of :meth:`layer_states` that hold real input (not padding);
+        None when every position does."""
+        return None
+
     # ------------------------------------------------------------------ masked prediction (data2vec)
     def _cannot_mask(self) -> SelfSupError:
         return SelfSupError(f"encoder {self.config.get('name')!r} cannot hide input positions; masked prediction "

@@ -111,6 +111,11 @@ class TextEncoder(Encoder):
     def layer_states(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return self.layer_outputs(inputs)
 
+    def position_mask(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor | None:
+        """The attention mask: 1 on real tokens, 0 on padding."""
+        mask = inputs.get("attention_mask")
+        return None if mask is None else mask[:, :length]
+
     def layer_outputs(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """The hidden states [B, T, D] after each transformer layer, first to last (data2vec's targets)."""
         kwargs: dict[str, Any] = {"input_ids": inputs["input_ids"], "attention_mask": inputs.get("attention_mask"),

@@ -44,9 +44,10 @@ class Labeled:
 
 
 def check_request(modality: str, protocols: list[str], baselines: list[str], train: str | Path | None,
-                  test: str | Path | None = None, from_checkpoint: bool = False) -> None:
+                  test: str | Path | None = None, from_checkpoint: bool = False, distilled: bool = False) -> None:
     """Fail early, in one line, on a protocol or baseline the modality does not have, or a missing file.
-    ``from_checkpoint``: the run's encoder started from a checkpoint (``--init``), so ``init`` is a baseline."""
+    ``from_checkpoint``: the run's encoder started from a checkpoint (``--init``), so ``init`` is a baseline;
+    ``distilled``: the run learnt from a teacher (``distill``), so ``teacher`` is one."""
     info = get_modality_info(modality)
     own = info.pairwise_protocol
     valid = (*PROTOCOLS, own) if own else PROTOCOLS
@@ -56,11 +57,15 @@ def check_request(modality: str, protocols: list[str], baselines: list[str], tra
     if own in protocols and len(protocols) > 1:
         raise SelfSupError(f"--protocol {own} cannot be mixed with {','.join(p for p in protocols if p != own)}; "
                            "run them separately")
-    fitting = ("scratch", *(("init",) if from_checkpoint else ()), *info.baselines)
+    fitting = ("scratch", *(("init",) if from_checkpoint else ()), *(("teacher",) if distilled else ()),
+               *info.baselines)
     for name in baselines:
         if name == "init" and not from_checkpoint:
             raise SelfSupError("--baseline init needs a run that started from a checkpoint (pretrain --init SOURCE); "
                                f"this run started from random weights: use {', '.join(fitting)} or none")
+        if name == "teacher" and not distilled:
+            raise SelfSupError("--baseline teacher needs a distilled run folder (pretrain --method distill --set "
+                               f"method.teacher=SOURCE); this run has no teacher: use {', '.join(fitting)} or none")
         if name not in fitting:
             raise SelfSupError(f"--baseline {name!r} is not available for {info.name} data; use {', '.join(fitting)} or none")
     if own in protocols and not info.pairwise_needs_test:
@@ -73,12 +78,17 @@ def check_request(modality: str, protocols: list[str], baselines: list[str], tra
         raise SelfSupError(f"--train LABELED is needed for knn, linear and finetune{hint}")
 
 
-def _encoders(loaded, baselines: list[str], seed: int) -> dict[str, Encoder]:
+def _encoders(loaded, baselines: list[str], seed: int, teacher: Encoder | None = None) -> dict[str, Encoder]:
     """The run's encoder; ``init``: the checkpoint it started from, unadapted (its config rebuilt, no run weights
-    loaded); ``scratch``: the same architecture from a random init."""
+    loaded); ``teacher``: the teacher a distilled run learnt from (given, rebuilt by the caller); ``scratch``: the
+    same architecture from a random init."""
     encoders = {"pretrained": loaded.encoder}
     if "init" in baselines:
         encoders["init"] = build_encoder(loaded.encoder.config).eval()
+    if "teacher" in baselines:
+        if teacher is None:
+            raise SelfSupError("--baseline teacher: the run's teacher was not rebuilt; pass it as teacher=")
+        encoders["teacher"] = teacher
     if "scratch" in baselines:
         torch.manual_seed(seed)
         encoders["scratch"] = build_encoder(scratch_config(loaded.encoder.config))
@@ -86,18 +96,20 @@ def _encoders(loaded, baselines: list[str], seed: int) -> dict[str, Encoder]:
 
 
 def evaluate_pairwise(loaded, test: str | Path | None, baselines: list[str], seed: int, device: str,
-                      encoding: str = "utf-8") -> list[EvalResult]:
+                      encoding: str = "utf-8", teacher: Encoder | None = None) -> list[EvalResult]:
     """The modality's label-free protocol (text: sentence similarity; sequences: next-item ranking)."""
-    return get_modality(loaded.modality).evaluate_pairwise(loaded, _encoders(loaded, baselines, seed), test,
+    return get_modality(loaded.modality).evaluate_pairwise(loaded, _encoders(loaded, baselines, seed, teacher), test,
                                                           baselines, seed, device, encoding=encoding)
 
 
 def evaluate_labeled(loaded, train: str | Path, test: str | Path, protocols: list[str], fractions: list[float],
                      baselines: list[str], seed: int, device: str, encoding: str = "utf-8",
-                     finetune_steps: int | None = None, progress: Callable[[str], None] | None = None) -> list[EvalResult]:
-    """Label efficiency of ``loaded`` (and the baselines) on labeled train/test files."""
+                     finetune_steps: int | None = None, progress: Callable[[str], None] | None = None,
+                     teacher: Encoder | None = None) -> list[EvalResult]:
+    """Label efficiency of ``loaded`` (and the baselines; ``teacher``: a distilled run's teacher) on labeled
+    train/test files."""
     modality = get_modality(loaded.modality)
-    encoders = _encoders(loaded, baselines, seed)
+    encoders = _encoders(loaded, baselines, seed, teacher)
     own = modality.evaluate_labeled(loaded, encoders, train, test, protocols, fractions, baselines, seed, device,
                                     encoding=encoding, finetune_steps=finetune_steps, progress=progress)
     if own is not None:

@@ -118,8 +118,9 @@ def _unique(items) -> list:
 
 def format_table(results: Sequence[EvalResult]) -> str:
     """Fixed-width table: one row per (protocol, metric, fraction, n_labels), one column per encoder,
-    plus ``gain`` = pretrained − scratch and ``gain_init`` = pretrained − init (the checkpoint a run started
-    from: did the domain pretraining beat it?) when both are present, and a ``metric`` column when a metric
+    plus ``gain`` = pretrained − scratch, ``gain_init`` = pretrained − init (the checkpoint a run started
+    from: did the domain pretraining beat it?) and ``gain_teacher`` = pretrained − teacher (what a distilled student
+    gives up) when both are present, and a ``metric`` column when a metric
     other than accuracy appears."""
     encoders = _unique(r.encoder for r in results)
     protocols = _unique(r.protocol for r in results)
@@ -128,7 +129,7 @@ def format_table(results: Sequence[EvalResult]) -> str:
         _unique((r.protocol, r.metric, r.label_fraction, r.n_labels) for r in results),
         key=lambda row: (protocols.index(row[0]), row[2], row[3]),  # stable: metrics keep their order
     )
-    gains = [(ref, label) for ref, label in (("scratch", "gain"), ("init", "gain_init"))
+    gains = [(ref, label) for ref, label in (("scratch", "gain"), ("init", "gain_init"), ("teacher", "gain_teacher"))
              if "pretrained" in encoders and ref in encoders]
     with_metric = {r.metric for r in results} != {"accuracy"}  # e.g. spearman: say so, or it reads as an accuracy
     header = ["protocol", *(["metric"] if with_metric else []), "fraction", "n_labels", *encoders, *(label for _, label in gains)]

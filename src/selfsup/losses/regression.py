@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["negative_cosine"]
+__all__ = ["embedding_regression", "layer_regression", "negative_cosine"]
 
 
 def negative_cosine(p: Tensor, z: Tensor, squared_distance: bool = True) -> Tensor:
@@ -33,3 +33,39 @@ def negative_cosine(p: Tensor, z: Tensor, squared_distance: bool = True) -> Tens
         )
     cos = F.cosine_similarity(p.float(), z.detach().float(), dim=-1).mean()
     return 2.0 - 2.0 * cos if squared_distance else -cos
+
+
+def embedding_regression(student: Tensor, teacher: Tensor, normalize: bool = True) -> Tensor:
+    """Distance between a student's (projected) embeddings and a frozen teacher's, both [B, D].
+
+    ``normalize=False``: the mean squared error of Reimers & Gurevych (2020), "Making Monolingual Sentence
+    Embeddings Multilingual using Knowledge Distillation" (EMNLP, Eq. 1), ``mean_b,d (s_bd - t_bd)^2``.
+    ``normalize=True``: the same on L2-normalised embeddings summed over dimensions, ``mean_b |ŝ_b - t̂_b|^2 =
+    2 - 2 cos(s_b, t_b)`` (:func:`negative_cosine`), which ignores the teacher's norms. ``teacher`` is detached.
+    """
+    if student.shape != teacher.shape:
+        raise ValueError(f"embedding_regression expects student and teacher embeddings of one shape, got "
+                         f"{tuple(student.shape)} and {tuple(teacher.shape)}")
+    if normalize:
+        return negative_cosine(student, teacher)
+    return F.mse_loss(student.float(), teacher.detach().float())
+
+
+def layer_regression(pred: Tensor, target: Tensor, mask: Tensor | None = None, cosine_weight: float = 1.0) -> Tensor:
+    """DistilHuBERT's loss for one predicted teacher layer (Chang, Yang, Lee 2022, "DistilHuBERT: Speech
+    Representation Learning by Layer-wise Distillation of Hidden-Unit BERT", ICASSP, Eq. 1)::
+
+        L = mean_t [ mean_d |pred_t - y_t| - lambda * log sigmoid(cos(pred_t, y_t)) ]
+
+    over the positions t where ``mask`` [B, T] is 1 (all when None); ``pred`` and ``target`` are [B, T, D],
+    ``target`` detached; lambda is ``cosine_weight`` (1 in the paper)."""
+    if pred.shape != target.shape:
+        raise ValueError(f"layer_regression expects pred and target of one shape, got {tuple(pred.shape)} and "
+                         f"{tuple(target.shape)}")
+    pred, target = pred.float(), target.detach().float()
+    per_position = (pred - target).abs().mean(-1) \
+        - cosine_weight * F.logsigmoid(F.cosine_similarity(pred, target, dim=-1))
+    if mask is None:
+        return per_position.mean()
+    weights = mask.to(per_position.dtype)
+    return (per_position * weights).sum() / weights.sum().clamp_min(1.0)

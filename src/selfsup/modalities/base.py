@@ -17,7 +17,8 @@ A modality provides:
   (:attr:`ModalityInfo.prepared_files`);
 - **evaluation**: its baselines (tfidf, mfcc, pixels, popularity), its label-free protocol (similarity, ranking),
   the transforms that feed an encoder while fine-tuning and extracting features;
-- **what generic methods ask for**: two views of a batch (:meth:`two_views`: SimCLR, SimCSE, COLA), the
+- **what generic methods ask for**: two views of a batch (:meth:`two_views`: SimCLR, SimCSE, COLA), one view
+  (:meth:`one_view`: distillation), the
   masked student input and the teacher's target normalisation (:meth:`masked_inputs`,
   :meth:`normalize_targets`: data2vec).
 """
@@ -172,6 +173,17 @@ class Modality:
         method's hyper-parameters; a modality reads the view settings that apply to it (``crop_min_scale``,
         ``flip_p`` for images) and ignores the rest."""
         raise self._lacks("two views of a sample")
+
+    def one_view(self, input_size: int, settings: Any) -> Pretext:
+        """A pretext giving one augmented view of every sample: ``{"view"}``, what a distilled student and its
+        frozen teacher both see (``distill``). By default the first of :meth:`two_views`; a modality overrides
+        it where one view costs less than two."""
+        views = self.two_views(input_size, settings)
+
+        def pretext(batch: Any, generator: torch.Generator | None = None) -> dict:
+            return {"view": views(batch, generator)["view1"]}
+
+        return pretext
 
     def masked_inputs(self, encoder, input_size: int, settings: Any) -> Pretext:
         """A pretext for masked prediction with an EMA teacher (data2vec): ``{"student": encoder input with

@@ -18,6 +18,7 @@ from ..errors import SelfSupError
 from ..modalities import get_modality, get_modality_info, modality_infos
 from ..registry import get_method
 from ..runtime import resolve_precision, retain_freed_memory
+from ..teachers import adopt_teacher_data, build_teacher, parameter_count, save_teacher_record
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, check_resume, load_checkpoint, load_run_checkpoint
 from .health import HealthMonitor
 from .lock import LOCK_FILE, RunLock
@@ -50,6 +51,8 @@ def resolve(config: RunConfig) -> RunConfig:
     config.encoder = {"name": info.cls.encoder_for(modality.name), **config.encoder}
     config.optim.optimizer = choose_optimizer(info.cls, config.optim.optimizer)
     check_encoder_settings(config.encoder)  # fail on a typo or a bad number before any data is read
+    if info.cls.teacher_from_init:  # before the data is prepared: the student reads the teacher's inputs
+        adopt_teacher_data(config, info.name, info.cls.teacher_setting)
     return config
 
 
@@ -92,12 +95,18 @@ def load_teacher(method: str, setting: str, source: str):
 def build_method(config: RunConfig, data: TrainData):
     """Encoder + method exactly as the (resolved) config describes them, sized for ``data``. The encoder
     settings the data decides (image size, vocabulary) are written into ``config.encoder``; a teacher the
-    method names (``Method.teacher_setting``) is loaded and handed to it."""
+    method names (``Method.teacher_setting``) is loaded and handed to it: a stored run or export, or (a method
+    with ``teacher_from_init``) any ``--init`` source, given the same data settings as the student."""
     info = get_method(config.method["name"], config.data.modality)
     config.encoder = {**config.encoder, **data.encoder_kwargs}
     encoder = build_encoder(config.encoder)
     hparams = {k: v for k, v in config.method.items() if k != "name"}
     setting = info.cls.teacher_setting
+    if info.cls.teacher_from_init:
+        teacher = build_teacher(config, info.name, setting, data.encoder_kwargs)
+        log.info("%s: student %s with %d parameters, teacher %s with %d", info.name, config.encoder["name"],
+                 parameter_count(encoder), hparams[setting], parameter_count(teacher))
+        return info.cls(encoder, data.input_size, teacher_encoder=teacher, **hparams)
     if setting and hparams.get(setting):
         return info.cls(encoder, data.input_size, teacher=load_teacher(info.name, setting, hparams[setting]), **hparams)
     return info.cls(encoder, data.input_size, **hparams)
@@ -199,6 +208,9 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
                             pretext_in_loader=data.pretext_in_loader)
     if trainer.is_global_zero:
         config.save(run_dir / CONFIG_FILE)
+        if type(method).teacher_from_init:  # what --baseline teacher rebuilds it with, and the parameter counts
+            save_teacher_record(run_dir, config.method[type(method).teacher_setting], method.teacher,
+                                method.encoder, data.encoder_kwargs)
     if resume:
         check_resume(resumed_from, resumed, module, RESUME_FIX)  # Lightning would fail on it with a traceback
         log.info("resuming %s from %s", run_dir, resumed_from)

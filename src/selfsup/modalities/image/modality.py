@@ -62,11 +62,21 @@ class ImageModality(Modality):
         return {"embeddings": write_embeddings(feats, dataset.paths, out)}
 
     # ------------------------------------------------------------------ what generic methods ask for
+    @staticmethod
+    def _augment(input_size: int, settings: Any):
+        """SimCLR's augmentation (crop scale ``settings.crop_min_scale``..1, flip ``settings.flip_p``)."""
+        return simclr_augment(input_size, crop_scale=(getattr(settings, "crop_min_scale", 0.08), 1.0),
+                              flip_p=getattr(settings, "flip_p", 0.5))
+
     def two_views(self, input_size: int, settings: Any) -> Pretext:
-        """SimCLR's augmentation twice (crop scale ``settings.crop_min_scale``..1, flip ``settings.flip_p``)."""
-        augment = simclr_augment(input_size, crop_scale=(getattr(settings, "crop_min_scale", 0.08), 1.0),
-                                 flip_p=getattr(settings, "flip_p", 0.5))
+        """SimCLR's augmentation twice."""
+        augment = self._augment(input_size, settings)
         return two_views(augment, augment)
+
+    def one_view(self, input_size: int, settings: Any) -> Pretext:
+        """SimCLR's augmentation once."""
+        augment = self._augment(input_size, settings)
+        return lambda images, generator=None: {"view": augment(images, generator=generator)}
 
     def masked_inputs(self, encoder, input_size: int, settings: Any) -> Pretext:
         """data2vec for vision (BEiT-style): a light crop + flip, then blocks of
