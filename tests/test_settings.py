@@ -30,7 +30,7 @@ ZERO_OK = {
     "ema_start", "ema_end", "ema_anneal", "loss_beta", "teacher_temp_warmup", "freeze_last_layer",
     "freeze_prototypes", "last_item_prob", "reorder", "weight", "lambda_offdiag", "invariance_weight",
     "variance_weight", "covariance_weight", "diversity_weight", "target_layer", "permutation_seed",
-    "num_local_crops", "deletion_rate", "mlm.mask_prob", "mlm.random_prob", "dropout",
+    "num_local_crops", "deletion_rate", "mlm.mask_prob", "mlm.random_prob", "dropout", "cosine_weight",
     *(f"{t}_token_id" for t in ("pad", "unk", "cls", "sep", "mask")),
 }
 NEGATIVE_OK = {"data.min_rating"}  # ratings may be negative

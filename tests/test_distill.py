@@ -1,0 +1,271 @@
+"""``--method distill``: a frozen teacher (any ``--init`` source; here a tiny BERT saved with ``save_pretrained``)
+taught to a small student, and ``evaluate --baseline teacher``.
+
+The text teacher is a Hugging Face folder (the only ``--init`` source for text on this branch); the image and
+audio paths are checked at the method level with teachers built directly (their ``--init`` sources come from
+other branches). Nothing is downloaded: the socket guard of ``test_text_init`` fails any network connection.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+import transformers
+
+from cli_checks import assert_one_line_error, global_step, logged_losses, run_cli
+from selfsup import api
+from selfsup.encoders import build_encoder
+from selfsup.evaluation.label_efficiency import curves, format_table
+from selfsup.modalities.text.tokenizer import load_tokenizer, token_spec, train_tokenizer
+from selfsup.registry import get_method, list_methods
+from selfsup.teachers import TEACHER_FILE, rebuild_teacher, teacher_record
+from test_text_init import TINY, encode, no_network, sentences, source_embeddings, train_mlm  # noqa: F401
+
+STUDENT = {"name": "bert_tiny", "hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """A corpus of two topics, labeled splits, and a tiny BERT teacher that learnt the corpus (masked LM)."""
+    root = tmp_path_factory.mktemp("distill")
+    texts = [t for _, t in sentences(240, seed=0)]
+    (root / "corpus.txt").write_text("\n".join(texts) + "\n")
+    for name, n, seed in (("train.tsv", 40, 1), ("test.tsv", 20, 2)):
+        (root / name).write_text("".join(f"{'ab'[y]}\t{t}\n" for y, t in sentences(n, seed)))
+    tok = train_tokenizer(texts, vocab_size=120, min_frequency=1)
+    torch.manual_seed(0)
+    bert = transformers.BertForMaskedLM(transformers.BertConfig(vocab_size=len(tok), **TINY,
+                                                                pad_token_id=tok.pad_token_id))
+    train_mlm(bert, tok, texts)
+    bert.save_pretrained(root / "teacher")
+    tok.save_pretrained(root / "teacher")
+    return {"root": root, "teacher": root / "teacher", "texts": texts}
+
+
+def structure_agreement(student: torch.Tensor, teacher: torch.Tensor) -> float:
+    """Pearson correlation between the pairwise cosine similarities of the student's and the teacher's embeddings
+    of the same texts (off-diagonal pairs): 1 when the student orders every pair as the teacher does."""
+    def pairs(x: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(x.float(), dim=-1)
+        sims = x @ x.T
+        return sims[torch.triu_indices(len(x), len(x), offset=1).unbind()]
+
+    a, b = pairs(student), pairs(teacher)
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-12))
+
+
+def text_method(ws, **hparams):
+    tok = load_tokenizer(ws["teacher"])
+    spec = token_spec(tok).to_dict()
+    teacher = build_encoder({"name": "hf_text", "source": str(ws["teacher"]), **spec})
+    torch.manual_seed(0)
+    student = build_encoder({**STUDENT, **spec})
+    method = get_method("distill", "text").cls(student, 128, teacher_encoder=teacher,
+                                               teacher=str(ws["teacher"]), **hparams)
+    return method, tok
+
+
+def train(method, batches, steps: int, lr: float = 3e-3) -> list[float]:
+    pretext = method.pretext("text")
+    optimiser = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    method.train()
+    for step in range(steps):
+        out = method.loss(pretext(batches[step % len(batches)]))
+        optimiser.zero_grad()
+        out.loss.backward()
+        optimiser.step()
+        losses.append(float(out.loss.detach()))
+    return losses
+
+
+def text_batches(tok, texts, size=32):
+    return [dict(zip(("input_ids", "attention_mask"), encode(tok, texts[i:i + size])))
+            for i in range(0, len(texts), size)]
+
+
+def test_student_moves_towards_the_teacher(ws):
+    method, tok = text_method(ws)
+    assert method.target == "pooled"  # text: sentence embeddings (Reimers & Gurevych 2020)
+    held_out = dict(zip(("input_ids", "attention_mask"), encode(tok, [t for _, t in sentences(40, seed=11)])))
+
+    def measure():
+        method.eval()
+        with torch.no_grad():
+            student = method.encoder.embed(held_out)
+            teacher = method.teacher.embed(held_out)
+            cosine = float(F.cosine_similarity(method.head(student), teacher).mean())
+        return cosine, structure_agreement(student, teacher)
+
+    cosine0, agreement0 = measure()
+    losses = train(method, text_batches(tok, ws["texts"]), steps=60)
+    cosine1, agreement1 = measure()
+    assert losses[-1] < 0.5 * losses[0]
+    assert cosine1 > cosine0 + 0.5 and cosine1 > 0.9, (cosine0, cosine1)  # measured: -0.10 -> 0.99
+    assert agreement1 > agreement0 + 0.2 and agreement1 > 0.9, (agreement0, agreement1)  # 0.56 -> 0.998
+    # the agreement measure would expose a collapsed student: one vector for every text (up to noise)
+    teacher = method.teacher.embed(held_out).detach()
+    collapsed = torch.ones_like(teacher) + 1e-4 * torch.randn(teacher.shape, generator=torch.Generator().manual_seed(0))
+    assert structure_agreement(collapsed, teacher) < 0.3
+    # the teacher stayed frozen and outside the method's weights
+    assert not any(name.startswith("teacher") or "._teacher" in name for name in method.state_dict())
+    assert all(not p.requires_grad for p in method.teacher.parameters())
+    torch.testing.assert_close(method.teacher.embed(held_out), source_embeddings(
+        ws["teacher"], held_out["input_ids"], held_out["attention_mask"]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("target", ["tokens", "layers"])
+def test_token_and_layer_targets_regress_the_teachers_states(ws, target):
+    """DistilHuBERT's loss on text tokens (same tokenizer: one grid): the heads learn the teacher's layers."""
+    method, tok = text_method(ws, target=target, layers=2)
+    assert len(method.heads) == (1 if target == "tokens" else 2)
+    assert method.teacher_layers(12) == ([11] if target == "tokens" else [5, 11])
+    losses = train(method, text_batches(tok, ws["texts"]), steps=30)
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_image_student_learns_a_frozen_image_teacher():
+    """Images: one SimCLR-augmented view for both; a tiny CNN student regresses a ViT teacher's embedding."""
+    torch.manual_seed(0)
+    teacher = build_encoder({"name": "vit_micro", "image_size": 16})
+    student = build_encoder({"name": "tiny_cnn", "image_size": 16})
+    method = get_method("distill", "image").cls(student, 16, teacher_encoder=teacher, teacher="vit")
+    assert method.target == "pooled"
+    images = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8)
+    pretext = method.pretext("image")
+    view = pretext(images[:4], torch.Generator().manual_seed(0))
+    assert set(view) == {"view"} and view["view"].shape == (4, 3, 16, 16) and view["view"].dtype == torch.float32
+    optimiser = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=3e-3)
+    cosines = []
+    for step in range(20):
+        out = method.loss(pretext(images[(step % 4) * 16:(step % 4 + 1) * 16], None))
+        optimiser.zero_grad()
+        out.loss.backward()
+        optimiser.step()
+        cosines.append(float(out.metrics["teacher_cosine"]))
+    assert sum(cosines[-5:]) / 5 > sum(cosines[:5]) / 5 + 0.2, cosines
+
+
+def test_speech_encoders_on_one_frame_grid_distil_layer_by_layer():
+    """Audio: wav2vec 2.0 student and teacher share a frame grid, so the default is DistilHuBERT's layer targets
+    over the real frames; a teacher on another grid falls back to pooled embeddings."""
+    torch.manual_seed(0)
+    teacher = build_encoder({"name": "wav2vec2_tiny", "sample_rate": 8000})
+    student = build_encoder({"name": "wav2vec2_tiny", "sample_rate": 8000, "num_layers": 1})
+    cls = get_method("distill", "audio").cls
+    method = cls(student, 4000, teacher_encoder=teacher, teacher="w2v")
+    assert method.target == "layers" and len(method.heads) == 3
+    other = build_encoder({"name": "wav2vec2_tiny", "sample_rate": 16000})
+    assert cls(student, 4000, teacher_encoder=other, teacher="w2v").target == "pooled"
+    waves = torch.randn(8, 4000)
+    lengths = torch.tensor([4000] * 4 + [2500] * 4)
+    batch = {"input_values": waves, "attention_mask": (torch.arange(4000)[None] < lengths[:, None]).long()}
+    pretext = method.pretext("audio")
+    optimiser = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(15):
+        out = method.loss(pretext(batch, None))
+        optimiser.zero_grad()
+        out.loss.backward()
+        optimiser.step()
+        losses.append(float(out.loss.detach()))
+    assert losses[-1] < losses[0], losses
+
+
+def pretrain_argv(ws, out, *extra):
+    return ["pretrain", ws["root"] / "corpus.txt", "--modality", "text", "--method", "distill", "--encoder",
+            "bert_tiny", "--out", out, "--batch-size", "32", "--no-progress", *extra]
+
+
+def test_pretrain_distill_then_resume_and_evaluate_against_the_teacher(ws, tmp_path):
+    run = tmp_path / "run"
+    teacher = f"method.teacher={ws['teacher']}"
+    code, _, err = run_cli(pretrain_argv(ws, run, "--set", teacher, "--max-steps", "12"))
+    assert code == 0, err
+    losses = logged_losses(run)
+    assert losses[-1] < losses[0]
+    # the student reads the teacher's token ids: its tokenizer, copied into the run
+    assert load_tokenizer(run / "tokenizer").get_vocab() == load_tokenizer(ws["teacher"]).get_vocab()
+    record = teacher_record(run)
+    assert record["source"] == str(ws["teacher"]) and record["encoder"]["name"] == "hf_text"
+    assert record["parameters"]["teacher"] == sum(p.numel() for p in transformers.AutoModel.from_pretrained(
+        str(ws["teacher"]), local_files_only=True, add_pooling_layer=False).parameters())
+    assert record["parameters"]["student"] == sum(p.numel() for p in api.load(run).parameters())
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(k.startswith(("method.encoder.", "method.head.")) for k in state), sorted(state)[:5]
+    code, _, err = run_cli(pretrain_argv(ws, run, "--set", teacher, "--max-steps", "16"))
+    assert code == 0 and global_step(run) == 16, err  # resumed: the teacher rebuilt from its source
+
+    texts = [t for _, t in sentences(6, seed=9)]
+    ids, mask = encode(load_tokenizer(ws["teacher"]), texts)
+    with torch.no_grad():  # the evaluated teacher is the source model, unchanged by training
+        rebuilt = rebuild_teacher(run, record).embed({"input_ids": ids, "attention_mask": mask})
+    torch.testing.assert_close(rebuilt, source_embeddings(ws["teacher"], ids, mask), rtol=1e-5, atol=1e-5)
+
+    code, out, err = run_cli(["evaluate", run, "--train", ws["root"] / "train.tsv", "--test", ws["root"] / "test.tsv",
+                              "--protocol", "linear,finetune", "--label-fractions", "1.0", "--finetune-steps", "3",
+                              "--baseline", "teacher,scratch,tfidf"])
+    assert code == 0, err
+    assert f"[teacher] {ws['teacher']}: {record['parameters']['teacher']:,} parameters" in out
+    header = out.splitlines()[-4]
+    assert "teacher" in header and "gain_teacher" in header
+    rows = json.loads((run / "eval.json").read_text())["results"]
+    assert {r["encoder"] for r in rows} == {"pretrained", "teacher", "scratch", "tfidf"}
+    assert {r["protocol"] for r in rows if r["encoder"] == "teacher"} == {"linear", "finetune"}
+    assert (run / "plots" / "label_efficiency.png").exists()
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{i % 5}\t{a}\t{b}\n" for i, ((_, a), (_, b)) in
+                             enumerate(zip(sentences(12, seed=6), sentences(12, seed=7)))))
+    rows = api.evaluate(run, test=pairs, protocols=["similarity"], baseline=["teacher"])
+    assert {r.encoder for r in rows} == {"pretrained", "teacher"}
+
+
+def test_table_and_plot_show_the_teacher_rows():
+    from selfsup.evaluation import EvalResult
+
+    rows = [EvalResult("linear", 1.0, 40, name, "accuracy", value)
+            for name, value in (("pretrained", 0.8), ("teacher", 0.9), ("scratch", 0.5), ("init", 0.7))]
+    table = format_table(rows)
+    assert table.splitlines()[0].split()[-3:] == ["gain", "gain_init", "gain_teacher"]
+    assert table.splitlines()[-1].split()[-1] == "-0.1000"
+    styles = {style["label"]: (style["linestyle"], style["marker"]) for _, _, style in curves(rows)}
+    assert "linear · teacher" in styles and len(set(styles.values())) == 4  # every row its own line
+
+
+def test_distill_mistakes_are_one_line(ws, tmp_path):
+    never = tmp_path / "never"
+    assert_one_line_error(*run_cli(pretrain_argv(ws, never))[::2], "method 'distill' learns from a teacher",
+                          "--set method.teacher=SOURCE")
+    vit = tmp_path / "vit"
+    transformers.ViTConfig().save_pretrained(vit)
+    assert_one_line_error(*run_cli(pretrain_argv(ws, never, "--set", f"method.teacher={vit}"))[::2],
+                          f"distill: method.teacher={vit}", "'vit' is not a text model", "--modality image")
+    assert_one_line_error(*run_cli(pretrain_argv(ws, never, "--set", f"method.teacher={tmp_path / 'missing'}"))[::2],
+                          "method.teacher=", "missing")
+    assert_one_line_error(*run_cli(pretrain_argv(ws, never, "--set", f"method.teacher={ws['teacher']}",
+                                                 "--tokenizer", "bpe"))[::2],
+                          f"distill: method.teacher={ws['teacher']}", "brings its own tokenizer",
+                          "leave out --tokenizer bpe")
+    assert_one_line_error(*run_cli(pretrain_argv(ws, never, "--set", f"method.teacher={ws['teacher']}",
+                                                 "--set", "method.target=frames"))[::2], "method.target")
+    assert not never.exists()  # every mistake above is caught before anything is written
+
+    plain = tmp_path / "plain"
+    api.pretrain(ws["root"] / "corpus.txt", "mlm", plain, modality="text", encoder="bert_tiny", max_steps=1,
+                 batch_size=16, vocab_size=100, progress_bar=False)
+    code, _, err = run_cli(["evaluate", plain, "--train", ws["root"] / "train.tsv", "--test", ws["root"] / "test.tsv",
+                            "--baseline", "teacher"])
+    assert_one_line_error(code, err, "--baseline teacher needs a distilled run", "this run has no teacher")
+
+
+def test_methods_lists_distill_for_text_image_and_audio():
+    for modality in ("text", "image", "audio"):
+        assert "distill" in [m.name for m in list_methods(modality)]
+    assert "distill" not in [m.name for m in list_methods("sequence")]
+    code, out, _ = run_cli(["methods", "--modality", "audio"])
+    assert code == 0 and any(line.startswith("distill") and "distillation" in line for line in out.splitlines())
