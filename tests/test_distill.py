@@ -9,6 +9,7 @@ other branches). Nothing is downloaded: the socket guard of ``test_text_init`` f
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -176,9 +177,9 @@ def test_speech_encoders_on_one_frame_grid_distil_layer_by_layer():
     assert losses[-1] < losses[0], losses
 
 
-def pretrain_argv(ws, out, *extra):
-    return ["pretrain", ws["root"] / "corpus.txt", "--modality", "text", "--method", "distill", "--encoder",
-            "bert_tiny", "--out", out, "--batch-size", "32", "--no-progress", *extra]
+def pretrain_argv(ws, out, *extra, encoder=("--encoder", "bert_tiny")):
+    return ["pretrain", ws["root"] / "corpus.txt", "--modality", "text", "--method", "distill", *encoder,
+            "--out", out, "--batch-size", "32", "--no-progress", *extra]
 
 
 def test_pretrain_distill_then_resume_and_evaluate_against_the_teacher(ws, tmp_path):
@@ -249,8 +250,12 @@ def test_distill_mistakes_are_one_line(ws, tmp_path):
                           "method.teacher=", "missing")
     assert_one_line_error(*run_cli(pretrain_argv(ws, never, "--set", f"method.teacher={ws['teacher']}",
                                                  "--tokenizer", "bpe"))[::2],
-                          f"distill: method.teacher={ws['teacher']}", "brings its own tokenizer",
-                          "leave out --tokenizer bpe")
+                          f"distill: method.teacher={ws['teacher']}: the teacher reads its inputs with "
+                          f"data.tokenizer={ws['teacher']}, but this run has data.tokenizer=bpe", "leave that setting out")
+    other = tmp_path / "other"  # a student started from another checkpoint, with its own tokenizer
+    shutil.copytree(ws["teacher"], other)
+    assert_one_line_error(*run_cli(pretrain_argv(ws, never, "--set", f"method.teacher={ws['teacher']}", "--init",
+                                                 other, encoder=()))[::2], f"data.tokenizer={other}", "--init")
     assert_one_line_error(*run_cli(pretrain_argv(ws, never, "--set", f"method.teacher={ws['teacher']}",
                                                  "--set", "method.target=frames"))[::2], "method.target")
     assert not never.exists()  # every mistake above is caught before anything is written
@@ -269,3 +274,13 @@ def test_methods_lists_distill_for_text_image_and_audio():
     assert "distill" not in [m.name for m in list_methods("sequence")]
     code, out, _ = run_cli(["methods", "--modality", "audio"])
     assert code == 0 and any(line.startswith("distill") and "distillation" in line for line in out.splitlines())
+
+
+def test_student_started_from_a_checkpoint(ws, tmp_path):
+    """The student may itself be an ``--init`` checkpoint (here the teacher's own folder: the same tokenizer)."""
+    run = tmp_path / "run"
+    api.pretrain(ws["root"] / "corpus.txt", "distill", run, modality="text", init=ws["teacher"], max_steps=2,
+                 batch_size=16, overrides={"method.teacher": str(ws["teacher"])}, progress_bar=False)
+    assert api.load(run).config["name"] == "hf_text"
+    record = teacher_record(run)
+    assert record["parameters"]["student"] == record["parameters"]["teacher"]

@@ -37,15 +37,37 @@ def _label(method: str, setting: str, source: str) -> str:
     return f"{method}: method.{setting}={source}"
 
 
-def _checkpoint_settings(config: RunConfig, source: str, label: str) -> dict[str, Any]:
-    """The modality's settings for starting from ``source``, asked with the run's data settings and no encoder
-    of its own (the student's ``--encoder`` is not the teacher's)."""
+def _ask_modality(config: RunConfig, source: str, data: Any = None) -> dict[str, Any]:
     probe = copy.deepcopy(config)
-    probe.encoder = {}
+    probe.encoder = {}  # the student's --encoder is not the teacher's
+    if data is not None:
+        probe.data = data
+    return get_modality(config.data.modality).init_settings(str(source), probe)
+
+
+def _conflict(label: str, name: str, teacher: Any, given: Any) -> SelfSupError:
+    return SelfSupError(f"{label}: the teacher reads its inputs with data.{name}={teacher}, but this run has "
+                        f"data.{name}={given}; a distilled student reads the teacher's inputs: leave that setting out, "
+                        f"or start the student (--init) from a checkpoint with the same {name}")
+
+
+def _checkpoint_settings(config: RunConfig, source: str, label: str) -> dict[str, Any]:
+    """The modality's settings for starting from ``source`` (``init_settings``), asked with the run's data settings
+    and no encoder. When the modality refuses them because of a data setting the teacher needs otherwise (text:
+    another tokenizer, given by --tokenizer or by the student's own --init), the one line names that setting."""
     try:
-        return get_modality(config.data.modality).init_settings(str(source), probe)
+        return _ask_modality(config, source)
     except SelfSupError as exc:
-        raise SelfSupError(f"{label}: {exc}") from None
+        refused = SelfSupError(f"{label}: {exc}")
+    try:  # the same source with the data settings at their defaults: which of the run's does the teacher differ in?
+        fresh = _ask_modality(config, source, type(config.data)(path=config.data.path, modality=config.data.modality))
+    except SelfSupError:
+        raise refused from None
+    for key, value in fresh.items():
+        section, _, name = key.partition(".")
+        if section == "data" and getattr(config.data, name) != value:
+            raise _conflict(label, name, value, getattr(config.data, name)) from None
+    raise refused from None
 
 
 def missing_teacher(method: str, setting: str) -> SelfSupError:
@@ -55,8 +77,7 @@ def missing_teacher(method: str, setting: str) -> SelfSupError:
 
 def adopt_teacher_data(config: RunConfig, method: str, setting: str) -> None:
     """Give the run the data settings its teacher needs (``data.tokenizer`` of a text checkpoint: the student
-    reads the same token ids), where the user left them at their defaults; one line when the user set one
-    the teacher cannot read."""
+    reads the same token ids), where the user left them at their defaults; one line when the run has another."""
     source = config.method.get(setting)
     if not source:
         raise missing_teacher(method, setting)
@@ -66,10 +87,8 @@ def adopt_teacher_data(config: RunConfig, method: str, setting: str) -> None:
         section, _, name = key.partition(".")
         if section != "data" or getattr(config.data, name) == value:
             continue
-        given = getattr(config.data, name)
-        if given != getattr(defaults, name):
-            raise SelfSupError(f"{label}: the teacher reads its inputs with data.{name}={value}, this run sets "
-                               f"data.{name}={given}; the student sees the teacher's inputs: leave data.{name} out")
+        if getattr(config.data, name) != getattr(defaults, name):
+            raise _conflict(label, name, value, getattr(config.data, name))
         set_value(config, key, value, source=f"method.{setting}")
 
 
