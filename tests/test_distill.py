@@ -119,6 +119,28 @@ def test_student_moves_towards_the_teacher(ws):
         ws["teacher"], held_out["input_ids"], held_out["attention_mask"]), rtol=1e-5, atol=1e-5)
 
 
+def test_teacher_embeddings_of_texts_are_cached_by_content(ws):
+    """Text views are the sentences themselves: the teacher embeds each sentence once, whatever its padding."""
+    method, tok = text_method(ws)
+    method.pretext("text")
+    assert method.cache is not None
+    texts = [t for _, t in sentences(12, seed=4)]
+    texts[3] = texts[3] + " near the door after rain"  # the longest: the first batch pads more than the second
+    first, second = (dict(zip(("input_ids", "attention_mask"), encode(tok, part))) for part in (texts[:8], texts[4:]))
+    assert first["input_ids"].shape[1] != second["input_ids"].shape[1]
+    embed, computed = method.teacher.embed, []
+    method.teacher.embed = lambda x: (computed.append(len(x["input_ids"])), embed(x))[1]
+    with torch.no_grad():
+        method.cache.embed(method.teacher, first)
+        cached = method.cache.embed(method.teacher, second)
+        torch.testing.assert_close(cached, embed(second), rtol=1e-5, atol=1e-5)
+    assert computed == [8, 4]  # the second batch's 4 sentences seen before came from the cache
+    uncached = get_method("distill", "text").cls(method.encoder, 128, teacher_encoder=method.teacher,
+                                                 cache_teacher=False)
+    uncached.pretext("text")
+    assert uncached.cache is None
+
+
 @pytest.mark.parametrize("target", ["tokens", "layers"])
 def test_token_and_layer_targets_regress_the_teachers_states(ws, target):
     """DistilHuBERT's loss on text tokens (same tokenizer: one grid): the heads learn the teacher's layers."""
@@ -138,6 +160,7 @@ def test_image_student_learns_a_frozen_image_teacher():
     assert method.target == "pooled"
     images = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8)
     pretext = method.pretext("image")
+    assert method.cache is None  # a new random view at every step: nothing to reuse
     view = pretext(images[:4], torch.Generator().manual_seed(0))
     assert set(view) == {"view"} and view["view"].shape == (4, 3, 16, 16) and view["view"].dtype == torch.float32
     optimiser = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=3e-3)

@@ -35,8 +35,10 @@ encoders whose frames do not line up).
 The teacher runs under ``torch.no_grad`` (``inference_mode`` tensors could not be saved for the loss's
 backward pass), in eval mode, in bfloat16 autocast on a GPU that supports it and in float32 elsewhere. It is
 kept out of the method's modules: not trained, not in the optimiser, not in the checkpoint (a resumed run
-rebuilds it from SOURCE) and not in the exported encoder. Teacher outputs are not cached: every step's view is
-new (image and audio augmentations), and text's are cheap to recompute next to the student's backward pass.
+rebuilds it from SOURCE) and not in the exported encoder. When the modality's view is the sample itself
+(text: a pretext marked ``deterministic``) the teacher's pooled embeddings are cached by the sample's content
+(``method.cache_teacher``, up to 2 GiB per process): from the second epoch on, the teacher only sees new texts.
+Augmented views (images, audio) are new at every step and never cached.
 
 Not implemented: SEED's similarity-distribution loss against a queue (Fang et al. 2021); a student with its own
 tokenizer (the teacher would need the raw text).
@@ -63,6 +65,7 @@ from ..types import Family, LossOutput, Modality
 from .base import Hparams, Method, Pretext, count, loss_weight, probability, scale
 
 TARGETS = ("auto", "pooled", "tokens", "layers")
+CACHE_BYTES = 2 << 30  # of cached teacher embeddings per process
 
 
 @dataclass
@@ -72,6 +75,7 @@ class DistillHparams(Hparams):
     layers: int = count(3, 64)  # teacher layers the layers target regresses (DistilHuBERT: 3, layers 4/8/12 of 12)
     normalize: bool = setting(True)  # pooled: compare unit vectors (2 - 2 cos); false: Reimers & Gurevych's MSE
     cosine_weight: float = loss_weight(1.0)  # layers/tokens: lambda of DistilHuBERT's -log sigmoid(cos) term
+    cache_teacher: bool = setting(True)  # reuse the teacher's pooled embedding of a sample seen before (text)
     crop_min_scale: float = scale(0.08)  # images: RandomResizedCrop scale (crop_min_scale, 1) of the one view
     flip_p: float = probability(0.5)
 
@@ -102,6 +106,44 @@ def _masked_mean(states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
     return (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
+class TeacherCache:
+    """A frozen teacher's pooled embeddings of the samples it has seen, by content: for inputs that are the
+    samples themselves (no random view), so the same sample always gets the same embedding. A sample is a row of
+    a dict of right-padded [B, T] tensors with an ``attention_mask`` (its real positions: the key ignores the
+    padding, which depends on the batch). Rows past ``limit_bytes`` are computed, not stored."""
+
+    def __init__(self, limit_bytes: int = CACHE_BYTES) -> None:
+        self.rows: dict[bytes, torch.Tensor] = {}
+        self.limit_bytes = limit_bytes
+        self.bytes = 0
+
+    @staticmethod
+    def keys(inputs: Any) -> list[bytes] | None:
+        """One key per row of ``inputs``; None for inputs that are not padded rows (image tensors)."""
+        if not isinstance(inputs, dict) or "attention_mask" not in inputs:
+            return None
+        lengths = inputs["attention_mask"].sum(1).tolist()
+        rows = [inputs[name].cpu().numpy() for name in sorted(inputs)]
+        return [b"|".join(r[i, :n].tobytes() for r in rows) for i, n in enumerate(lengths)]
+
+    def embed(self, teacher: Encoder, inputs: Any) -> torch.Tensor:
+        """``teacher.embed(inputs)`` [B, D], computed only for the rows not seen before."""
+        keys = self.keys(inputs)
+        if keys is None:
+            return teacher.embed(inputs)
+        new = sorted({key: i for i, key in enumerate(keys) if key not in self.rows}.values())
+        fresh = {}
+        if new:
+            index = torch.tensor(new, device=inputs["attention_mask"].device)
+            out = teacher.embed({name: value.index_select(0, index) for name, value in inputs.items()}).float()
+            fresh = {keys[i]: row for i, row in zip(new, out)}
+            for key, row in fresh.items():
+                if self.bytes + row.numel() * row.element_size() <= self.limit_bytes:
+                    self.rows[key] = row
+                    self.bytes += row.numel() * row.element_size()
+        return torch.stack([fresh[key] if key in fresh else self.rows[key] for key in keys])
+
+
 @register_method
 class Distill(Method):
     name = "distill"
@@ -125,6 +167,7 @@ class Distill(Method):
             p.requires_grad_(False)
         self._teacher = (teacher.eval(),)  # a tuple: not a submodule, so never trained, saved or exported
         self.target = self._choose_target(encoder, teacher, self.hp.target)
+        self.cache: TeacherCache | None = None  # set by pretext() when the modality's view is the sample itself
         if self.target == "pooled":
             self.head = nn.Linear(encoder.dim, teacher.dim)
         else:
@@ -150,7 +193,10 @@ class Distill(Method):
 
     def pretext(self, modality: Modality | str) -> Pretext:
         """One augmented view of each sample, as the modality makes it (``Modality.one_view``)."""
-        return get_modality(modality).one_view(self.input_size, self.hp)
+        pretext = get_modality(modality).one_view(self.input_size, self.hp)
+        cacheable = getattr(pretext, "deterministic", False) and self.target == "pooled" and self.hp.cache_teacher
+        self.cache = TeacherCache() if cacheable else None
+        return pretext
 
     def _teacher_on(self, device: torch.device) -> Encoder:
         teacher = self.teacher
@@ -169,7 +215,7 @@ class Distill(Method):
         teacher = self._teacher_on(device)
         if self.target == "pooled":
             with torch.no_grad(), teacher_precision(device):
-                target = teacher.embed(x)
+                target = self.cache.embed(teacher, x) if self.cache is not None else teacher.embed(x)
             h = self.encoder.embed(x)
             s = self.head(h)
             loss = embedding_regression(s, target.float(), normalize=self.hp.normalize)

@@ -177,7 +177,8 @@ class Modality:
     def one_view(self, input_size: int, settings: Any) -> Pretext:
         """A pretext giving one augmented view of every sample: ``{"view"}``, what a distilled student and its
         frozen teacher both see (``distill``). By default the first of :meth:`two_views`; a modality overrides
-        it where one view costs less than two."""
+        it where one view costs less than two, or where the view is the sample itself (a pretext marked
+        ``deterministic``, :func:`~selfsup.pretext.views.sample_as_is`: the teacher's outputs may be reused)."""
         views = self.two_views(input_size, settings)
 
         def pretext(batch: Any, generator: torch.Generator | None = None) -> dict:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["concat_views", "dropout_views", "two_views"]
+__all__ = ["concat_views", "dropout_views", "sample_as_is", "two_views"]
 
 
 def two_views(augment_1: Callable[..., Tensor], augment_2: Callable[..., Tensor]) -> Callable[..., dict[str, Tensor]]:
@@ -36,6 +36,17 @@ def dropout_views() -> Callable[..., dict[str, dict[str, Tensor]]]:
     def pretext(batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, dict[str, Tensor]]:
         return {"view1": batch, "view2": batch}
 
+    return pretext
+
+
+def sample_as_is() -> Callable[..., dict]:
+    """One view that is the sample itself, ``{"view": batch}`` (text: the encoder's dropout is the only noise).
+    The pretext is marked ``deterministic``: what a frozen teacher computes from a sample may be reused."""
+
+    def pretext(batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, dict[str, Tensor]]:
+        return {"view": batch}
+
+    pretext.deterministic = True  # type: ignore[attr-defined]
     return pretext
 
 

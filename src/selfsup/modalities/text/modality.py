@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ...pretext.tokens import mlm_mask
-from ...pretext.views import dropout_views
+from ...pretext.views import dropout_views, sample_as_is
 from ..base import Modality, Pretext
 from .tokenizer import TOKENIZER_DIR
 
@@ -120,6 +120,10 @@ class TextModality(Modality):
     def two_views(self, input_size: int, settings: Any) -> Pretext:
         """SimCSE's views: the same sentences twice, made different by the encoder's dropout."""
         return dropout_views()
+
+    def one_view(self, input_size: int, settings: Any) -> Pretext:
+        """The sentences as they are (the student's dropout is its noise): a teacher's outputs may be reused."""
+        return sample_as_is()
 
     def masked_inputs(self, encoder, input_size: int, settings: Any) -> Pretext:
         """data2vec for text: BERT's masking of ``settings.text_mask_rate`` of the tokens (80 % [MASK], 10 %
