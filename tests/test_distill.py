@@ -65,7 +65,7 @@ def text_method(ws, **hparams):
     teacher = build_encoder({"name": "hf_text", "source": str(ws["teacher"]), **spec})
     torch.manual_seed(0)
     student = build_encoder({**STUDENT, **spec})
-    method = get_method("distill", "text").cls(student, 128, teacher_encoder=teacher,
+    method = get_method("distill", "text").cls(student, 128, teacher_model=teacher,
                                                teacher=str(ws["teacher"]), **hparams)
     return method, tok
 
@@ -135,7 +135,7 @@ def test_teacher_embeddings_of_texts_are_cached_by_content(ws):
         cached = method.cache.embed(method.teacher, second)
         torch.testing.assert_close(cached, embed(second), rtol=1e-5, atol=1e-5)
     assert computed == [8, 4]  # the second batch's 4 sentences seen before came from the cache
-    uncached = get_method("distill", "text").cls(method.encoder, 128, teacher_encoder=method.teacher,
+    uncached = get_method("distill", "text").cls(method.encoder, 128, teacher_model=method.teacher,
                                                  cache_teacher=False)
     uncached.pretext("text")
     assert uncached.cache is None
@@ -156,7 +156,7 @@ def test_image_student_learns_a_frozen_image_teacher():
     torch.manual_seed(0)
     teacher = build_encoder({"name": "vit_micro", "image_size": 16})
     student = build_encoder({"name": "tiny_cnn", "image_size": 16})
-    method = get_method("distill", "image").cls(student, 16, teacher_encoder=teacher, teacher="vit")
+    method = get_method("distill", "image").cls(student, 16, teacher_model=teacher, teacher="vit")
     assert method.target == "pooled"
     images = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8)
     pretext = method.pretext("image")
@@ -172,6 +172,10 @@ def test_image_student_learns_a_frozen_image_teacher():
         optimiser.step()
         cosines.append(float(out.metrics["teacher_cosine"]))
     assert sum(cosines[-5:]) / 5 > sum(cosines[:5]) / 5 + 0.2, cosines
+    method.to(torch.bfloat16)  # --precision bf16-true: the student and its view in bfloat16, the teacher not
+    assert next(method.teacher.parameters()).dtype == torch.float32
+    out = method.loss({"view": pretext(images[:8], None)["view"].to(torch.bfloat16)})
+    assert torch.isfinite(out.loss)
 
 
 def test_speech_encoders_on_one_frame_grid_distil_layer_by_layer():
@@ -181,10 +185,10 @@ def test_speech_encoders_on_one_frame_grid_distil_layer_by_layer():
     teacher = build_encoder({"name": "wav2vec2_tiny", "sample_rate": 8000})
     student = build_encoder({"name": "wav2vec2_tiny", "sample_rate": 8000, "num_layers": 1})
     cls = get_method("distill", "audio").cls
-    method = cls(student, 4000, teacher_encoder=teacher, teacher="w2v")
+    method = cls(student, 4000, teacher_model=teacher, teacher="w2v")
     assert method.target == "layers" and len(method.heads) == 3
     other = build_encoder({"name": "wav2vec2_tiny", "sample_rate": 16000})
-    assert cls(student, 4000, teacher_encoder=other, teacher="w2v").target == "pooled"
+    assert cls(student, 4000, teacher_model=other, teacher="w2v").target == "pooled"
     waves = torch.randn(8, 4000)
     lengths = torch.tensor([4000] * 4 + [2500] * 4)
     batch = {"input_values": waves, "attention_mask": (torch.arange(4000)[None] < lengths[:, None]).long()}
@@ -281,6 +285,10 @@ def test_distill_mistakes_are_one_line(ws, tmp_path):
                                                  other, encoder=()))[::2], f"data.tokenizer={other}", "--init")
     assert_one_line_error(*run_cli(pretrain_argv(ws, never, "--set", f"method.teacher={ws['teacher']}",
                                                  "--set", "method.target=frames"))[::2], "method.target")
+    # the teacher's architecture reaches the modality as --encoder does for --init (a text checkpoint sets its own)
+    assert_one_line_error(*run_cli(pretrain_argv(ws, never, "--set", f"method.teacher={ws['teacher']}",
+                                                 "--set", "method.teacher_encoder=bert_mini"))[::2],
+                          f"distill: method.teacher={ws['teacher']}", "sets the architecture", "bert_mini")
     assert not never.exists()  # every mistake above is caught before anything is written
 
     plain = tmp_path / "plain"

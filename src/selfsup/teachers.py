@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,8 @@ from .modalities import get_modality
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
+    from .methods.base import Method
+
 TEACHER_FILE = "teacher.json"
 
 
@@ -33,79 +36,90 @@ def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _label(method: str, setting: str, source: str) -> str:
-    return f"{method}: method.{setting}={source}"
+@dataclass(frozen=True)
+class TeacherSource:
+    """What a run's method settings say about its teacher: the source (``method.teacher``) and, for sources that
+    need one (a timm weights file), the teacher's architecture (``method.teacher_encoder``, as ``--encoder`` for
+    ``--init``)."""
 
+    method: str
+    setting: str
+    source: str
+    encoder: str = ""
 
-def _ask_modality(config: RunConfig, source: str, data: Any = None) -> dict[str, Any]:
-    probe = copy.deepcopy(config)
-    probe.encoder = {}  # the student's --encoder is not the teacher's
-    if data is not None:
-        probe.data = data
-    return get_modality(config.data.modality).init_settings(str(source), probe)
+    @classmethod
+    def of(cls, config: RunConfig, method: type[Method]) -> TeacherSource:
+        """The teacher of ``config``'s method ``method``; one line when its setting is missing."""
+        setting = method.teacher_setting or ""
+        source = config.method.get(setting)
+        if not source:
+            raise SelfSupError(f"method {method.name!r} learns from a teacher: add --set method.{setting}=SOURCE (a "
+                               "Hugging Face model folder or cached model id, or anything else --init accepts)")
+        encoder = config.method.get(method.teacher_encoder_setting or "") or ""
+        return cls(method.name, setting, str(source), str(encoder))
 
+    @property
+    def label(self) -> str:
+        return f"{self.method}: method.{self.setting}={self.source}"
 
-def _conflict(label: str, name: str, teacher: Any, given: Any) -> SelfSupError:
-    return SelfSupError(f"{label}: the teacher reads its inputs with data.{name}={teacher}, but this run has "
-                        f"data.{name}={given}; a distilled student reads the teacher's inputs: leave that setting out, "
-                        f"or start the student (--init) from a checkpoint with the same {name}")
+    def ask_modality(self, config: RunConfig, data: Any = None) -> dict[str, Any]:
+        """The run's modality's ``init_settings`` for the source, given the run's settings with the teacher's
+        encoder (not the student's) and, when given, other ``data`` settings."""
+        probe = copy.deepcopy(config)
+        probe.encoder = {"name": self.encoder} if self.encoder else {}
+        if data is not None:
+            probe.data = data
+        return get_modality(config.data.modality).init_settings(self.source, probe)
 
+    def conflict(self, name: str, teacher: Any, given: Any) -> SelfSupError:
+        return SelfSupError(f"{self.label}: the teacher reads its inputs with data.{name}={teacher}, but this run has "
+                            f"data.{name}={given}; a distilled student reads the teacher's inputs: leave that setting "
+                            f"out, or start the student (--init) from a checkpoint with the same {name}")
 
-def _checkpoint_settings(config: RunConfig, source: str, label: str) -> dict[str, Any]:
-    """The modality's settings for starting from ``source`` (``init_settings``), asked with the run's data settings
-    and no encoder. When the modality refuses them because of a data setting the teacher needs otherwise (text:
-    another tokenizer, given by --tokenizer or by the student's own --init), the one line names that setting."""
-    try:
-        return _ask_modality(config, source)
-    except SelfSupError as exc:
-        refused = SelfSupError(f"{label}: {exc}")
-    try:  # the same source with the data settings at their defaults: which of the run's does the teacher differ in?
-        fresh = _ask_modality(config, source, type(config.data)(path=config.data.path, modality=config.data.modality))
-    except SelfSupError:
+    def settings(self, config: RunConfig) -> dict[str, Any]:
+        """:meth:`ask_modality` with the run's data settings. When the modality refuses them because of a data
+        setting the teacher needs otherwise (text: another tokenizer, given by --tokenizer or by the student's own
+        --init), the one line names that setting."""
+        try:
+            return self.ask_modality(config)
+        except SelfSupError as exc:
+            refused = SelfSupError(f"{self.label}: {exc}")
+        try:  # with the data settings at their defaults: which of the run's does the teacher differ in?
+            fresh = self.ask_modality(config, type(config.data)(path=config.data.path, modality=config.data.modality))
+        except SelfSupError:
+            raise refused from None
+        for key, value in fresh.items():
+            section, _, name = key.partition(".")
+            if section == "data" and getattr(config.data, name) != value:
+                raise self.conflict(name, value, getattr(config.data, name)) from None
         raise refused from None
-    for key, value in fresh.items():
-        section, _, name = key.partition(".")
-        if section == "data" and getattr(config.data, name) != value:
-            raise _conflict(label, name, value, getattr(config.data, name)) from None
-    raise refused from None
 
 
-def missing_teacher(method: str, setting: str) -> SelfSupError:
-    return SelfSupError(f"method {method!r} learns from a teacher: add --set method.{setting}=SOURCE (a Hugging "
-                        "Face model folder or cached model id, or anything else --init accepts)")
-
-
-def adopt_teacher_data(config: RunConfig, method: str, setting: str) -> None:
+def adopt_teacher_data(config: RunConfig, method: type[Method]) -> None:
     """Give the run the data settings its teacher needs (``data.tokenizer`` of a text checkpoint: the student
     reads the same token ids), where the user left them at their defaults; one line when the run has another."""
-    source = config.method.get(setting)
-    if not source:
-        raise missing_teacher(method, setting)
-    label = _label(method, setting, source)
+    teacher = TeacherSource.of(config, method)
     defaults = type(config.data)()
-    for key, value in _checkpoint_settings(config, source, label).items():
+    for key, value in teacher.settings(config).items():
         section, _, name = key.partition(".")
         if section != "data" or getattr(config.data, name) == value:
             continue
         if getattr(config.data, name) != getattr(defaults, name):
-            raise _conflict(label, name, value, getattr(config.data, name))
-        set_value(config, key, value, source=f"method.{setting}")
+            raise teacher.conflict(name, value, getattr(config.data, name))
+        set_value(config, key, value, source=f"method.{teacher.setting}")
 
 
-def build_teacher(config: RunConfig, method: str, setting: str, fill_ins: dict[str, Any]) -> Encoder:
-    """The teacher ``config.method[setting]`` names, in eval mode: the encoder the modality's
-    ``init_settings`` describe, given the training data's ``fill_ins`` (``TrainData.encoder_kwargs``)."""
-    source = config.method.get(setting)
-    if not source:
-        raise missing_teacher(method, setting)
-    label = _label(method, setting, source)
-    settings = _checkpoint_settings(config, source, label)
-    encoder = {key.partition(".")[2]: value for key, value in settings.items() if key.startswith("encoder.")}
+def build_teacher(config: RunConfig, method: type[Method], fill_ins: dict[str, Any]) -> Encoder:
+    """The teacher of ``config``'s ``method``, in eval mode: the encoder the modality's ``init_settings``
+    describe, given the training data's ``fill_ins`` (``TrainData.encoder_kwargs``)."""
+    teacher = TeacherSource.of(config, method)
+    encoder = {key.partition(".")[2]: value for key, value in teacher.settings(config).items()
+               if key.startswith("encoder.")}
     try:
-        teacher = build_encoder({**encoder, **fill_ins})
+        built = build_encoder({**encoder, **fill_ins})
     except SelfSupError as exc:
-        raise SelfSupError(f"{label}: {exc}") from None
-    return teacher.eval()
+        raise SelfSupError(f"{teacher.label}: {exc}") from None
+    return built.eval()
 
 
 def save_teacher_record(run_dir: Path, source: str, teacher: Encoder, student: Encoder,
@@ -132,5 +146,4 @@ def rebuild_teacher(run: str | Path, record: dict[str, Any]) -> Encoder:
     from .registry import get_method
 
     config = RunConfig.load(Path(run).expanduser() / "config.yaml")
-    info = get_method(config.method["name"], config.data.modality)
-    return build_teacher(config, info.name, info.cls.teacher_setting, record["data"])
+    return build_teacher(config, get_method(config.method["name"], config.data.modality).cls, record["data"])

@@ -94,9 +94,10 @@ class Method(nn.Module):
     encoder_kind: ClassVar[str] = "any"  # what the method needs of an encoder: "any", "transformer"
     teacher_setting: ClassVar[str | None] = None  # the hyper-parameter naming a stored encoder to learn from
     # True: that setting is required and names any --init SOURCE, built by the engine as the modality's
-    # init_settings say (selfsup.teachers) and handed over as teacher_encoder=; False: an optional selfsup run or
+    # init_settings say (selfsup.teachers) and handed over as teacher_model=; False: an optional selfsup run or
     # export folder, handed over as teacher= (HuBERT's targets_from)
     teacher_from_init: ClassVar[bool] = False
+    teacher_encoder_setting: ClassVar[str | None] = None  # teacher_from_init: the hyper-parameter naming its --encoder
     optim_defaults: ClassVar[dict[str, float | str]] = {"lr": 1e-3, "weight_decay": 1e-4}
     lr_multipliers: ClassVar[dict[str, float]] = {}
     Hparams: ClassVar[type[Hparams]] = Hparams

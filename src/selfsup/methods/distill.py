@@ -71,6 +71,7 @@ CACHE_BYTES = 2 << 30  # of cached teacher embeddings per process
 @dataclass
 class DistillHparams(Hparams):
     teacher: str = setting("")  # any --init SOURCE: a Hugging Face model folder or cached id, ...
+    teacher_encoder: str = setting("")  # the teacher's architecture where SOURCE needs one (as --encoder for --init)
     target: str = setting("auto", choices=TARGETS)  # auto: layers for frame-aligned speech encoders, else pooled
     layers: int = count(3, 64)  # teacher layers the layers target regresses (DistilHuBERT: 3, layers 4/8/12 of 12)
     normalize: bool = setting(True)  # pooled: compare unit vectors (2 - 2 cos); false: Reimers & Gurevych's MSE
@@ -93,6 +94,17 @@ def teacher_precision(device: torch.device) -> contextlib.AbstractContextManager
         return torch.autocast(device.type, enabled=False)
     except RuntimeError:  # a device type without autocast: nothing to turn off
         return contextlib.nullcontext()
+
+
+def _teacher_input(inputs: Any, teacher: Encoder) -> Any:
+    """``inputs`` with floating tensors in the teacher's dtype (a student trained in ``bf16-true`` gets bfloat16
+    images; the teacher keeps its float32 weights)."""
+    dtype = next(teacher.parameters()).dtype
+
+    def cast(x: torch.Tensor) -> torch.Tensor:
+        return x.to(dtype) if x.is_floating_point() else x
+
+    return {k: cast(v) for k, v in inputs.items()} if isinstance(inputs, dict) else cast(inputs)
 
 
 def _has_layer_states(encoder: Encoder) -> bool:
@@ -153,14 +165,15 @@ class Distill(Method):
              "Distillation (EMNLP); Chang et al. 2022, DistilHuBERT (ICASSP)")
     teacher_setting = "teacher"
     teacher_from_init = True
+    teacher_encoder_setting = "teacher_encoder"
     optim_defaults = {"lr": 1e-3, "weight_decay": 0.01}
     Hparams = DistillHparams
 
-    def __init__(self, encoder: Encoder, input_size: int, teacher_encoder: Encoder | None = None,
+    def __init__(self, encoder: Encoder, input_size: int, teacher_model: Encoder | None = None,
                  **hparams: Any) -> None:
-        """``teacher_encoder``: the teacher ``method.teacher`` names, built by the engine (``selfsup.teachers``)."""
+        """``teacher_model``: the teacher ``method.teacher`` names, built by the engine (``selfsup.teachers``)."""
         super().__init__(encoder, input_size, **hparams)
-        teacher = teacher_encoder
+        teacher = teacher_model
         if teacher is None:
             raise SelfSupError("distill: no teacher was built; add --set method.teacher=SOURCE")
         for p in teacher.parameters():
@@ -213,16 +226,17 @@ class Distill(Method):
         x = batch["view"]
         device = _device(x)
         teacher = self._teacher_on(device)
+        seen = _teacher_input(x, teacher)
         if self.target == "pooled":
             with torch.no_grad(), teacher_precision(device):
-                target = self.cache.embed(teacher, x) if self.cache is not None else teacher.embed(x)
+                target = self.cache.embed(teacher, seen) if self.cache is not None else teacher.embed(seen)
             h = self.encoder.embed(x)
             s = self.head(h)
             loss = embedding_regression(s, target.float(), normalize=self.hp.normalize)
             cosine = F.cosine_similarity(s.detach().float(), target.float(), dim=-1).mean()
             return LossOutput(loss, metrics={"teacher_cosine": cosine}, embeddings=h.detach())
         with torch.no_grad(), teacher_precision(device):
-            states = teacher.layer_states(x)
+            states = teacher.layer_states(seen)
             targets = [states[i].float() for i in self.teacher_layers(len(states))]
         h = self.encoder.layer_states(x)[-1]
         if h.shape[1] != targets[0].shape[1]:

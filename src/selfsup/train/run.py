@@ -52,7 +52,7 @@ def resolve(config: RunConfig) -> RunConfig:
     config.optim.optimizer = choose_optimizer(info.cls, config.optim.optimizer)
     check_encoder_settings(config.encoder)  # fail on a typo or a bad number before any data is read
     if info.cls.teacher_from_init:  # before the data is prepared: the student reads the teacher's inputs
-        adopt_teacher_data(config, info.name, info.cls.teacher_setting)
+        adopt_teacher_data(config, info.cls)
     return config
 
 
@@ -103,10 +103,10 @@ def build_method(config: RunConfig, data: TrainData):
     hparams = {k: v for k, v in config.method.items() if k != "name"}
     setting = info.cls.teacher_setting
     if info.cls.teacher_from_init:
-        teacher = build_teacher(config, info.name, setting, data.encoder_kwargs)
+        teacher = build_teacher(config, info.cls, data.encoder_kwargs)
         log.info("%s: student %s with %d parameters, teacher %s with %d", info.name, config.encoder["name"],
                  parameter_count(encoder), hparams[setting], parameter_count(teacher))
-        return info.cls(encoder, data.input_size, teacher_encoder=teacher, **hparams)
+        return info.cls(encoder, data.input_size, teacher_model=teacher, **hparams)
     if setting and hparams.get(setting):
         return info.cls(encoder, data.input_size, teacher=load_teacher(info.name, setting, hparams[setting]), **hparams)
     return info.cls(encoder, data.input_size, **hparams)
