@@ -57,8 +57,10 @@ def pretrain(
     Settings are layered: defaults < ``config`` (YAML path or dict) < keyword arguments <
     ``overrides`` (``{"optim.lr": 1e-3}`` or ``["optim.lr=1e-3"]``). Returns the run folder.
 
-    ``init``: start from a checkpoint instead of random weights, e.g. a Hugging Face text model folder or a model
-    id in the local Hugging Face cache (text: its architecture, weights, LM head and tokenizer).
+    ``init``: start from a checkpoint instead of random weights: a selfsup run or export folder of the same
+    modality (its encoder architecture and weights, with the data preparation they depend on: tokenizer, image
+    size, sample rate, item map, which grows by the new log's items), or a Hugging Face text model folder or a
+    model id in the local Hugging Face cache (text: its architecture, weights, LM head and tokenizer).
     """
     from .train.run import pretrain_run
 

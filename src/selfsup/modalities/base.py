@@ -34,7 +34,7 @@ from ..errors import SelfSupError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from ..artifacts import LoadedEncoder
+    from ..artifacts import LoadedEncoder, StoredEncoder
     from ..config import DataConfig, RunConfig
     from ..evaluation.label_efficiency import EvalResult
     from ..train.sources import TrainData
@@ -77,6 +77,12 @@ class ModalityInfo:
 Pretext = Callable[..., dict]
 
 
+def given(config: RunConfig, key: str) -> bool:
+    """Whether the data setting ``key`` of ``config`` was changed from its default (given as a flag or in a
+    config file): such a setting is checked against a checkpoint's, not replaced by it."""
+    return getattr(config.data, key) != getattr(type(config.data)(), key)
+
+
 class Modality:
     """Base class of a modality's implementation. Subclasses override what their data supports; a method
     asking for something a modality lacks gets a one-line error naming both."""
@@ -107,9 +113,32 @@ class Modality:
         the encoder that loads it and what its data preparation needs (text: the checkpoint's tokenizer).
         ``config`` holds the settings given so far (``--encoder``, ``--max-length``), to check against it.
 
-        A selfsup run or export folder works the same for every modality (TODO issue 18: generic path); any other
-        source is the modality's own kind of checkpoint (:meth:`foundation_settings`)."""
-        return self.foundation_settings(source, config)
+        A selfsup run or export folder works the same for every modality: its encoder dict (the architecture)
+        plus ``encoder.init_from`` (the folder, whose weights :func:`~selfsup.encoders.build_encoder` loads) and
+        the data settings its weights depend on (:meth:`stored_data_settings`). Any other source is the
+        modality's own kind of checkpoint (:meth:`foundation_settings`). The ``encoder.*`` settings alone rebuild
+        the starting encoder once the data's fill-ins (vocabulary, image size, items) are added."""
+        from ..artifacts import find_stored
+        from ..encoders import INIT_KEY
+
+        stored = find_stored(source)
+        if stored is None:
+            return self.foundation_settings(source, config)
+        if stored.modality != self.name:
+            raise SelfSupError(f"--init {source} is a {stored.modality} {stored.kind}, but this run reads {self.name} "
+                               f"data; pass --modality {stored.modality} with {stored.modality} DATA, or --init a "
+                               f"{self.name} run")
+        name, given = stored.encoder.get("name"), config.encoder.get("name")
+        if given not in (None, name):
+            raise SelfSupError(f"--init {source} sets the architecture (its encoder {name}); leave out --encoder {given}")
+        return {**{f"encoder.{key}": value for key, value in stored.encoder.items()},
+                f"encoder.{INIT_KEY}": str(stored.folder), **self.stored_data_settings(stored, config)}
+
+    def stored_data_settings(self, stored: StoredEncoder, config: RunConfig) -> dict[str, Any]:
+        """The ``data.*`` settings a stored encoder's weights depend on, for :meth:`init_settings` (text: its
+        tokenizer; images: the image size; audio: the sample rate; sequences: the item map): one line when a
+        setting given in ``config`` conflicts with them."""
+        return {}
 
     def foundation_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
         """:meth:`init_settings` for a checkpoint of the ecosystem the modality comes from (a Hugging Face model

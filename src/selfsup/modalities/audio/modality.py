@@ -11,7 +11,7 @@ from torch import Tensor
 from ...methods.audio_base import frame_grid
 from ...pretext.audio import add_noise, audio_views
 from ...pretext.masking import span_mask
-from ..base import Modality, Pretext
+from ..base import Modality, Pretext, given
 
 
 class WaveBatch:
@@ -39,6 +39,17 @@ class AudioModality(Modality):
     def input_size(self, data: dict[str, Any]) -> int:
         """Samples per clip: ``clip_seconds`` at ``sample_rate``."""
         return int(round(float(data["clip_seconds"]) * int(data["sample_rate"])))
+
+    def stored_data_settings(self, stored, config):
+        """The stored encoder's sample rate (its features and convolutions are tuned to it); one line for another
+        ``--sample-rate``."""
+        from ...errors import SelfSupError
+
+        rate = int(stored.encoder.get("sample_rate") or stored.data["sample_rate"])
+        if given(config, "sample_rate") and config.data.sample_rate != rate:
+            raise SelfSupError(f"--init {stored.folder} was trained on audio at {rate} Hz; leave out --sample-rate "
+                               f"{config.data.sample_rate} (recordings are resampled to {rate} Hz)")
+        return {"data.sample_rate": rate}
 
     # ------------------------------------------------------------------ evaluation
     def read_labeled(self, loaded, path, classes, encoding):
