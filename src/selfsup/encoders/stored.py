@@ -25,6 +25,9 @@ def load_initial_weights(encoder: Encoder, folder: str | Path) -> None:
     """Load the encoder weights stored in the selfsup run or export ``folder`` into ``encoder`` (in place)."""
     from ..artifacts import load
 
+    if not Path(folder).expanduser().exists():
+        raise SelfSupError(f"--init {folder}: no such folder (the selfsup run or export the encoder starts from); put "
+                           "it back there")
     try:
         stored = load(folder)
     except SelfSupError as exc:

@@ -125,9 +125,9 @@ class Modality:
         if stored is None:
             return self.foundation_settings(source, config)
         if stored.modality != self.name:
-            raise SelfSupError(f"--init {source} is a {stored.modality} {stored.kind}, but this run reads {self.name} "
-                               f"data; pass --modality {stored.modality} with {stored.modality} DATA, or --init a "
-                               f"{self.name} run")
+            raise SelfSupError(f"--init {source} is a selfsup {stored.kind} of {stored.modality} data, but DATA is read "
+                               f"as {self.name} data; pass --modality {stored.modality} with {stored.modality} DATA, or "
+                               f"--init a {self.name} run")
         name, given = stored.encoder.get("name"), config.encoder.get("name")
         if given not in (None, name):
             raise SelfSupError(f"--init {source} sets the architecture (its encoder {name}); leave out --encoder {given}")
