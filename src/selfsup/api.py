@@ -85,7 +85,7 @@ def pretrain(
     if init is not None:
         from .modalities import get_modality
 
-        for key, value in get_modality(cfg.data.modality).init_settings(str(init), cfg).items():
+        for key, value in get_modality(cfg.data.modality).init_settings(str(init), cfg, run_dir=out).items():
             set_value(cfg, key, value, source="--init")
     if isinstance(overrides, Mapping):
         items = list(overrides.items())

@@ -11,7 +11,7 @@ config and how inputs are prepared) and, for text, the tokenizer (Hugging Face f
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .encoders import Encoder, build_encoder
+from .encoders import INIT_KEY, Encoder, build_encoder
 from .errors import SelfSupError
 from .modalities import get_modality
 from .checkpoint_files import BEST_FILE, check_weights, load_run_checkpoint
@@ -104,6 +104,17 @@ def find_stored(path: str | Path) -> StoredEncoder | None:
                              {**modality.encoder_settings(data), **config["encoder"]}, data, modality.input_size(data),
                              config["method"]["name"])
     return None
+
+
+def recorded_start(run_dir: str | Path, source: str | Path) -> StoredEncoder | None:
+    """What the run ``run_dir`` recorded of the selfsup folder ``source`` it started from (``encoder.init_from``),
+    once ``source`` is gone: its own encoder and data settings, standing for the start's when the run resumes.
+    None when ``source`` exists or the run did not start from it."""
+    source = Path(source).expanduser().resolve()
+    run = find_stored(run_dir) if not source.exists() else None
+    if run is None or run.export or run.encoder.get(INIT_KEY) != str(source):
+        return None
+    return replace(run, folder=source)
 
 
 def _from_run(run_dir: Path) -> LoadedEncoder:

@@ -108,7 +108,7 @@ class Modality:
         per history), from the ``data`` section of its config.yaml."""
         raise NotImplementedError
 
-    def init_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
+    def init_settings(self, source: str, config: RunConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         """The settings (``section.key`` -> value) that start a run from the checkpoint ``source`` (``--init``):
         the encoder that loads it and what its data preparation needs (text: the checkpoint's tokenizer).
         ``config`` holds the settings given so far (``--encoder``, ``--max-length``), to check against it.
@@ -117,11 +117,15 @@ class Modality:
         plus ``encoder.init_from`` (the folder, whose weights :func:`~selfsup.encoders.build_encoder` loads) and
         the data settings its weights depend on (:meth:`stored_data_settings`). Any other source is the
         modality's own kind of checkpoint (:meth:`foundation_settings`). The ``encoder.*`` settings alone rebuild
-        the starting encoder once the data's fill-ins (vocabulary, image size, items) are added."""
-        from ..artifacts import find_stored
+        the starting encoder once the data's fill-ins (vocabulary, image size, items) are added. ``run_dir``: the
+        run folder being made; when it resumes a run started from ``source`` and that folder is gone, what the run
+        recorded of its start stands in for it (resuming reads the run's own checkpoint, tokenizer, item map)."""
+        from ..artifacts import find_stored, recorded_start
         from ..encoders import INIT_KEY
 
         stored = find_stored(source)
+        if stored is None and run_dir is not None:
+            stored = recorded_start(run_dir, source)
         if stored is None:
             return self.foundation_settings(source, config)
         if stored.modality != self.name:
