@@ -134,6 +134,8 @@ def test_image_mistakes_are_one_line(images, tmp_path):
                           f"--init {damaged.resolve()}", "last.ckpt: not a readable checkpoint (truncated")
     assert_one_line_error(*run_cli([*base, "--modality", "text", "--init", images["run"]])[::2],
                           "is a selfsup run of image data", "DATA is read as text data", "--modality image")
+    assert_one_line_error(*run_cli(["pretrain", images["data"], "--out", images["run"], "--init", images["run"]])[::2],
+                          "is the --out folder itself", "use a new --out folder")
     assert not out.exists()
 
 

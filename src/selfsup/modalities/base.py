@@ -123,6 +123,9 @@ class Modality:
         from ..artifacts import find_stored, recorded_start
         from ..encoders import INIT_KEY
 
+        if run_dir is not None and Path(source).expanduser().resolve() == Path(run_dir).expanduser().resolve():
+            raise SelfSupError(f"--init {source} is the --out folder itself; to start a new run from it use a new --out "
+                               "folder, to train it further repeat the command that made it")
         stored = find_stored(source)
         if stored is None and run_dir is not None:
             stored = recorded_start(run_dir, source)
