@@ -135,9 +135,9 @@ class Modality:
             raise SelfSupError(f"--init {source} is a selfsup {stored.kind} of {stored.modality} data, but DATA is read "
                                f"as {self.name} data; pass --modality {stored.modality} with {stored.modality} DATA, or "
                                f"--init a {self.name} run")
-        name, given = stored.encoder.get("name"), config.encoder.get("name")
-        if given not in (None, name):
-            raise SelfSupError(f"--init {source} sets the architecture (its encoder {name}); leave out --encoder {given}")
+        name, named = stored.encoder.get("name"), config.encoder.get("name")
+        if named not in (None, name):
+            raise SelfSupError(f"--init {source} sets the architecture (its encoder {name}); leave out --encoder {named}")
         return {**{f"encoder.{key}": value for key, value in stored.encoder.items()},
                 f"encoder.{INIT_KEY}": str(stored.folder), **self.stored_data_settings(stored, config)}
 

@@ -45,7 +45,10 @@ class AudioModality(Modality):
         ``--sample-rate``."""
         from ...errors import SelfSupError
 
-        rate = int(stored.encoder.get("sample_rate") or stored.data["sample_rate"])
+        rate = stored.encoder.get("sample_rate") or (stored.data or {}).get("sample_rate")
+        if rate is None:  # an encoder that does not record it: nothing to carry over
+            return {}
+        rate = int(rate)
         if given(config, "sample_rate") and config.data.sample_rate != rate:
             raise SelfSupError(f"--init {stored.folder} was trained on audio at {rate} Hz; leave out --sample-rate "
                                f"{config.data.sample_rate} (recordings are resampled to {rate} Hz)")

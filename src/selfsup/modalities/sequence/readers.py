@@ -308,7 +308,7 @@ def grow_item_map(log: InteractionLog, base: dict[str, int]) -> tuple[Interactio
     Items of ``base`` keep their ids, also those the log no longer has (they may come back); the log's new items
     get the next ids in sorted order. With an empty ``base`` this is the log as read (ids 1..N by sorted name)."""
     new = sorted(set(log.item_map) - set(base))
-    if not base:
+    if not base or base == log.item_map:
         return log, new
     start = max(base.values()) + 1
     grown = {**base, **{name: own for own, name in enumerate(new, start=start)}}
