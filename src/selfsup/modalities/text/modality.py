@@ -29,20 +29,17 @@ class TextModality(Modality):
     def foundation_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
         """A Hugging Face text checkpoint: the ``hf_text`` encoder (its architecture and weights) and its own
         tokenizer (``data.tokenizer``: the folder, copied into ``RUN/tokenizer``)."""
+        from ...encoders.hf_checkpoint import init_encoder
         from ...encoders.pretrained_text import NAME, check_positions, text_checkpoint
         from ...errors import SelfSupError
 
-        given = config.encoder.get("name")
-        if given not in (None, NAME):
-            raise SelfSupError(f"--init {source} sets the architecture (encoder {NAME}); leave out --encoder {given}")
         folder, hf_config, _ = text_checkpoint(source)
+        settings = init_encoder(NAME, source, folder, config.encoder.get("name"))
         if config.data.tokenizer not in (type(config.data)().tokenizer, str(folder)):
             raise SelfSupError(f"--init {source} brings its own tokenizer (its embeddings are tied to its ids); "
                                f"leave out --tokenizer {config.data.tokenizer}")
         check_positions(hf_config, source, config.data.max_length)
-        # a folder is recorded absolute, so the run resumes and evaluates from anywhere; a model id as given
-        recorded = str(folder) if Path(source).expanduser().is_dir() else source
-        return {"encoder.name": NAME, "encoder.source": recorded, "data.tokenizer": str(folder)}
+        return {**settings, "data.tokenizer": str(folder)}
 
     # ------------------------------------------------------------------ run folders and exports
     def load_extras(self, folder: Path, data: dict[str, Any] | None, export: bool) -> dict[str, Any]:
