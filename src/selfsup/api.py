@@ -58,7 +58,8 @@ def pretrain(
     ``overrides`` (``{"optim.lr": 1e-3}`` or ``["optim.lr=1e-3"]``). Returns the run folder.
 
     ``init``: start from a checkpoint instead of random weights, e.g. a Hugging Face text model folder or a model
-    id in the local Hugging Face cache (text: its architecture, weights, LM head and tokenizer).
+    id in the local Hugging Face cache (text: its architecture, weights, LM head and tokenizer; audio: its
+    architecture, weights, wav2vec 2.0 quantiser and feature extractor, whose sample rate the run takes).
     """
     from .train.run import pretrain_run
 

@@ -90,12 +90,13 @@ def modality_of(config: transformers.PretrainedConfig) -> str | None:
     from transformers.models.auto import modeling_auto as auto
 
     kind = config.model_type
+    # audio first: a speech model with a text decoder (Whisper) also has a causal-LM class
+    if kind in auto.MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES or kind in auto.MODEL_FOR_CTC_MAPPING_NAMES:
+        return "audio"
     if kind in auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES or kind in auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         return "text"
     if kind in auto.MODEL_FOR_IMAGE_MAPPING_NAMES or kind in auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
         return "image"
-    if kind in auto.MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES or kind in auto.MODEL_FOR_CTC_MAPPING_NAMES:
-        return "audio"
     return None
 
 
