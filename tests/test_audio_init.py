@@ -308,3 +308,24 @@ def test_init_mistakes_are_one_line(ws, tmp_path):
         code, _, err = run_cli(["pretrain", ws["train"], "--modality", "audio", "--init", folder, "--out",
                                 tmp_path / f"run-{folder.name}", "--max-steps", "1", "--no-progress", *extra])
         assert_one_line_error(code, err, str(folder), *fragments)
+
+
+def test_model_id_resolves_from_the_local_cache_only(ws, tmp_path, monkeypatch):
+    """An ``org/name`` id is read from the Hugging Face cache (never downloaded) and recorded as the id."""
+    import huggingface_hub.constants
+
+    from selfsup.config import RunConfig
+
+    snapshot = tmp_path / "hub" / "models--local--tiny-hubert" / "snapshots" / "0123abcd"
+    shutil.copytree(ws["hubert"], snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    config = RunConfig()
+    config.data.modality = "audio"
+    settings = get_modality("audio").init_settings("local/tiny-hubert", config)
+    assert settings == {"encoder.name": "hf_audio", "encoder.source": "local/tiny-hubert", "data.sample_rate": RATE}
+    encoder = build_encoder({"name": "hf_audio", "source": "local/tiny-hubert", "sample_rate": RATE}).eval()
+    waves = clips(2, seed=4)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.embed(as_batch(waves)), source_embeddings(ws["hubert"], waves))

@@ -96,7 +96,8 @@ class Wav2Vec2(Method):
             hp.codebooks, hp.codebook_size = config.num_codevector_groups, config.num_codevectors_per_group
             hp.codevector_dim, hp.proj_dim = config.codevector_dim, config.proj_codevector_dim
             log.info("wav2vec2: continuing with the checkpoint's own quantiser (%d codebooks of %d entries) and "
-                     "projections", hp.codebooks, hp.codebook_size)
+                     "projections; its Gumbel temperature restarts at method.gumbel_start=%g (wav2vec 2.0's schedule "
+                     "ends at 0.5)", hp.codebooks, hp.codebook_size, hp.gumbel_start)
             own.dropout_features.p = 0.0
             self.pretraining = own
         else:
