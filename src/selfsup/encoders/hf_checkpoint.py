@@ -3,8 +3,7 @@
 SOURCE is a local model folder (``config.json`` + weights, as ``save_pretrained`` writes it) or a model id
 (``org/name``) resolved from the local Hugging Face cache only: nothing is ever downloaded. Every mistake is
 one line naming the checkpoint, what is wrong and the fix. The modality-specific builders (``hf_text``,
-``hf_audio``) read
-the architecture from the config found here, never from selfsup's presets.
+``hf_audio``) read the architecture from the config found here, never from selfsup's presets.
 """
 
 from __future__ import annotations
