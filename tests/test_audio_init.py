@@ -213,7 +213,8 @@ def test_pretrain_from_init_then_evaluate_embed_and_export(ws, tmp_path):
     assert "LOAD REPORT" not in err
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["encoder"] == {"name": "hf_audio", "source": str(ws["wav2vec2_pt"]), "sample_rate": RATE}
-    assert config["data"]["sample_rate"] == RATE and config["method"]["codebook_size"] == 320  # as resolved
+    assert config["data"]["sample_rate"] == RATE  # the feature extractor's (the files are 8 kHz)
+    assert (config["method"]["codebooks"], config["method"]["codebook_size"]) == (2, 8)  # the checkpoint's quantiser
     assert all(np.isfinite(logged_losses(run)))
     trained = api.load(run)
     start = build_encoder(trained.config)
