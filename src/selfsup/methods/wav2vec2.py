@@ -14,7 +14,9 @@ The quantiser, the projections, the contrastive and diversity losses are transfo
 ``Wav2Vec2ForPreTraining`` (its masks and distractors from ``pretext.span_masking``, transformers'
 ``_compute_mask_indices`` and ``_sample_negative_indices`` vendored, as in transformers' pretraining example), sharing the encoder's
 ``Wav2Vec2Model``; the loss is averaged over the masked frames. The Gumbel temperature anneals from 2 to 0.5
-over training (the paper: by a factor 0.999995 per update, over 400k updates).
+over training (the paper: by a factor 0.999995 per update, over 400k updates). An encoder started from a
+checkpoint saved from ``Wav2Vec2ForPreTraining`` (``--init``) continues with that checkpoint's quantiser and
+projections, whose sizes then replace ``codebooks``, ``codebook_size``, ``codevector_dim`` and ``proj_dim``.
 """
 
 from __future__ import annotations
