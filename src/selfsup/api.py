@@ -59,8 +59,9 @@ def pretrain(
 
     ``init``: start from a checkpoint instead of random weights: a selfsup run or export folder of the same
     modality (its encoder architecture and weights, with the data preparation they depend on: tokenizer, image
-    size, sample rate, item map, which grows by the new log's items), or a Hugging Face text model folder or a
-    model id in the local Hugging Face cache (text: its architecture, weights, LM head and tokenizer).
+    size, sample rate, item map, which grows by the new log's items), or a Hugging Face model folder or a model id
+    in the local Hugging Face cache (text: its architecture, weights, LM head and tokenizer; audio: its
+    architecture, weights, wav2vec 2.0 quantiser and feature extractor, whose sample rate the run takes).
     """
     from .train.run import pretrain_run
 

@@ -99,9 +99,11 @@ def build_method(config: RunConfig, data: TrainData, resume: bool = False):
     encoder = build_encoder(config.encoder, initial_weights=not resume)
     hparams = {k: v for k, v in config.method.items() if k != "name"}
     setting = info.cls.teacher_setting
-    if setting and hparams.get(setting):
-        return info.cls(encoder, data.input_size, teacher=load_teacher(info.name, setting, hparams[setting]), **hparams)
-    return info.cls(encoder, data.input_size, **hparams)
+    teacher = {"teacher": load_teacher(info.name, setting, hparams[setting])} if setting and hparams.get(setting) else {}
+    method = info.cls(encoder, data.input_size, **teacher, **hparams)
+    # as built: a checkpoint may decide some (wav2vec2 continuing a checkpoint's quantiser takes its sizes)
+    config.method = {"name": info.name, **asdict(method.hp)}
+    return method
 
 
 def load_data(config: RunConfig, run_dir: Path) -> TrainData:

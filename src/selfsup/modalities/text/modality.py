@@ -39,18 +39,14 @@ class TextModality(Modality):
     def foundation_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
         """A Hugging Face text checkpoint: the ``hf_text`` encoder (its architecture and weights) and its own
         tokenizer (``data.tokenizer``: the folder, copied into ``RUN/tokenizer``)."""
+        from ...encoders.hf_checkpoint import init_encoder
         from ...encoders.pretrained_text import NAME, check_positions, text_checkpoint
-        from ...errors import SelfSupError
 
-        given = config.encoder.get("name")
-        if given not in (None, NAME):
-            raise SelfSupError(f"--init {source} sets the architecture (encoder {NAME}); leave out --encoder {given}")
         folder, hf_config, _ = text_checkpoint(source)
+        settings = init_encoder(NAME, source, folder, config.encoder.get("name"))
         tokenizer = _own_tokenizer(source, folder, config)
         check_positions(hf_config, source, config.data.max_length)
-        # a folder is recorded absolute, so the run resumes and evaluates from anywhere; a model id as given
-        recorded = str(folder) if Path(source).expanduser().is_dir() else source
-        return {"encoder.name": NAME, "encoder.source": recorded, **tokenizer}
+        return {**settings, **tokenizer}
 
     def stored_data_settings(self, stored, config):
         """A selfsup text run's tokenizer (``RUN/tokenizer``; an export keeps it in its folder) and its
