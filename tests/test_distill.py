@@ -1,9 +1,9 @@
 """``--method distill``: a frozen teacher (any ``--init`` source; here a tiny BERT saved with ``save_pretrained``)
 taught to a small student, and ``evaluate --baseline teacher``.
 
-The text teacher is a Hugging Face folder (the only ``--init`` source for text on this branch); the image and
-audio paths are checked at the method level with teachers built directly (their ``--init`` sources come from
-other branches). Nothing is downloaded: the socket guard of ``test_text_init`` fails any network connection.
+The text teacher is a Hugging Face folder, the image teacher a selfsup run folder, both end to end through the
+CLI; the image and speech objectives are also checked at the method level with teachers built directly.
+Nothing is downloaded: the socket guard of ``test_text_init`` fails any network connection.
 """
 
 from __future__ import annotations
@@ -315,3 +315,29 @@ def test_student_started_from_a_checkpoint(ws, tmp_path):
     assert api.load(run).config["name"] == "hf_text"
     record = teacher_record(run)
     assert record["parameters"]["student"] == record["parameters"]["teacher"]
+
+
+def test_image_teacher_from_a_selfsup_run(tmp_path, write_images):
+    """Images, end to end: the teacher is a selfsup run folder (a 16 px ViT), the student a tiny CNN; the run takes
+    the teacher's image size, keeps the teacher out of its checkpoint, and evaluates against it."""
+    data, train_dir, test_dir = (write_images(tmp_path / name, n, seed=s)
+                                 for name, n, s in (("data", 6, 0), ("train", 4, 1), ("test", 3, 2)))
+    source = tmp_path / "vit"
+    quiet = ["--no-progress", "--batch-size", "8"]
+    code, _, err = run_cli(["pretrain", data, "--method", "simclr", "--encoder", "vit_micro", "--image-size", "16",
+                            "--max-steps", "2", "--out", source, *quiet])
+    assert code == 0, err
+    run = tmp_path / "distilled"
+    code, _, err = run_cli(["pretrain", data, "--method", "distill", "--encoder", "tiny_cnn", "--set",
+                            f"method.teacher={source}", "--max-steps", "6", "--out", run, *quiet])
+    assert code == 0, err
+    assert api.load(run).config["image_size"] == 16  # the teacher's stored size, not the default 32
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(k.startswith(("method.encoder.", "method.head.")) for k in state)
+    record = teacher_record(run)
+    images = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # the teacher is the source run's encoder, as stored
+        torch.testing.assert_close(rebuild_teacher(run, record).embed(images), api.load(source).eval().embed(images))
+    rows = api.evaluate(run, train_dir, test_dir, protocols=["knn", "linear"], label_fractions=[1.0],
+                        baseline="teacher,pixels")
+    assert {r.encoder for r in rows} == {"pretrained", "teacher", "pixels"}

@@ -33,6 +33,7 @@ ENCODER_SETTINGS: dict[str, Setting] = {
     "frontend": Setting(str),
     "source": Setting(str, help="a Hugging Face model folder or cached model id (--init)"),
     "pretrained": Setting(bool),
+    "init_from": Setting(str, help="a selfsup run or export folder whose weights the encoder starts from (--init)"),
 }
 
 
@@ -61,6 +62,11 @@ class Encoder(nn.Module):
     def embed(self, inputs: torch.Tensor) -> torch.Tensor:
         """Pooled embedding [B, D] of a batch of inputs."""
         return self.pool(self(inputs))
+
+    def fit_stored(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weights of a stored encoder of this architecture (``--init RUN``) made to fit this one, before they
+        are loaded strictly: as they are, unless the data grew a table (a sequence encoder's new items)."""
+        return state
 
     # ------------------------------------------------------------------ positions (distillation)
     @property

@@ -12,7 +12,7 @@ from ...pretext.masking import random_block_mask
 from ...pretext.image_eval import eval_transform
 from ...pretext.image_recipes import light_augment, simclr_augment
 from ...pretext.views import two_views
-from ..base import Modality, Pretext
+from ..base import Modality, Pretext, given
 
 
 class ImageModality(Modality):
@@ -26,6 +26,11 @@ class ImageModality(Modality):
 
     def encoder_settings(self, data: dict[str, Any]) -> dict[str, Any]:
         return {"image_size": int(data["image_size"])}
+
+    def stored_data_settings(self, stored, config):
+        """The stored encoder's image size, unless ``--image-size`` is given (a CNN takes any size; a ViT's
+        position embeddings fit only their own, and loading its weights says so)."""
+        return {} if given(config, "image_size") else {"data.image_size": stored.input_size}
 
     # ------------------------------------------------------------------ evaluation
     def read_labeled(self, loaded, path, classes, encoding):
