@@ -9,6 +9,7 @@ Nothing is downloaded: the socket guard of ``test_text_init`` fails any network 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -341,3 +342,27 @@ def test_image_teacher_from_a_selfsup_run(tmp_path, write_images):
     rows = api.evaluate(run, train_dir, test_dir, protocols=["knn", "linear"], label_fractions=[1.0],
                         baseline="teacher,pixels")
     assert {r.encoder for r in rows} == {"pretrained", "teacher", "pixels"}
+
+
+def test_speech_teacher_from_a_hugging_face_folder(tmp_path):
+    """Audio, end to end: a tiny HuBERT folder as teacher, wav2vec2_tiny as student: their frames line up (stride
+    320, window 400 samples at 16 kHz), so the student regresses the teacher's layers frame by frame."""
+    from test_audio_cli import write_classes
+    from test_audio_init import CHECKPOINTS, RATE
+
+    cls, config, _ = CHECKPOINTS["hubert"]
+    teacher = tmp_path / "hubert"
+    torch.manual_seed(0)
+    cls(config).save_pretrained(teacher)
+    transformers.Wav2Vec2FeatureExtractor(sampling_rate=RATE, do_normalize=False).save_pretrained(teacher)
+    train_dir, test_dir = write_classes(tmp_path / "train", per_class=6, seed=1), write_classes(tmp_path / "test",
+                                                                                              per_class=3, seed=2)
+    run = tmp_path / "run"
+    api.pretrain(train_dir, "distill", run, modality="audio", encoder="wav2vec2_tiny", max_steps=6, batch_size=6,
+                 overrides={"method.teacher": str(teacher)}, progress_bar=False)
+    losses = logged_losses(run)
+    assert all(map(math.isfinite, losses)) and losses[-1] < losses[0]
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert {k.split(".")[1] for k in state} == {"encoder", "heads"}  # DistilHuBERT's heads; no teacher weights
+    rows = api.evaluate(run, train_dir, test_dir, protocols=["knn"], label_fractions=[1.0], baseline="teacher,mfcc")
+    assert {r.encoder for r in rows} == {"pretrained", "teacher", "mfcc"}
