@@ -142,6 +142,23 @@ def test_teacher_embeddings_of_texts_are_cached_by_content(ws):
     assert uncached.cache is None
 
 
+def test_the_losses_are_the_papers():
+    from selfsup.losses import embedding_regression, layer_regression
+
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    torch.testing.assert_close(embedding_regression(s, t, normalize=False), ((s - t) ** 2).mean())  # Reimers & Gurevych
+    torch.testing.assert_close(embedding_regression(s, t), (2 - 2 * F.cosine_similarity(s, t)).mean())
+    assert float(embedding_regression(3 * t, t)) == pytest.approx(0, abs=1e-6)  # normalised: the norm is free
+    pred, target = torch.randn(2, 4, 8, generator=g), torch.randn(2, 4, 8, generator=g)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    per_frame = (pred - target).abs().mean(-1) - F.logsigmoid(F.cosine_similarity(pred, target, dim=-1))  # DistilHuBERT
+    torch.testing.assert_close(layer_regression(pred, target, mask), per_frame[mask.bool()].mean())
+    garbage = target.clone()
+    garbage[0, 2:] = 1e6  # padding frames do not count
+    torch.testing.assert_close(layer_regression(pred, garbage, mask), layer_regression(pred, target, mask))
+
+
 @pytest.mark.parametrize("target", ["tokens", "layers"])
 def test_token_and_layer_targets_regress_the_teachers_states(ws, target):
     """DistilHuBERT's loss on text tokens (same tokenizer: one grid): the heads learn the teacher's layers."""
