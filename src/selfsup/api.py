@@ -58,7 +58,8 @@ def pretrain(
     ``overrides`` (``{"optim.lr": 1e-3}`` or ``["optim.lr=1e-3"]``). Returns the run folder.
 
     ``init``: start from a checkpoint instead of random weights, e.g. a Hugging Face text model folder or a model
-    id in the local Hugging Face cache (text: its architecture, weights, LM head and tokenizer).
+    id in the local Hugging Face cache (text: its architecture, weights, LM head and tokenizer; images: a vision
+    model folder, or a weights file with ``encoder`` naming its timm architecture).
     """
     from .train.run import pretrain_run
 
@@ -84,6 +85,8 @@ def pretrain(
         from .modalities import get_modality
 
         for key, value in get_modality(cfg.data.modality).init_settings(str(init), cfg).items():
+            if key.startswith("data.") and flags.get(key) is not None:
+                continue  # a data setting the user gave (--image-size) wins over the one the checkpoint suggests
             set_value(cfg, key, value, source="--init")
     if isinstance(overrides, Mapping):
         items = list(overrides.items())

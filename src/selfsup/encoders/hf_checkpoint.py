@@ -8,6 +8,7 @@ the architecture from the config found here, never from selfsup's presets.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,9 @@ from ..errors import SelfSupError
 
 if TYPE_CHECKING:  # pragma: no cover - transformers is imported when a checkpoint is read
     import transformers
+    from torch import nn
+
+log = logging.getLogger("selfsup")
 
 CONFIG_FILE = "config.json"
 FOLDER_HINT = "give a Hugging Face model folder (config.json + weights + tokenizer files, as save_pretrained writes it)"
@@ -102,5 +106,35 @@ def require_modality(config: transformers.PretrainedConfig, source: str, modalit
     if fits == modality:
         return
     where = f"it fits {fits} data (--modality {fits})" if fits else "selfsup does not know which data it fits"
-    raise SelfSupError(f"checkpoint {source}: model_type {config.model_type!r} is not a {modality} model; {where}; "
-                       f"give a {modality} checkpoint to --init")
+    kind = f"{'an' if modality[0] in 'aeiou' else 'a'} {modality}"
+    raise SelfSupError(f"checkpoint {source}: model_type {config.model_type!r} is not {kind} model; {where}; "
+                       f"give {kind} checkpoint to --init")
+
+
+def load_checked(auto: type, folder: Path, source: str, config: transformers.PretrainedConfig,
+                 optional: tuple[str, ...] = (), **kwargs) -> tuple[nn.Module, list[str]]:
+    """(``auto.from_pretrained(folder)`` offline, the weights it lacks under the ``optional`` prefixes), or one line
+    naming the checkpoint and the first weight that does not fit its own architecture (a wrong shape, a missing
+    weight). Weights the model does not use (a pooler selfsup leaves out, a head it was not asked for) are logged,
+    not printed."""
+    try:
+        with quiet_transformers():
+            model, info = auto.from_pretrained(str(folder), config=config, local_files_only=True,
+                                               output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+    except Exception as err:  # OSError (no weights), RuntimeError/ValueError (shapes that do not fit) ...
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:240]
+        raise SelfSupError(f"checkpoint {source}: its weights cannot be loaded into its own architecture "
+                           f"({reason}); save the model again with save_pretrained") from None
+    mismatched = sorted(info.get("mismatched_keys") or ())
+    if mismatched:
+        key, saved, built = mismatched[0]
+        raise SelfSupError(f"checkpoint {source}: {len(mismatched)} weight(s) do not fit the architecture in its "
+                           f"{CONFIG_FILE} (e.g. {key}: {tuple(saved)} saved, {tuple(built)} expected); save the "
+                           "model and its config together with save_pretrained")
+    missing = sorted(key for key in info.get("missing_keys") or () if not key.startswith(optional))
+    if missing:
+        raise SelfSupError(f"checkpoint {source}: weights missing for {len(missing)} parameter(s) of "
+                           f"{type(model).__name__} (e.g. {missing[0]}); save the model again with save_pretrained")
+    if info.get("unexpected_keys"):
+        log.info("checkpoint %s: weights not used: %s", source, ", ".join(sorted(info["unexpected_keys"])[:8]))
+    return model, sorted(set(info.get("missing_keys") or ()) - set(missing))

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import SelfSupError
 from ..registry import register_encoder
-from .hf_checkpoint import CONFIG_FILE, load_hf_config, quiet_transformers, require_modality, resolve_checkpoint
+from .hf_checkpoint import load_checked, load_hf_config, quiet_transformers, require_modality, resolve_checkpoint
 from .text import TextEncoder, _check, _record
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -104,27 +104,7 @@ def _load(folder: Path, source: str, config: transformers.PretrainedConfig, caus
         return transformers.AutoModel.from_config(config, **_base_kwargs(config)), None
     auto = (transformers.AutoModelForCausalLM if causal else transformers.AutoModelForMaskedLM) if heads else \
         transformers.AutoModel
-    kwargs = {} if heads else _base_kwargs(config)
-    try:
-        with quiet_transformers():
-            model, info = auto.from_pretrained(str(folder), config=config, local_files_only=True,
-                                               output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
-    except Exception as err:  # OSError (no weights), RuntimeError/ValueError (shapes that do not fit) ...
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:240]
-        raise SelfSupError(f"checkpoint {source}: its weights cannot be loaded into its own architecture "
-                           f"({reason}); save the model again with save_pretrained") from None
-    mismatched = sorted(info.get("mismatched_keys") or ())
-    if mismatched:
-        key, saved, built = mismatched[0]
-        raise SelfSupError(f"checkpoint {source}: {len(mismatched)} weight(s) do not fit the architecture in its "
-                           f"{CONFIG_FILE} (e.g. {key}: {tuple(saved)} saved, {tuple(built)} expected); save the "
-                           "model and its config together with save_pretrained")
-    missing = sorted(info.get("missing_keys") or ())
-    if missing:
-        raise SelfSupError(f"checkpoint {source}: weights missing for {len(missing)} parameter(s) of "
-                           f"{type(model).__name__} (e.g. {missing[0]}); save the model again with save_pretrained")
-    if info.get("unexpected_keys"):  # e.g. a pooler selfsup leaves out, or an LM head it was not asked for
-        log.info("checkpoint %s: weights not used: %s", source, ", ".join(sorted(info["unexpected_keys"])[:8]))
+    model, _ = load_checked(auto, folder, source, config, **({} if heads else _base_kwargs(config)))
     if not heads:
         return model, None
     head = nn.Sequential(*(getattr(model, name) for name in heads)) if len(heads) > 1 else getattr(model, heads[0])

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
+from ...errors import SelfSupError
 from ...pretext.masking import random_block_mask
 from ...pretext.image_eval import eval_transform
 from ...pretext.image_recipes import light_augment, simclr_augment
 from ...pretext.views import two_views
 from ..base import Modality, Pretext
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...config import RunConfig
 
 
 class ImageModality(Modality):
@@ -26,6 +30,32 @@ class ImageModality(Modality):
 
     def encoder_settings(self, data: dict[str, Any]) -> dict[str, Any]:
         return {"image_size": int(data["image_size"])}
+
+    def foundation_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
+        """A timm architecture (``--encoder``) plus a local weights file (encoder ``timm_image``), or a Hugging Face
+        vision folder or cached id (encoder ``hf_image``); with the input statistics the checkpoint expects and the
+        image side it was trained at (``--image-size`` wins)."""
+        from ...encoders.timm_image import is_weights_file
+
+        given = config.encoder.get("name")
+        if is_weights_file(source):
+            from ...encoders.timm_image import NAME, check_arch, timm_defaults, weights_path
+
+            arch = check_arch(config.encoder.get("arch") if given == NAME else given, source)
+            defaults, path = timm_defaults(arch), weights_path(source)
+            return {"encoder.name": NAME, "encoder.arch": arch, "encoder.source": str(path),
+                    "encoder.input_mean": list(defaults.mean), "encoder.input_std": list(defaults.std),
+                    "data.image_size": defaults.image_size}
+        from ...encoders.hf_image import NAME, image_checkpoint
+
+        checkpoint = image_checkpoint(source)
+        if given not in (None, NAME):
+            raise SelfSupError(f"--init {source} sets the architecture (encoder {NAME}); leave out --encoder {given} "
+                               "(--encoder names a timm architecture only with a weights file)")
+        # a folder is recorded absolute, so the run resumes and evaluates from anywhere; a model id as given
+        recorded = str(checkpoint.folder) if Path(source).expanduser().is_dir() else source
+        return {"encoder.name": NAME, "encoder.source": recorded, "encoder.input_mean": list(checkpoint.mean),
+                "encoder.input_std": list(checkpoint.std), "data.image_size": checkpoint.image_size}
 
     # ------------------------------------------------------------------ evaluation
     def read_labeled(self, loaded, path, classes, encoding):
