@@ -323,3 +323,35 @@ def test_init_mistakes_are_one_line(ws, tmp_path):
     code, _, err = run_cli(["pretrain", ws["images"], "--method", "data2vec", "--init", ws["convnext"], "--out",
                             tmp_path / "masked", "--image-size", SIDE, "--max-steps", "1", "--no-progress"])
     assert_one_line_error(code, err, "cannot hide input patches", "--encoder ARCH --init FILE")
+
+
+JOINT_EMBEDDING = ("simclr", "byol", "moco", "dino", "vicreg", "barlow_twins", "simsiam", "swav")
+
+
+@pytest.mark.parametrize("method", JOINT_EMBEDDING)
+@pytest.mark.parametrize("source", ["test_resnet", "vit", "convnext"])
+def test_joint_embedding_methods_train_a_checkpoint(ws, method, source):
+    """Every joint-embedding method trains an encoder from a checkpoint: finite losses, gradients reach the
+    checkpoint's weights and move them (multi-crop methods feed it smaller local crops too)."""
+    from selfsup.registry import get_method
+    from selfsup.types import Modality
+
+    torch.manual_seed(0)
+    config = ({"name": "timm_image", "arch": source, "source": str(ws[source])} if source.startswith("test_")
+              else {"name": "hf_image", "source": str(ws[source])})
+    encoder = build_encoder({**config, "image_size": SIDE})
+    start = [p.detach().clone() for p in encoder.parameters() if p.requires_grad]
+    learner = get_method(method, Modality.IMAGE).cls(encoder, SIDE)
+    pretext = learner.pretext(Modality.IMAGE)
+    optimizer = torch.optim.AdamW([p for p in learner.parameters() if p.requires_grad], lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(2):
+        out = learner.loss(pretext(raw_images(8), generator))
+        assert torch.isfinite(out.loss)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        learner.on_step_end((step + 1) / 2)
+    moved = [float((p.detach() - s).abs().max()) for p, s in zip(
+        (p for p in encoder.parameters() if p.requires_grad), start)]
+    assert sum(m > 0 for m in moved) > 0.9 * len(moved), f"{method}: most of the checkpoint's weights stay put"
