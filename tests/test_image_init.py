@@ -230,9 +230,12 @@ def test_pretrain_from_timm_weights_then_evaluate_and_export(ws, tmp_path):
 
 def test_pretrain_from_hf_vit_then_export_to_transformers(ws, tmp_path):
     run = tmp_path / "run"
-    api.pretrain(ws["images"], "byol", run, init=ws["vit"], max_steps=6, batch_size=16, progress_bar=False)
+    api.pretrain(ws["images"], "simclr", run, init=ws["vit"], max_steps=12, batch_size=16, progress_bar=False,
+                 overrides={"optim.lr": 0.003})
     loaded = api.load(run)
     assert loaded.config["name"] == "hf_image" and loaded.config["image_size"] == SIDE  # the checkpoint's size
+    losses = logged_losses(run)
+    assert losses[-1] < losses[0]
     assert_left_the_checkpoint(run)
     embedded = torch.from_numpy(np.load(api.embed(run, ws["test"], tmp_path / "e.npy")))
     exported = api.export(run, tmp_path / "hf", format="huggingface")
@@ -328,11 +331,12 @@ def test_init_mistakes_are_one_line(ws, tmp_path):
 JOINT_EMBEDDING = ("simclr", "byol", "moco", "dino", "vicreg", "barlow_twins", "simsiam", "swav")
 
 
-@pytest.mark.parametrize("method", JOINT_EMBEDDING)
-@pytest.mark.parametrize("source", ["test_resnet", "vit", "convnext"])
-def test_joint_embedding_methods_train_a_checkpoint(ws, method, source):
-    """Every joint-embedding method trains an encoder from a checkpoint: finite losses, gradients reach the
-    checkpoint's weights and move them (multi-crop methods feed it smaller local crops too)."""
+@pytest.mark.parametrize("method,source", [(m, s) for m in JOINT_EMBEDDING for s in ("test_resnet", "vit", "convnext")]
+                         + [(m, "test_vit") for m in ("mae", "simmim", "data2vec")])
+def test_methods_train_a_checkpoint(ws, method, source):
+    """Every joint-embedding method trains an encoder from a checkpoint, and the masked-image methods a timm ViT:
+    finite losses, gradients reach the checkpoint's weights and move them (multi-crop methods feed it smaller local
+    crops too)."""
     from selfsup.registry import get_method
     from selfsup.types import Modality
 
@@ -355,3 +359,24 @@ def test_joint_embedding_methods_train_a_checkpoint(ws, method, source):
     moved = [float((p.detach() - s).abs().max()) for p, s in zip(
         (p for p in encoder.parameters() if p.requires_grad), start)]
     assert sum(m > 0 for m in moved) > 0.9 * len(moved), f"{method}: most of the checkpoint's weights stay put"
+
+
+def test_model_id_resolves_from_the_local_cache_only(ws, tmp_path, monkeypatch):
+    """An ``org/name`` vision id is read from the Hugging Face cache (never downloaded) and recorded as the id."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    snapshot = tmp_path / "hub" / "models--local--tiny-vit" / "snapshots" / "0123abcd"
+    shutil.copytree(ws["vit"], snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    from selfsup.config import RunConfig
+
+    settings = get_modality("image").init_settings("local/tiny-vit", RunConfig())
+    assert settings["encoder.source"] == "local/tiny-vit" and settings["encoder.input_mean"] == HALF
+    encoder = build_encoder({"name": "hf_image", "source": "local/tiny-vit", "image_size": SIDE})
+    images = raw_images()
+    torch.testing.assert_close(embed(encoder, images), hf_embeddings(ws["vit"], own_normalisation(images, HALF, HALF)),
+                               rtol=1e-5, atol=1e-5)
