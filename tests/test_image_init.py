@@ -248,7 +248,22 @@ def test_pretrain_from_hf_vit_then_export_to_transformers(ws, tmp_path):
     with torch.no_grad():
         theirs = model(pixel_values=pixels).last_hidden_state[:, 0]
     torch.testing.assert_close(theirs, embedded, rtol=1e-4, atol=1e-4)
-    assert api.load(exported).config["source"] == str(ws["vit"])  # selfsup reads its own export back
+    reloaded = api.load(exported)  # selfsup reads its own export back
+    assert reloaded.config["source"] == str(ws["vit"])
+    torch.testing.assert_close(embed(reloaded, folder_images(ws["test"])), embedded, rtol=1e-4, atol=1e-4)
+
+
+def test_vit_export_at_another_image_size_needs_no_flag(ws, tmp_path):
+    """A ViT run at another size than its checkpoint's exports position embeddings for the run's size, resampled as
+    the run resampled them: AutoModel reads the run's images as they are."""
+    encoder = build_encoder({"name": "hf_image", "source": str(ws["vit"]), "image_size": 48})
+    encoder.save_pretrained(str(tmp_path))
+    model = transformers.AutoModel.from_pretrained(str(tmp_path), local_files_only=True).eval()
+    assert model.config.image_size == 48
+    images = raw_images(side=48)
+    with torch.no_grad():
+        theirs = model(pixel_values=own_normalisation(images, HALF, HALF)).last_hidden_state[:, 0]
+    torch.testing.assert_close(theirs, embed(encoder, images), rtol=1e-5, atol=1e-5)
 
 
 def test_run_with_zero_learning_rate_keeps_the_checkpoint(ws, tmp_path):

@@ -13,6 +13,7 @@ does (shorter side resized, centre crop, the checkpoint's statistics).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 from dataclasses import dataclass
@@ -123,8 +124,7 @@ class HFImageEncoder(Encoder):
 
     def load_export(self, folder: Path) -> None:
         """The weights of a ``huggingface`` export, read by transformers (it maps the names it saved to the model's)."""
-        exported = _from_folder(folder, str(folder), load_hf_config(folder, str(folder)))
-        self.hf_model.load_state_dict(exported.state_dict())
+        self.hf_model = _frozen_unused(_from_folder(folder, str(folder), load_hf_config(folder, str(folder))))
 
     def save_pretrained(self, folder: str) -> None:
         """The model (``AutoModel.from_pretrained``) and an image processor preparing images as selfsup does: the
@@ -132,12 +132,35 @@ class HFImageEncoder(Encoder):
         import transformers
         from PIL import Image
 
-        self.hf_model.save_pretrained(folder)
         size = int(self.config["image_size"])
+        (_at_size(self.hf_model, size) if self.kwargs else self.hf_model).save_pretrained(folder)
         transformers.BitImageProcessor(
             size={"shortest_edge": size}, crop_size={"height": size, "width": size}, do_center_crop=True,
             resample=Image.Resampling.BILINEAR, image_mean=list(self.stats.mean), image_std=list(self.stats.std),
         ).save_pretrained(folder)
+
+
+def _at_size(model: nn.Module, size: int) -> nn.Module:
+    """A ViT-family model whose position embeddings cover ``size`` px images: its own at the size it was built for,
+    else resampled by its own ``interpolate_pos_encoding`` (what it computed at every step of the run) into a copy
+    whose config says ``image_size`` = ``size``, so the export reads the run's images without any flag."""
+    import transformers
+
+    built, patch = int(model.config.image_size), int(model.config.patch_size)
+    if built == size:
+        return model
+    saved = model.embeddings.position_embeddings
+    prefix = saved.shape[1] - (built // patch) ** 2  # class (and distillation) tokens
+    with torch.no_grad():
+        resampled = model.embeddings.interpolate_pos_encoding(
+            saved.new_zeros(1, prefix + (size // patch) ** 2, saved.shape[2]), size, size)
+    config = copy.deepcopy(model.config)
+    config.image_size = size
+    resized = transformers.AutoModel.from_config(config)
+    if getattr(model, "pooler", True) is None:
+        resized.pooler = None
+    resized.load_state_dict({**model.state_dict(), "embeddings.position_embeddings": resampled})
+    return resized
 
 
 def _from_folder(folder: Path, source: str, config: transformers.PretrainedConfig) -> nn.Module:
@@ -153,14 +176,17 @@ def _from_folder(folder: Path, source: str, config: transformers.PretrainedConfi
 
 def _model(checkpoint: ImageCheckpoint, source: str, pretrained: bool) -> nn.Module:
     """The checkpoint's model, or (``pretrained=False``) the same architecture at random initialisation; what
-    selfsup does not use (ViT's pooler, DINOv2's mask token) is kept but frozen: DDP wants a gradient for every
-    trainable parameter."""
+    selfsup does not use (ViT's pooler, DINOv2's mask token) is kept but frozen (:func:`_frozen_unused`)."""
     import transformers
 
     if pretrained:
-        model = _from_folder(checkpoint.folder, source, checkpoint.config)
-    else:
-        model = transformers.AutoModel.from_config(checkpoint.config)
+        return _frozen_unused(_from_folder(checkpoint.folder, source, checkpoint.config))
+    return _frozen_unused(transformers.AutoModel.from_config(checkpoint.config))
+
+
+def _frozen_unused(model: nn.Module) -> nn.Module:
+    """``model`` with what selfsup does not use frozen (ViT's pooler, DINOv2's mask token): DDP wants a gradient for
+    every trainable parameter."""
     for name, parameter in model.named_parameters():
         if name.startswith("pooler.") or name.endswith("mask_token"):
             parameter.requires_grad_(False)

@@ -192,8 +192,7 @@ def _pooled_dim(model: nn.Module) -> int:
 
 
 class TimmExport:
-    """What both timm encoders share: their embedding (timm's own head, pre-logits), their input statistics and
-    the export in timm's Hugging Face Hub layout."""
+    """What both timm encoders share: the export in timm's Hugging Face Hub layout, and reading it back."""
 
     model: nn.Module
     stats: InputStats
@@ -251,11 +250,10 @@ class TimmEncoder(TimmExport, Encoder):
         return features.flatten(1, 2) if self.channels_last else features.flatten(2).transpose(1, 2)
 
     def pool(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The model's own head on the features the tokens came from (a CNN's square map rebuilt)."""
+        """The model's own head on the features the tokens of :meth:`forward` came from (a CNN's square map
+        rebuilt)."""
         if self.spatial is None:
-            with torch.no_grad():
-                size = int(self.config["image_size"])
-                self.features(torch.zeros(1, 3, size, size, device=tokens.device))
+            raise RuntimeError("pool() takes the tokens of forward(); call forward first, or embed()")
         if self.spatial:
             b, t, c = tokens.shape
             side = math.isqrt(t)
