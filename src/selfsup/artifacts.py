@@ -13,7 +13,7 @@ a sequence encoder's export adds ``item_map.json``. ``load`` rebuilds the encode
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .encoders import Encoder, build_encoder
+from .encoders import INIT_KEY, Encoder, build_encoder
 from .errors import SelfSupError
 from .modalities import get_modality
 from .checkpoint_files import BEST_FILE, check_weights, load_run_checkpoint
@@ -61,33 +61,90 @@ class LoadedEncoder:
         get_modality(self.modality).save_extras(self, out)
 
 
+RUN_CONFIG = "config.yaml"
+RUN_CHECKPOINTS = "checkpoints"
+
+
+@dataclass(frozen=True)
+class StoredEncoder:
+    """What a selfsup run or export folder says about its encoder, read without building it or touching its
+    weights: the folder (absolute), its format (a run or an export's), its modality, the encoder config dict that rebuilds
+    the architecture, the data settings stored with it (a run's; an export's where its modality keeps them),
+    the input size and the method that trained it."""
+
+    folder: Path
+    format: str  # "run", or an export's: safetensors (selfsup's weight names), huggingface (the model's own)
+    modality: str
+    encoder: dict[str, Any]
+    data: dict[str, Any] | None
+    input_size: int
+    method: str
+
+    @property
+    def export(self) -> bool:
+        return self.format != "run"
+
+    @property
+    def kind(self) -> str:
+        """``"run"`` or ``"export"``, for messages."""
+        return "export" if self.export else "run"
+
+
+def find_stored(path: str | Path) -> StoredEncoder | None:
+    """The encoder stored in the selfsup run folder (config.yaml) or export folder (selfsup.json +
+    model.safetensors) ``path``; None when ``path`` is neither (e.g. a Hugging Face model folder)."""
+    path = Path(path).expanduser()
+    if (path / META_FILE).is_file() and (path / WEIGHTS_FILE).is_file():
+        meta = json.loads((path / META_FILE).read_text())
+        return StoredEncoder(path.resolve(), meta.get("format", "safetensors"), get_modality(meta["modality"]).name,
+                             dict(meta["encoder"]), meta.get("data"), int(meta["input_size"]), meta["method"])
+    if (path / RUN_CONFIG).is_file():
+        config = yaml.safe_load((path / RUN_CONFIG).read_text())
+        data = config["data"]
+        modality = get_modality(data["modality"])
+        return StoredEncoder(path.resolve(), "run", modality.name,
+                             {**modality.encoder_settings(data), **config["encoder"]}, data, modality.input_size(data),
+                             config["method"]["name"])
+    return None
+
+
+def recorded_start(run_dir: str | Path, source: str | Path) -> StoredEncoder | None:
+    """What the run ``run_dir`` recorded of the selfsup folder ``source`` it started from (``encoder.init_from``),
+    once ``source`` is gone: its own encoder and data settings, standing for the start's when the run resumes.
+    None when ``source`` exists or the run did not start from it."""
+    source = Path(source).expanduser().resolve()
+    run = find_stored(run_dir) if not source.exists() else None
+    if run is None or run.export or run.encoder.get(INIT_KEY) != str(source):
+        return None
+    return replace(run, folder=source)
+
+
 def _from_run(run_dir: Path) -> LoadedEncoder:
-    config_path = run_dir / "config.yaml"
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    if not config_path.exists():
-        raise SelfSupError(f"{run_dir}: not a selfsup run folder (no config.yaml); run `selfsup pretrain` first")
+    ckpt = run_dir / RUN_CHECKPOINTS / "last.ckpt"
+    stored = find_stored(run_dir)
+    if stored is None:
+        raise SelfSupError(f"{run_dir}: not a selfsup run folder (no {RUN_CONFIG}); run `selfsup pretrain` first")
     if not ckpt.exists() and not ckpt.with_name(BEST_FILE).exists():
         raise SelfSupError(f"{run_dir}: no checkpoint yet (checkpoints/last.ckpt); run or resume `selfsup pretrain`")
-    config = yaml.safe_load(config_path.read_text())
-    data = config["data"]
-    modality = get_modality(data["modality"])
-    encoder = build_encoder({**modality.encoder_settings(data), **config["encoder"]})
+    modality = get_modality(stored.modality)
+    encoder = build_encoder(stored.encoder, initial_weights=False)  # the run's own weights are loaded below
     fix = "pretrain again: into a new --out folder, or here after moving the damaged files out of checkpoints/"
     used, checkpoint = load_run_checkpoint(ckpt.parent, "using", fix)
     weights = {k[len(ENCODER_PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(ENCODER_PREFIX)}
-    check_weights(used, weights, encoder.state_dict(), f"the encoder in {config_path.name}", fix)
+    check_weights(used, weights, encoder.state_dict(), f"the encoder in {RUN_CONFIG}", fix)
     encoder.load_state_dict(weights)
-    return LoadedEncoder(encoder.eval(), modality.name, modality.input_size(data), config["method"]["name"],
-                         **modality.load_extras(run_dir, data, export=False))
+    return LoadedEncoder(encoder.eval(), modality.name, stored.input_size, stored.method,
+                         **modality.load_extras(run_dir, stored.data, export=False))
 
 
 def _from_export(folder: Path) -> LoadedEncoder:
-    meta = json.loads((folder / META_FILE).read_text())
-    encoder = build_encoder(meta["encoder"])
+    stored = find_stored(folder)
+    assert stored is not None and stored.export  # load() checked for the two files
+    encoder = build_encoder(stored.encoder, initial_weights=False)  # the export's own weights are loaded below
     load_export = getattr(encoder, "load_export", None)  # an image encoder: read by its own library (timm, AutoModel)
-    if meta.get("format") == "huggingface" and load_export is not None:
+    if stored.format == "huggingface" and load_export is not None:
         load_export(folder)
-    elif meta.get("format") == "huggingface":  # the transformers model's own weight names
+    elif stored.format == "huggingface":  # the transformers model's own weight names
         weights = load_file(str(folder / WEIGHTS_FILE))
         missing, unexpected = encoder.hf_model.load_state_dict(weights, strict=False)
         if unexpected or set(missing) - {"masked_spec_embed"}:  # an audio export leaves out the mask vector
@@ -95,9 +152,9 @@ def _from_export(folder: Path) -> LoadedEncoder:
                                f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}); re-export the run")
     else:
         encoder.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
-    modality = get_modality(meta["modality"])
-    return LoadedEncoder(encoder.eval(), modality.name, int(meta["input_size"]), meta["method"],
-                         **modality.load_extras(folder, meta.get("data"), export=True))
+    modality = get_modality(stored.modality)
+    return LoadedEncoder(encoder.eval(), modality.name, stored.input_size, stored.method,
+                         **modality.load_extras(folder, stored.data, export=True))
 
 
 def load(path: str | Path) -> LoadedEncoder:
@@ -107,7 +164,7 @@ def load(path: str | Path) -> LoadedEncoder:
         return _from_export(path)
     if path.is_dir():
         return _from_run(path)
-    raise SelfSupError(f"{path}: not a run folder or an export folder (expected config.yaml or {META_FILE})")
+    raise SelfSupError(f"{path}: not a run folder or an export folder (expected {RUN_CONFIG} or {META_FILE})")
 
 
 def export_safetensors(loaded: LoadedEncoder, out: str | Path) -> Path:

@@ -87,8 +87,8 @@ def check_weights(path: Path, state: Mapping[str, Any], expected: Mapping[str, t
     strict ``load_state_dict`` needs), saying which differ: a checkpoint of another model or size."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    resized = sorted(k for k in set(expected) & set(state)
-                     if tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape))
+    resized = [f"{k} (saved {list(getattr(state[k], 'shape', ()))}, here {list(expected[k].shape)})"
+               for k in sorted(set(expected) & set(state)) if tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)]
     found = (("missing", missing), ("unexpected", unexpected), ("other shape", resized))
     problems = [f"{label} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}" for label, names in found if names]
     if problems:

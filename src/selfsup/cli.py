@@ -45,9 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     + ", ".join(f"{info.default_method} for {info.unit}" for info in modalities))
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder: config.yaml, checkpoints/, metrics.csv")
     p.add_argument("--init", metavar="SOURCE",
-                   help="start from a checkpoint, not random weights: a Hugging Face model folder (config.json + "
-                        "weights; text: + tokenizer) or a model id in the local Hugging Face cache (never downloaded); "
-                        "images also a weights file (.safetensors, .pth) with --encoder TIMM_ARCH, e.g. resnet50")
+                   help="start from a checkpoint, not random weights: a selfsup run or export folder of the same "
+                        "modality (its encoder, weights and data preparation; any method that fits; a sequence run's "
+                        "item map grows by the log's new items); text, audio (wav2vec2, HuBERT, WavLM, data2vec-audio) "
+                        "or images (ViT, DINOv2, ConvNeXt): a Hugging Face model folder (config.json + weights + "
+                        "tokenizer or feature extractor) or a model id in the local Hugging Face cache (never "
+                        "downloaded); images also a weights file (.safetensors, .pth) with --encoder TIMM_ARCH")
     p.add_argument("--encoder", help="backbone, e.g. tiny_cnn, resnet18, resnet18_cifar, vit_micro; bert_tiny, gpt_tiny; wav2vec2_tiny (default: the method's); with --init FILE, the timm architecture of its weights")
     # the numeric flags stay text here: the config converts and range-checks them (one line for a mistake)
     p.add_argument("--epochs", help="passes over the data (default 100; total, across resumes)")

@@ -42,6 +42,14 @@ def standardize_over_time(x: torch.Tensor, mask: torch.Tensor, eps: float) -> to
     return (x - mean) / torch.sqrt(var + eps)
 
 
+def receptive_field(kernels: list[int] | tuple[int, ...], strides: list[int] | tuple[int, ...]) -> tuple[int, int]:
+    """(samples one frame sees, samples between frames) of a convolutional feature encoder."""
+    window, jump = 1, 1
+    for k, s in zip(kernels, strides):
+        window, jump = window + (k - 1) * jump, jump * s
+    return window, jump
+
+
 def normalize_clips(waves: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Zero mean, unit variance over each clip's real samples (``mask`` 1); padding stays 0
     (``Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm``)."""
@@ -63,22 +71,23 @@ class LogMelFrontend(nn.Module):
 
 
 class AudioEncoder(Encoder):
-    """A ``transformers.Wav2Vec2Model`` (no head); see the module doc for inputs and outputs."""
+    """A ``transformers.Wav2Vec2Model`` (no head) or a model of its family (HuBERT, WavLM, data2vec-audio: the
+    ``hf_audio`` encoder); see the module doc for inputs and outputs. ``attention_mask`` False: the model is given
+    zero-padded clips without their sample mask (transformers' rule for group-normalised feature encoders such as
+    wav2vec2-base, whose feature extractor returns no attention mask)."""
 
-    def __init__(self, hf_model: nn.Module, sample_rate: int, normalize: bool, frontend: str, config: dict) -> None:
+    def __init__(self, hf_model: nn.Module, sample_rate: int, normalize: bool, frontend: str, config: dict,
+                 attention_mask: bool = True) -> None:
         super().__init__()
         self.hf_model = hf_model
         self.sample_rate = int(sample_rate)
         self.normalize = normalize
         self.frontend = frontend
+        self.attention_mask = attention_mask
         self.dim = int(hf_model.config.hidden_size)
         self.config = config
-        kernels, strides = hf_model.config.conv_kernel, hf_model.config.conv_stride
-        self.frame_stride = int(torch.tensor(strides).prod())  # samples between frames
-        window, jump = 1, 1
-        for k, s in zip(kernels, strides):
-            window, jump = window + (k - 1) * jump, jump * s
-        self.frame_window = window  # samples one frame sees
+        # samples one frame sees, samples between frames
+        self.frame_window, self.frame_stride = receptive_field(hf_model.config.conv_kernel, hf_model.config.conv_stride)
         # frames are masked only by the methods that predict them; the others must not train this vector
         self.mask_embedding.requires_grad_(False)
 
@@ -86,6 +95,21 @@ class AudioEncoder(Encoder):
     def mask_embedding(self) -> nn.Parameter:
         """The learned vector that replaces masked frames (wav2vec 2.0 §3.1, HuBERT, data2vec)."""
         return getattr(self.hf_model, MASK_EMBEDDING)
+
+    def pretraining_model(self) -> nn.Module | None:
+        """A checkpoint's own ``Wav2Vec2ForPreTraining`` (quantiser, ``project_q``, ``project_hid``) around this
+        encoder's model, when it started from one (``--init``); None: ``wav2vec2`` builds a fresh one."""
+        return None
+
+    def features_model(self) -> nn.Module:
+        """The model ``Wav2Vec2ForPreTraining`` runs: its outputs carry ``last_hidden_state`` and the
+        ``extract_features`` wav2vec 2.0 quantises."""
+        return self.hf_model
+
+    def model_attention_mask(self, mask: torch.Tensor) -> torch.Tensor | None:
+        """What the transformers model is given as ``attention_mask`` for the sample ``mask`` of
+        :meth:`prepare_inputs`: the mask, or None where the model takes none (``attention_mask`` False)."""
+        return mask if self.attention_mask else None
 
     def enable_frame_masking(self) -> None:
         """Train the mask vector: called by the methods that mask frames."""
@@ -136,7 +160,7 @@ class AudioEncoder(Encoder):
     def _run(self, inputs: dict[str, torch.Tensor], hidden_states: bool = False):
         waves, mask = self.prepare_inputs(inputs)
         masked = inputs.get("mask_time_indices")
-        kwargs: dict[str, Any] = {"attention_mask": mask, "output_hidden_states": hidden_states}
+        kwargs: dict[str, Any] = {"attention_mask": self.model_attention_mask(mask), "output_hidden_states": hidden_states}
         if masked is not None:
             kwargs["mask_time_indices"] = masked.bool()
         return self.hf_model(waves, **kwargs)

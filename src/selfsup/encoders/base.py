@@ -39,6 +39,7 @@ ENCODER_SETTINGS: dict[str, Setting] = {
                           help="the mean (per RGB channel) the checkpoint's inputs were normalised with"),
     "input_std": Setting(object, valid=valid_std, optional=True, expect="three positive numbers, e.g. [0.5, 0.5, 0.5]",
                          help="the standard deviation (per RGB channel) the checkpoint's inputs were normalised with"),
+    "init_from": Setting(str, help="a selfsup run or export folder whose weights the encoder starts from (--init)"),
 }
 
 
@@ -67,6 +68,11 @@ class Encoder(nn.Module):
     def embed(self, inputs: torch.Tensor) -> torch.Tensor:
         """Pooled embedding [B, D] of a batch of inputs."""
         return self.pool(self(inputs))
+
+    def fit_stored(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weights of a stored encoder of this architecture (``--init RUN``) made to fit this one, before they
+        are loaded strictly: as they are, unless the data grew a table (a sequence encoder's new items)."""
+        return state
 
     # ------------------------------------------------------------------ masked prediction (data2vec)
     def _cannot_mask(self) -> SelfSupError:

@@ -2,8 +2,8 @@
 
 SOURCE is a local model folder (``config.json`` + weights, as ``save_pretrained`` writes it) or a model id
 (``org/name``) resolved from the local Hugging Face cache only: nothing is ever downloaded. Every mistake is
-one line naming the checkpoint, what is wrong and the fix. The modality-specific builders (``hf_text``) read
-the architecture from the config found here, never from selfsup's presets.
+one line naming the checkpoint, what is wrong and the fix. The modality-specific builders (``hf_text``,
+``hf_audio``) read the architecture from the config found here, never from selfsup's presets.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SelfSupError
 
@@ -90,12 +90,13 @@ def modality_of(config: transformers.PretrainedConfig) -> str | None:
     from transformers.models.auto import modeling_auto as auto
 
     kind = config.model_type
+    # audio first: a speech model with a text decoder (Whisper) also has a causal-LM class
+    if kind in auto.MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES or kind in auto.MODEL_FOR_CTC_MAPPING_NAMES:
+        return "audio"
     if kind in auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES or kind in auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         return "text"
     if kind in auto.MODEL_FOR_IMAGE_MAPPING_NAMES or kind in auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
         return "image"
-    if kind in auto.MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES or kind in auto.MODEL_FOR_CTC_MAPPING_NAMES:
-        return "audio"
     return None
 
 
@@ -106,17 +107,28 @@ def require_modality(config: transformers.PretrainedConfig, source: str, modalit
     if fits == modality:
         return
     where = f"it fits {fits} data (--modality {fits})" if fits else "selfsup does not know which data it fits"
-    kind = f"{'an' if modality[0] in 'aeiou' else 'a'} {modality}"
-    raise SelfSupError(f"checkpoint {source}: model_type {config.model_type!r} is not {kind} model; {where}; "
-                       f"give {kind} checkpoint to --init")
+    a = "an" if modality[:1] in "aeiou" else "a"
+    raise SelfSupError(f"checkpoint {source}: model_type {config.model_type!r} is not {a} {modality} model; {where}; "
+                       f"give {a} {modality} checkpoint to --init")
 
 
-def load_checked(auto: type, folder: Path, source: str, config: transformers.PretrainedConfig,
-                 optional: tuple[str, ...] = (), **kwargs) -> tuple[nn.Module, list[str]]:
-    """(``auto.from_pretrained(folder)`` offline, the weights it lacks under the ``optional`` prefixes), or one line
-    naming the checkpoint and the first weight that does not fit its own architecture (a wrong shape, a missing
-    weight). Weights the model does not use (a pooler selfsup leaves out, a head it was not asked for) are logged,
-    not printed."""
+def init_encoder(name: str, source: str, folder: Path, given: str | None) -> dict[str, str]:
+    """The settings of the encoder ``name`` that loads ``source`` (found at ``folder``): one line when the user also
+    named another encoder (``given``, --encoder); a folder is recorded absolute, so the run resumes and evaluates
+    from anywhere, a model id as given."""
+    if given not in (None, name):
+        raise SelfSupError(f"--init {source} sets the architecture (encoder {name}); leave out --encoder {given}")
+    recorded = str(folder) if Path(source).expanduser().is_dir() else source
+    return {"encoder.name": name, "encoder.source": recorded}
+
+
+def load_pretrained(auto: Any, folder: Path, source: str, config: transformers.PretrainedConfig,
+                    allow_missing: tuple[str, ...] = (), **kwargs: Any) -> nn.Module:
+    """``auto.from_pretrained(folder)`` offline with the checkpoint's own ``config``, or one line naming what did not
+    fit: weights that cannot be read, weights whose shapes differ from the config beside them (edited after
+    saving), parameters without weights (``allow_missing`` names those that may start fresh, logged: a parameter's
+    own name, or a top-level module such as ``pooler``). Weights the
+    model does not use (a pooler, a head) are logged."""
     try:
         with quiet_transformers():
             model, info = auto.from_pretrained(str(folder), config=config, local_files_only=True,
@@ -131,10 +143,14 @@ def load_checked(auto: type, folder: Path, source: str, config: transformers.Pre
         raise SelfSupError(f"checkpoint {source}: {len(mismatched)} weight(s) do not fit the architecture in its "
                            f"{CONFIG_FILE} (e.g. {key}: {tuple(saved)} saved, {tuple(built)} expected); save the "
                            "model and its config together with save_pretrained")
-    missing = sorted(key for key in info.get("missing_keys") or () if not key.startswith(optional))
+    missing = sorted(info.get("missing_keys") or ())
+    fresh = [key for key in missing if key.rsplit(".", 1)[-1] in allow_missing or key.split(".", 1)[0] in allow_missing]
+    missing = [key for key in missing if key not in fresh]
     if missing:
         raise SelfSupError(f"checkpoint {source}: weights missing for {len(missing)} parameter(s) of "
                            f"{type(model).__name__} (e.g. {missing[0]}); save the model again with save_pretrained")
-    if info.get("unexpected_keys"):
+    if fresh:
+        log.info("checkpoint %s: starting %s afresh (not in its weights)", source, ", ".join(fresh))
+    if info.get("unexpected_keys"):  # e.g. a pooler selfsup leaves out, or a head it was not asked for
         log.info("checkpoint %s: weights not used: %s", source, ", ".join(sorted(info["unexpected_keys"])[:8]))
-    return model, sorted(set(info.get("missing_keys") or ()) - set(missing))
+    return model

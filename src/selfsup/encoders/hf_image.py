@@ -27,7 +27,7 @@ from ..errors import SelfSupError
 from ..pretext.image_ops import IMAGENET_MEAN, IMAGENET_STD
 from ..registry import register_encoder
 from .base import Encoder
-from .hf_checkpoint import load_checked, load_hf_config, require_modality, resolve_checkpoint
+from .hf_checkpoint import load_hf_config, load_pretrained, require_modality, resolve_checkpoint
 from .input_stats import InputStats, Stats, as_stats
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -164,14 +164,11 @@ def _at_size(model: nn.Module, size: int) -> nn.Module:
 
 
 def _from_folder(folder: Path, source: str, config: transformers.PretrainedConfig) -> nn.Module:
-    """``AutoModel.from_pretrained(folder)`` with its pooler when the folder has one (ViT's dense + tanh, kept as
-    saved so an export is the same architecture), without when it was saved without one."""
+    """``AutoModel.from_pretrained(folder)`` with its pooler (ViT's dense + tanh: kept so that an export is the same
+    architecture; fresh, as transformers itself makes it, when the folder was saved without one)."""
     import transformers
 
-    model, missing = load_checked(transformers.AutoModel, folder, source, config, optional=("pooler.",))
-    if missing:
-        model.pooler = None
-    return model
+    return load_pretrained(transformers.AutoModel, folder, source, config, allow_missing=("pooler",))
 
 
 def _model(checkpoint: ImageCheckpoint, source: str, pretrained: bool) -> nn.Module:

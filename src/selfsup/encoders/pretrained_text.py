@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import SelfSupError
 from ..registry import register_encoder
-from .hf_checkpoint import load_checked, load_hf_config, quiet_transformers, require_modality, resolve_checkpoint
+from .hf_checkpoint import load_hf_config, load_pretrained, quiet_transformers, require_modality, resolve_checkpoint
 from .text import TextEncoder, _check, _record
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -104,7 +104,8 @@ def _load(folder: Path, source: str, config: transformers.PretrainedConfig, caus
         return transformers.AutoModel.from_config(config, **_base_kwargs(config)), None
     auto = (transformers.AutoModelForCausalLM if causal else transformers.AutoModelForMaskedLM) if heads else \
         transformers.AutoModel
-    model, _ = load_checked(auto, folder, source, config, **({} if heads else _base_kwargs(config)))
+    kwargs = {} if heads else _base_kwargs(config)
+    model = load_pretrained(auto, folder, source, config, **kwargs)
     if not heads:
         return model, None
     head = nn.Sequential(*(getattr(model, name) for name in heads)) if len(heads) > 1 else getattr(model, heads[0])

@@ -50,6 +50,20 @@ class SequenceEncoder(Encoder):
         """The item embedding table [num_items + 2, D] (the input table, tied to the output layer)."""
         return self.hf_model.get_input_embeddings()
 
+    def fit_stored(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A stored encoder's weights for an item map that grew (``--init RUN`` on a newer log): known items keep
+        their ids (the item map only appends), so rows 0..N_old (padding, items) are copied, the [MASK] row moves
+        from N_old + 1 to the new last row, and the new items' rows keep this encoder's fresh initialisation."""
+        table = self.item_embeddings.weight
+        key = next(name for name, value in self.state_dict(keep_vars=True).items() if value is table)
+        stored = state.get(key)
+        if stored is None or stored.shape[1:] != table.shape[1:] or not 2 <= stored.shape[0] < table.shape[0]:
+            return state  # nothing to grow: the strict load reports any other difference
+        rows = table.detach().clone()
+        rows[: stored.shape[0] - 1] = stored[:-1]
+        rows[-1] = stored[-1]
+        return {**state, key: rows}
+
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Hidden states [B, T, D]; padded positions (mask 0) hold values that callers should ignore."""
         ids = inputs["input_ids"]

@@ -14,16 +14,22 @@ The quantiser, the projections, the contrastive and diversity losses are transfo
 ``Wav2Vec2ForPreTraining`` (its masks and distractors from ``pretext.span_masking``, transformers'
 ``_compute_mask_indices`` and ``_sample_negative_indices`` vendored, as in transformers' pretraining example), sharing the encoder's
 ``Wav2Vec2Model``; the loss is averaged over the masked frames. The Gumbel temperature anneals from 2 to 0.5
-over training (the paper: by a factor 0.999995 per update, over 400k updates).
+over training (the paper: by a factor 0.999995 per update, over 400k updates). An encoder started from a
+checkpoint saved from ``Wav2Vec2ForPreTraining`` (``--init``) continues with that checkpoint's quantiser and
+projections, whose sizes then replace ``codebooks``, ``codebook_size``, ``codevector_dim`` and ``proj_dim``.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
+from ..encoders import starts_from_checkpoint
 from ..pretext.masking import span_mask
 from ..pretext.span_masking import sample_negative_indices
 from ..registry import register_method
@@ -31,6 +37,11 @@ from ..schedules import geometric_decay
 from ..types import Family, LossOutput, Modality
 from .audio_base import frame_grid, require_audio_encoder
 from .base import Hparams, Method, Pretext, count, loss_weight, scale, softmax_temperature, width
+
+if TYPE_CHECKING:  # pragma: no cover
+    import transformers
+
+log = logging.getLogger("selfsup")
 
 
 @dataclass
@@ -48,6 +59,25 @@ class Wav2Vec2Hparams(Hparams):
     gumbel_end: float = softmax_temperature(0.5)
 
 
+def fresh_pretraining(config: transformers.PretrainedConfig, hp: Wav2Vec2Hparams) -> nn.Module:
+    """A ``Wav2Vec2ForPreTraining`` with a new quantiser and projections for an encoder whose transformers config is
+    ``config`` (its model is replaced by the encoder's). Another family's config (HuBERT, WavLM, data2vec-audio)
+    gives the quantiser its frame width and the projections their input width only."""
+    import transformers
+
+    if isinstance(config, transformers.Wav2Vec2Config):
+        config = copy.deepcopy(config)
+    else:  # a one-layer throwaway model of the same widths: replaced by the encoder's
+        config = transformers.Wav2Vec2Config(
+            hidden_size=config.hidden_size, num_hidden_layers=1, num_attention_heads=config.num_attention_heads,
+            intermediate_size=config.hidden_size, conv_dim=config.conv_dim, conv_kernel=config.conv_kernel,
+            conv_stride=config.conv_stride, num_conv_pos_embeddings=2, num_conv_pos_embedding_groups=1)
+    config.update({"num_codevector_groups": hp.codebooks, "num_codevectors_per_group": hp.codebook_size,
+                   "codevector_dim": hp.codevector_dim, "proj_codevector_dim": hp.proj_dim,
+                   "feat_quantizer_dropout": 0.0})
+    return transformers.Wav2Vec2ForPreTraining(config)
+
+
 @register_method
 class Wav2Vec2(Method):
     name = "wav2vec2"
@@ -61,16 +91,26 @@ class Wav2Vec2(Method):
     def __init__(self, encoder, input_size: int, **hparams) -> None:
         require_audio_encoder(encoder, self.name)
         super().__init__(encoder, input_size, **hparams)
-        from transformers import Wav2Vec2ForPreTraining
-
         hp = self.hp
-        config = copy.deepcopy(encoder.hf_model.config)
-        config.update({"num_codevector_groups": hp.codebooks, "num_codevectors_per_group": hp.codebook_size,
-                       "codevector_dim": hp.codevector_dim, "proj_codevector_dim": hp.proj_dim,
-                       "contrastive_logits_temperature": hp.temperature, "num_negatives": hp.num_negatives,
-                       "diversity_loss_weight": hp.diversity_weight, "feat_quantizer_dropout": 0.0})
-        self.pretraining = Wav2Vec2ForPreTraining(config)
-        self.pretraining.wav2vec2 = encoder.hf_model  # shared: the exported encoder is what was trained
+        own = encoder.pretraining_model()  # a checkpoint's quantiser and projections (--init), else fresh ones
+        if own is not None:
+            config = own.config
+            hp.codebooks, hp.codebook_size = config.num_codevector_groups, config.num_codevectors_per_group
+            hp.codevector_dim, hp.proj_dim = config.codevector_dim, config.proj_codevector_dim
+            log.info("wav2vec2: continuing with the checkpoint's own quantiser (%d codebooks of %d entries) and "
+                     "projections; its Gumbel temperature restarts at method.gumbel_start=%g (wav2vec 2.0's schedule "
+                     "ends at 0.5)", hp.codebooks, hp.codebook_size, hp.gumbel_start)
+            own.dropout_features.p = 0.0
+            self.pretraining = own
+        else:
+            if starts_from_checkpoint(encoder.config):
+                log.info("wav2vec2: checkpoint %s holds no quantiser (not saved from Wav2Vec2ForPreTraining); "
+                         "starting a fresh one", encoder.config["source"])
+            self.pretraining = fresh_pretraining(encoder.hf_model.config, hp)
+            self.pretraining.wav2vec2 = encoder.features_model()  # shared: the exported encoder is what was trained
+        self.pretraining.config.update({"contrastive_logits_temperature": hp.temperature,
+                                        "num_negatives": hp.num_negatives,
+                                        "diversity_loss_weight": hp.diversity_weight})
         self.pretraining.set_gumbel_temperature(hp.gumbel_start)
         encoder.enable_frame_masking()
 
@@ -92,7 +132,7 @@ class Wav2Vec2(Method):
     def loss(self, batch: dict[str, torch.Tensor]) -> LossOutput:
         waves, mask = self.encoder.prepare_inputs(batch)
         masked = batch["mask_time_indices"]
-        out = self.pretraining(waves, attention_mask=mask, mask_time_indices=masked,
+        out = self.pretraining(waves, attention_mask=self.encoder.model_attention_mask(mask), mask_time_indices=masked,
                                sampled_negative_indices=batch["negatives"])
         count = masked.sum().clamp_min(1)
         metrics = {"contrastive": (out.contrastive_loss / count).detach(),

@@ -34,7 +34,7 @@ from ..errors import SelfSupError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from ..artifacts import LoadedEncoder
+    from ..artifacts import LoadedEncoder, StoredEncoder
     from ..config import DataConfig, RunConfig
     from ..evaluation.label_efficiency import EvalResult
     from ..train.sources import TrainData
@@ -77,6 +77,12 @@ class ModalityInfo:
 Pretext = Callable[..., dict]
 
 
+def given(config: RunConfig, key: str) -> bool:
+    """Whether the data setting ``key`` of ``config`` was changed from its default (given as a flag or in a
+    config file): such a setting is checked against a checkpoint's, not replaced by it."""
+    return getattr(config.data, key) != getattr(type(config.data)(), key)
+
+
 class Modality:
     """Base class of a modality's implementation. Subclasses override what their data supports; a method
     asking for something a modality lacks gets a one-line error naming both."""
@@ -102,14 +108,44 @@ class Modality:
         per history), from the ``data`` section of its config.yaml."""
         raise NotImplementedError
 
-    def init_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
+    def init_settings(self, source: str, config: RunConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         """The settings (``section.key`` -> value) that start a run from the checkpoint ``source`` (``--init``):
         the encoder that loads it and what its data preparation needs (text: the checkpoint's tokenizer).
         ``config`` holds the settings given so far (``--encoder``, ``--max-length``), to check against it.
 
-        A selfsup run or export folder works the same for every modality (TODO issue 18: generic path); any other
-        source is the modality's own kind of checkpoint (:meth:`foundation_settings`)."""
-        return self.foundation_settings(source, config)
+        A selfsup run or export folder works the same for every modality: its encoder dict (the architecture)
+        plus ``encoder.init_from`` (the folder, whose weights :func:`~selfsup.encoders.build_encoder` loads) and
+        the data settings its weights depend on (:meth:`stored_data_settings`). Any other source is the
+        modality's own kind of checkpoint (:meth:`foundation_settings`). The ``encoder.*`` settings alone rebuild
+        the starting encoder once the data's fill-ins (vocabulary, image size, items) are added. ``run_dir``: the
+        run folder being made; when it resumes a run started from ``source`` and that folder is gone, what the run
+        recorded of its start stands in for it (resuming reads the run's own checkpoint, tokenizer, item map)."""
+        from ..artifacts import find_stored, recorded_start
+        from ..encoders import INIT_KEY
+
+        if run_dir is not None and Path(source).expanduser().resolve() == Path(run_dir).expanduser().resolve():
+            raise SelfSupError(f"--init {source} is the --out folder itself; to start a new run from it use a new --out "
+                               "folder, to train it further repeat the command that made it")
+        stored = find_stored(source)
+        if stored is None and run_dir is not None:
+            stored = recorded_start(run_dir, source)
+        if stored is None:
+            return self.foundation_settings(source, config)
+        if stored.modality != self.name:
+            raise SelfSupError(f"--init {source} is a selfsup {stored.kind} of {stored.modality} data, but DATA is read "
+                               f"as {self.name} data; pass --modality {stored.modality} with {stored.modality} DATA, or "
+                               f"--init a {self.name} run")
+        name, named = stored.encoder.get("name"), config.encoder.get("name")
+        if named not in (None, name):
+            raise SelfSupError(f"--init {source} sets the architecture (its encoder {name}); leave out --encoder {named}")
+        return {**{f"encoder.{key}": value for key, value in stored.encoder.items()},
+                f"encoder.{INIT_KEY}": str(stored.folder), **self.stored_data_settings(stored, config)}
+
+    def stored_data_settings(self, stored: StoredEncoder, config: RunConfig) -> dict[str, Any]:
+        """The ``data.*`` settings a stored encoder's weights depend on, for :meth:`init_settings` (text: its
+        tokenizer; images: the image size; audio: the sample rate; sequences: the item map): one line when a
+        setting given in ``config`` conflicts with them."""
+        return {}
 
     def foundation_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
         """:meth:`init_settings` for a checkpoint of the ecosystem the modality comes from (a Hugging Face model

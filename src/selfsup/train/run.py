@@ -89,18 +89,21 @@ def load_teacher(method: str, setting: str, source: str):
         raise SelfSupError(f"{method}: method.{setting}={source}: {exc}") from None
 
 
-def build_method(config: RunConfig, data: TrainData):
+def build_method(config: RunConfig, data: TrainData, resume: bool = False):
     """Encoder + method exactly as the (resolved) config describes them, sized for ``data``. The encoder
     settings the data decides (image size, vocabulary) are written into ``config.encoder``; a teacher the
-    method names (``Method.teacher_setting``) is loaded and handed to it."""
+    method names (``Method.teacher_setting``) is loaded and handed to it. A run started with ``--init RUN``
+    loads that run's weights only when it starts (``resume``: the run's own checkpoint replaces them)."""
     info = get_method(config.method["name"], config.data.modality)
     config.encoder = {**config.encoder, **data.encoder_kwargs}
-    encoder = build_encoder(config.encoder)
+    encoder = build_encoder(config.encoder, initial_weights=not resume)
     hparams = {k: v for k, v in config.method.items() if k != "name"}
     setting = info.cls.teacher_setting
-    if setting and hparams.get(setting):
-        return info.cls(encoder, data.input_size, teacher=load_teacher(info.name, setting, hparams[setting]), **hparams)
-    return info.cls(encoder, data.input_size, **hparams)
+    teacher = {"teacher": load_teacher(info.name, setting, hparams[setting])} if setting and hparams.get(setting) else {}
+    method = info.cls(encoder, data.input_size, **teacher, **hparams)
+    # as built: a checkpoint may decide some (wav2vec2 continuing a checkpoint's quantiser takes its sizes)
+    config.method = {"name": info.name, **asdict(method.hp)}
+    return method
 
 
 def load_data(config: RunConfig, run_dir: Path) -> TrainData:
@@ -155,7 +158,7 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
         retain_freed_memory()
 
     data = load_data(config, run_dir)  # data.cache: memory or stream
-    method = build_method(config, data)
+    method = build_method(config, data, resume=resume)
     tc = config.trainer
     batch_size = min(tc.batch_size, data.num_samples)
     if batch_size < 2:

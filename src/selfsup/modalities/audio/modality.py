@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -11,7 +11,10 @@ from torch import Tensor
 from ...methods.audio_base import frame_grid
 from ...pretext.audio import add_noise, audio_views
 from ...pretext.masking import span_mask
-from ..base import Modality, Pretext
+from ..base import Modality, Pretext, given
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...config import RunConfig
 
 
 class WaveBatch:
@@ -39,6 +42,40 @@ class AudioModality(Modality):
     def input_size(self, data: dict[str, Any]) -> int:
         """Samples per clip: ``clip_seconds`` at ``sample_rate``."""
         return int(round(float(data["clip_seconds"]) * int(data["sample_rate"])))
+
+    def foundation_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
+        """A Hugging Face speech checkpoint (wav2vec 2.0, HuBERT, WavLM, data2vec-audio): the ``hf_audio`` encoder
+        (its architecture, weights and feature extractor) and its feature extractor's sample rate
+        (``data.sample_rate``); training clips must span at least two of its frames."""
+        from ...encoders.hf_checkpoint import init_encoder
+        from ...encoders.pretrained_audio import NAME, audio_checkpoint, check_sample_rate
+        from ...errors import SelfSupError
+
+        checkpoint = audio_checkpoint(source)
+        settings = init_encoder(NAME, source, checkpoint.folder, config.encoder.get("name"))
+        if given(config, "sample_rate"):
+            check_sample_rate(checkpoint, source, config.data.sample_rate)
+        (window, stride), rate = checkpoint.frame, checkpoint.sample_rate
+        shortest = (window + stride) / rate  # two frames: wav2vec2's distractors, a masked frame and a context
+        if float(config.data.clip_seconds) < shortest:
+            raise SelfSupError(f"--init {source}: clips of {config.data.clip_seconds} s are shorter than two of its "
+                               f"frames ({shortest:.3f} s at {rate} Hz); use --clip-seconds {max(shortest, 1.0):g} "
+                               "or more")
+        return {**settings, "data.sample_rate": rate}
+
+    def stored_data_settings(self, stored, config):
+        """The stored encoder's sample rate (its features and convolutions are tuned to it); one line for another
+        ``--sample-rate``."""
+        from ...errors import SelfSupError
+
+        rate = stored.encoder.get("sample_rate") or (stored.data or {}).get("sample_rate")
+        if rate is None:  # an encoder that does not record it: nothing to carry over
+            return {}
+        rate = int(rate)
+        if given(config, "sample_rate") and config.data.sample_rate != rate:
+            raise SelfSupError(f"--init {stored.folder} was trained on audio at {rate} Hz; leave out --sample-rate "
+                               f"{config.data.sample_rate} (recordings are resampled to {rate} Hz)")
+        return {"data.sample_rate": rate}
 
     # ------------------------------------------------------------------ evaluation
     def read_labeled(self, loaded, path, classes, encoding):

@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from ...errors import SelfSupError
 from ...pretext.masking import random_block_mask
 from ...pretext.image_eval import eval_transform
 from ...pretext.image_recipes import light_augment, simclr_augment
 from ...pretext.views import two_views
-from ..base import Modality, Pretext
+from ..base import Modality, Pretext, given
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...config import RunConfig
@@ -31,31 +30,36 @@ class ImageModality(Modality):
     def encoder_settings(self, data: dict[str, Any]) -> dict[str, Any]:
         return {"image_size": int(data["image_size"])}
 
+    def stored_data_settings(self, stored, config):
+        """The stored encoder's image size, unless ``--image-size`` is given (a CNN takes any size; a ViT's
+        position embeddings fit only their own, and loading its weights says so)."""
+        return {} if given(config, "image_size") else {"data.image_size": stored.input_size}
+
     def foundation_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
         """A timm architecture (``--encoder``) plus a local weights file (encoder ``timm_image``), or a Hugging Face
-        vision folder or cached id (encoder ``hf_image``); with the input statistics the checkpoint expects and the
-        image side it was trained at (``--image-size`` wins)."""
+        vision folder or cached id (encoder ``hf_image``); with the input statistics the checkpoint expects and,
+        unless ``--image-size`` is given, the image side it was trained at."""
         from ...encoders.timm_image import is_weights_file
 
-        given = config.encoder.get("name")
+        named, own_size = config.encoder.get("name"), given(config, "image_size")
         if is_weights_file(source):
             from ...encoders.timm_image import NAME, check_arch, timm_defaults, weights_path
 
-            arch = check_arch(config.encoder.get("arch") if given == NAME else given, source)
+            arch = check_arch(config.encoder.get("arch") if named == NAME else named, source)
             defaults, path = timm_defaults(arch), weights_path(source)
-            return {"encoder.name": NAME, "encoder.arch": arch, "encoder.source": str(path),
-                    "encoder.input_mean": list(defaults.mean), "encoder.input_std": list(defaults.std),
-                    "data.image_size": defaults.image_size}
-        from ...encoders.hf_image import NAME, image_checkpoint
+            settings = {"encoder.name": NAME, "encoder.arch": arch, "encoder.source": str(path),
+                        "encoder.input_mean": list(defaults.mean), "encoder.input_std": list(defaults.std)}
+            return settings if own_size else {**settings, "data.image_size": defaults.image_size}
+        from ...encoders.hf_checkpoint import init_encoder
+        from ...encoders.hf_image import NAME, check_patch_size, image_checkpoint
 
         checkpoint = image_checkpoint(source)
-        if given not in (None, NAME):
-            raise SelfSupError(f"--init {source} sets the architecture (encoder {NAME}); leave out --encoder {given} "
-                               "(--encoder names a timm architecture only with a weights file)")
-        # a folder is recorded absolute, so the run resumes and evaluates from anywhere; a model id as given
-        recorded = str(checkpoint.folder) if Path(source).expanduser().is_dir() else source
-        return {"encoder.name": NAME, "encoder.source": recorded, "encoder.input_mean": list(checkpoint.mean),
-                "encoder.input_std": list(checkpoint.std), "data.image_size": checkpoint.image_size}
+        settings = {**init_encoder(NAME, source, checkpoint.folder, named),
+                    "encoder.input_mean": list(checkpoint.mean), "encoder.input_std": list(checkpoint.std)}
+        if own_size:
+            check_patch_size(checkpoint, source, config.data.image_size)
+            return settings
+        return {**settings, "data.image_size": checkpoint.image_size}
 
     # ------------------------------------------------------------------ evaluation
     def read_labeled(self, loaded, path, classes, encoding):

@@ -16,6 +16,8 @@ class SETTINGS:
     timestamp_column: str = setting("timestamp")
     rating_column: str = setting("")  # optional; with min_rating, rows rated below it are dropped (implicit feedback)
     min_rating: float | None = setting(None, kind=float, low=-1e9, high=1e9)
+    # an earlier run's item_map.json (set by --init RUN): its items keep their ids, the log's new ones follow
+    item_map: str = setting("")
 
 
 INFO = ModalityInfo(

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .readers import InteractionLog, leave_one_out, load_user_labels, pad_histories, read_log
+from .readers import InteractionLog, grow_item_map, leave_one_out, load_user_labels, pad_histories, read_log
 from ...encoders import Encoder
 from ...errors import SelfSupError
 from ...evaluation.label_efficiency import EvalResult, run_label_efficiency
@@ -48,8 +48,8 @@ def run_log(loaded) -> InteractionLog:
     if not Path(path).expanduser().is_file():
         raise SelfSupError(f"{path}: the interaction log this encoder was trained on is missing; "
                            "put it back there (evaluation re-reads it for the held-out items)")
-    log = _read_log(loaded)
-    if log.item_map != loaded.item_map:
+    log, new = grow_item_map(_read_log(loaded), loaded.item_map)
+    if new:
         raise SelfSupError(f"{path}: its items differ from the ones the encoder was trained on "
                            "(item_map.json); the log changed since training — retrain on it")
     return log

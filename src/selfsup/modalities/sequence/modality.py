@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..base import Modality
+from ..base import Modality, given
 
 
 class SequenceModality(Modality):
@@ -16,6 +16,14 @@ class SequenceModality(Modality):
 
     def input_size(self, data: dict[str, Any]) -> int:
         return int(data["max_length"])
+
+    def stored_data_settings(self, stored, config):
+        """The stored item map (``data.item_map``: its items keep their ids and embeddings, the new log's new items
+        are added after them) and ``max_length`` unless ``--max-length`` is given (position embeddings)."""
+        from .readers import ITEM_MAP_FILE
+
+        settings = {"data.item_map": str(stored.folder / ITEM_MAP_FILE)}
+        return settings if given(config, "max_length") else {**settings, "data.max_length": stored.input_size}
 
     # ------------------------------------------------------------------ run folders and exports
     def load_extras(self, folder: Path, data: dict[str, Any] | None, export: bool) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import math
 import os
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -300,6 +300,20 @@ def remap_items(log: InteractionLog, item_map: dict[str, int]) -> tuple[list[np.
         dropped += len(mapped) - len(kept)
         histories.append(kept)
     return histories, dropped
+
+
+def grow_item_map(log: InteractionLog, base: dict[str, int]) -> tuple[InteractionLog, list[str]]:
+    """``log`` in the ids of ``base`` grown by the log's new items, and those new items (sorted).
+
+    Items of ``base`` keep their ids, also those the log no longer has (they may come back); the log's new items
+    get the next ids in sorted order. With an empty ``base`` this is the log as read (ids 1..N by sorted name)."""
+    new = sorted(set(log.item_map) - set(base))
+    if not base or base == log.item_map:
+        return log, new
+    start = max(base.values()) + 1
+    grown = {**base, **{name: own for own, name in enumerate(new, start=start)}}
+    histories, _ = remap_items(log, grown)  # every item of the log is in the grown map: nothing is dropped
+    return replace(log, histories=histories, item_map=grown), new
 
 
 # --------------------------------------------------------------------------------------- splits

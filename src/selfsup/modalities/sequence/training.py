@@ -11,6 +11,7 @@ the training device.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from ...config import DataConfig, TrainerConfig
-from .readers import (ITEM_MAP_FILE, history_windows, leave_one_out, load_item_map, read_log,
-                      pad_histories, save_item_map)
+from .readers import (ITEM_MAP_FILE, InteractionLog, grow_item_map, history_windows, leave_one_out, load_item_map,
+                      pad_histories, read_log, save_item_map)
 from ...errors import SelfSupError
 from ...methods.base import Pretext
 from ...train.sources import TrainData
+
+logger = logging.getLogger("selfsup")
 
 
 class HistoryCollator:
@@ -33,15 +36,36 @@ class HistoryCollator:
         return {"input_ids": ids, "attention_mask": (ids != 0).long()}
 
 
+def prepared_log(data: DataConfig, run_dir: Path) -> InteractionLog:
+    """The log of ``data`` in the run's item ids: those of ``RUN/item_map.json`` when the run has one (resuming:
+    the log may not bring new items), else those of ``data.item_map`` (``--init RUN``: the earlier run's items keep
+    their ids, the log's new items are added after them and reported), else the log's own."""
+    read = read_log(data)
+    saved = run_dir / ITEM_MAP_FILE
+    if saved.exists():
+        log, new = grow_item_map(read, load_item_map(saved))
+        if new:
+            raise SelfSupError(f"{data.path}: its items differ from the ones {run_dir} was trained on ({saved}: "
+                               f"{len(new)} new, e.g. {new[0]!r}); use a new --out folder for a new log")
+        return log
+    if not data.item_map:
+        return read
+    known = load_item_map(data.item_map)
+    log, new = grow_item_map(read, known)
+    kept = len(read.item_map) - len(new)
+    examples = ", ".join(repr(name) for name in new[:3]) + (", ..." if len(new) > 3 else "")
+    logger.warning("%s: %d item(s) known from %s keep their embeddings; %d new item(s)%s start from fresh ones; "
+                   "%d known item(s) not in this log stay in the item map (%d items in all)", data.path, kept,
+                   data.item_map, len(new), f" ({examples})" if new else "", len(known) - kept, len(log.item_map))
+    return log
+
+
 def load_sequence_data(data: DataConfig, run_dir: Path) -> TrainData:
     """The training histories of ``data`` as :class:`TrainData` (held in memory: one int64 per interaction)."""
     if data.max_length < 2:
         raise SelfSupError(f"data.max_length={data.max_length} is too short for a history; use 50 or more")
-    log = read_log(data)
+    log = prepared_log(data, run_dir)
     saved = run_dir / ITEM_MAP_FILE
-    if saved.exists() and load_item_map(saved) != log.item_map:
-        raise SelfSupError(f"{data.path}: its items differ from the ones {run_dir} was trained on ({saved}); "
-                           "use a new --out folder for a new log")
     histories = [w for h in leave_one_out(log).train if len(h) >= 2 for w in history_windows(h, data.max_length)]
     if len(histories) < 2:
         raise SelfSupError(f"{data.path}: fewer than 2 users have 2 or more training interactions; "

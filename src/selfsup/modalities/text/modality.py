@@ -10,11 +10,21 @@ import torch.nn.functional as F
 
 from ...pretext.tokens import mlm_mask
 from ...pretext.views import dropout_views
-from ..base import Modality, Pretext
+from ..base import Modality, Pretext, given
 from .tokenizer import TOKENIZER_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...config import RunConfig
+
+
+def _own_tokenizer(source: str, folder: Path, config: RunConfig) -> dict[str, Any]:
+    """``data.tokenizer`` for a checkpoint that brings its tokenizer ``folder``; one line for another one given."""
+    from ...errors import SelfSupError
+
+    if given(config, "tokenizer") and config.data.tokenizer != str(folder):
+        raise SelfSupError(f"--init {source} brings its own tokenizer (its embeddings are tied to its ids); "
+                           f"leave out --tokenizer {config.data.tokenizer}")
+    return {"data.tokenizer": str(folder)}
 
 
 class TextModality(Modality):
@@ -29,20 +39,21 @@ class TextModality(Modality):
     def foundation_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
         """A Hugging Face text checkpoint: the ``hf_text`` encoder (its architecture and weights) and its own
         tokenizer (``data.tokenizer``: the folder, copied into ``RUN/tokenizer``)."""
+        from ...encoders.hf_checkpoint import init_encoder
         from ...encoders.pretrained_text import NAME, check_positions, text_checkpoint
-        from ...errors import SelfSupError
 
-        given = config.encoder.get("name")
-        if given not in (None, NAME):
-            raise SelfSupError(f"--init {source} sets the architecture (encoder {NAME}); leave out --encoder {given}")
         folder, hf_config, _ = text_checkpoint(source)
-        if config.data.tokenizer not in (type(config.data)().tokenizer, str(folder)):
-            raise SelfSupError(f"--init {source} brings its own tokenizer (its embeddings are tied to its ids); "
-                               f"leave out --tokenizer {config.data.tokenizer}")
+        settings = init_encoder(NAME, source, folder, config.encoder.get("name"))
+        tokenizer = _own_tokenizer(source, folder, config)
         check_positions(hf_config, source, config.data.max_length)
-        # a folder is recorded absolute, so the run resumes and evaluates from anywhere; a model id as given
-        recorded = str(folder) if Path(source).expanduser().is_dir() else source
-        return {"encoder.name": NAME, "encoder.source": recorded, "data.tokenizer": str(folder)}
+        return {**settings, **tokenizer}
+
+    def stored_data_settings(self, stored, config):
+        """A selfsup text run's tokenizer (``RUN/tokenizer``; an export keeps it in its folder) and its
+        ``max_length`` unless ``--max-length`` is given (position embeddings are sized by it)."""
+        folder = stored.folder if stored.export else stored.folder / TOKENIZER_DIR
+        settings = _own_tokenizer(str(stored.folder), folder, config)
+        return settings if given(config, "max_length") else {**settings, "data.max_length": stored.input_size}
 
     # ------------------------------------------------------------------ run folders and exports
     def load_extras(self, folder: Path, data: dict[str, Any] | None, export: bool) -> dict[str, Any]:
