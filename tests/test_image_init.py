@@ -395,3 +395,18 @@ def test_model_id_resolves_from_the_local_cache_only(ws, tmp_path, monkeypatch):
     images = raw_images()
     torch.testing.assert_close(embed(encoder, images), hf_embeddings(ws["vit"], own_normalisation(images, HALF, HALF)),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_vit_saved_without_pooler_loads_and_exports_whole(ws, tmp_path):
+    """A ViT folder saved without its pooler (unused by selfsup) loads; the export carries a pooler, so AutoModel
+    reads it without a load report."""
+    folder = tmp_path / "nopool"
+    transformers.ViTModel(HF_FAMILIES["vit"], add_pooling_layer=False).save_pretrained(folder)
+    encoder = build_encoder({"name": "hf_image", "source": str(folder), "image_size": SIDE})
+    images = raw_images()
+    imagenet = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    torch.testing.assert_close(embed(encoder, images), hf_embeddings(folder, own_normalisation(images, *imagenet)),
+                               rtol=1e-5, atol=1e-5)
+    encoder.save_pretrained(str(tmp_path / "export"))
+    _, info = transformers.AutoModel.from_pretrained(str(tmp_path / "export"), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
