@@ -410,3 +410,30 @@ def test_vit_saved_without_pooler_loads_and_exports_whole(ws, tmp_path):
     encoder.save_pretrained(str(tmp_path / "export"))
     _, info = transformers.AutoModel.from_pretrained(str(tmp_path / "export"), output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+def test_timm_hub_folder_is_a_source_of_its_own(ws, tmp_path):
+    """A folder in timm's Hub layout (config.json naming the architecture + model.safetensors, as timm's
+    save_for_hf writes it) names its architecture itself: no --encoder, embeddings equal timm's local-dir route."""
+    from timm.models import save_for_hf
+
+    from selfsup.config import RunConfig
+
+    folder = tmp_path / "timm_folder"
+    source = timm.create_model("test_resnet", pretrained=True, num_classes=0,
+                               pretrained_cfg_overlay=dict(file=str(ws["test_resnet"])))
+    save_for_hf(source, str(folder), model_config={"architecture": "test_resnet"}, safe_serialization=True)
+    settings = get_modality("image").init_settings(str(folder), RunConfig())
+    assert (settings["encoder.arch"], settings["encoder.source"]) == ("test_resnet",
+                                                                       str((folder / "model.safetensors").resolve()))
+    encoder = build_encoder({key.split(".", 1)[1]: value for key, value in settings.items()
+                             if key.startswith("encoder.")} | {"image_size": SIDE})
+    images = raw_images()
+    reference = timm.create_model(f"local-dir:{folder}", pretrained=True, num_classes=0).eval()
+    mean, std = settings["encoder.input_mean"], settings["encoder.input_std"]
+    with torch.no_grad():
+        torch.testing.assert_close(embed(encoder, images), reference(own_normalisation(images, mean, std)),
+                                   rtol=1e-5, atol=1e-5)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(Exception, match="without weights"):
+        get_modality("image").init_settings(str(folder), RunConfig())

@@ -59,6 +59,45 @@ def is_weights_file(source: str) -> bool:
     return path.is_file() or (not path.is_dir() and path.suffix.lower() in WEIGHT_SUFFIXES)
 
 
+TIMM_FOLDER_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # timm's Hub layout, in timm's order of preference
+
+
+@dataclass(frozen=True)
+class TimmFolder:
+    """A folder in timm's Hugging Face Hub layout (``config.json`` naming an ``architecture``, beside
+    ``model.safetensors`` or ``pytorch_model.bin``), as ``timm.models.push_to_hf_hub``/``save_for_hf`` and a
+    timm_image run's ``--format huggingface`` export write it."""
+
+    arch: str
+    weights: Path
+    mean: Stats | None
+    std: Stats | None
+    image_size: int | None
+
+
+def timm_folder(source: str) -> TimmFolder | None:
+    """``source`` as a timm Hub-layout folder, None when it is not one (a Hugging Face transformers folder has a
+    ``model_type``, not an ``architecture``); one line when its weights file is missing."""
+    folder = Path(source).expanduser()
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        return None
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict) or "model_type" in config or not isinstance(config.get("architecture"), str):
+        return None
+    weights = next((folder / name for name in TIMM_FOLDER_WEIGHTS if (folder / name).is_file()), None)
+    if weights is None:
+        raise SelfSupError(f"--init {source}: a timm model folder ({config['architecture']}) without weights; it needs "
+                           f"{' or '.join(TIMM_FOLDER_WEIGHTS)} beside its config.json")
+    cfg = config.get("pretrained_cfg") or {}
+    size = cfg.get("input_size")
+    return TimmFolder(config["architecture"], weights.resolve(), tuple(cfg["mean"]) if "mean" in cfg else None,
+                      tuple(cfg["std"]) if "std" in cfg else None, int(size[-1]) if size else None)
+
+
 def weights_path(source: str) -> Path:
     """The absolute path of a weights file, or one line saying why ``source`` is not one."""
     path = Path(source).expanduser()
