@@ -286,7 +286,7 @@ def test_init_mistakes_are_one_line(ws, tmp_path):
     assert_one_line_error(*run_cli(pretrain_argv(ws, ws["bert"], "--max-length", "512", "--max-steps", "1"))[::2],
                           "max_length 512 exceeds the 128 positions", "--max-length 128")
     code, _, err = run_cli(["pretrain", ws["root"], "--init", ws["bert"], "--out", tmp_path / "img"])
-    assert_one_line_error(code, err, "not available for image data yet")
+    assert_one_line_error(code, err, "'bert' is not an image model", "--modality text")
     assert not (ws["root"] / "never").exists()  # every mistake above is caught before anything is written
     code, _, err = run_cli(["pretrain", ws["root"] / "corpus.txt", "--modality", "text", "--init", ws["gpt2"],
                             "--method", "mlm", "--out", tmp_path / "gpt-mlm", "--max-steps", "1", "--no-progress"])

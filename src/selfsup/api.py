@@ -61,7 +61,8 @@ def pretrain(
     modality (its encoder architecture and weights, with the data preparation they depend on: tokenizer, image
     size, sample rate, item map, which grows by the new log's items), or a Hugging Face model folder or a model id
     in the local Hugging Face cache (text: its architecture, weights, LM head and tokenizer; audio: its
-    architecture, weights, wav2vec 2.0 quantiser and feature extractor, whose sample rate the run takes).
+    architecture, weights, wav2vec 2.0 quantiser and feature extractor, whose sample rate the run takes;
+    images: a vision model folder, or a weights file with ``encoder`` naming its timm architecture).
     """
     from .train.run import pretrain_run
 
@@ -87,6 +88,8 @@ def pretrain(
         from .modalities import get_modality
 
         for key, value in get_modality(cfg.data.modality).init_settings(str(init), cfg, run_dir=out).items():
+            if key.startswith("data.") and flags.get(key) is not None:
+                continue  # a data setting the user gave (--image-size 32, the default) wins over the checkpoint's
             set_value(cfg, key, value, source="--init")
     if isinstance(overrides, Mapping):
         items = list(overrides.items())

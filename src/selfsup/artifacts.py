@@ -5,7 +5,9 @@ An export folder holds ``model.safetensors`` (the encoder's weights), ``selfsup.
 config and how inputs are prepared) and, for text, the tokenizer (Hugging Face files). A
 ``huggingface`` export is also a folder that ``transformers.AutoModel.from_pretrained`` and
 ``AutoTokenizer.from_pretrained`` load (``config.json`` + the model's own weight names; audio adds
-``preprocessor_config.json`` for ``AutoFeatureExtractor``); a sequence encoder's export adds ``item_map.json``. ``load`` rebuilds the encoder from a run folder or either export without unpickling anything.
+``preprocessor_config.json`` for ``AutoFeatureExtractor``, a vision checkpoint's for ``AutoImageProcessor``; an
+encoder started from a timm weights file is written in timm's Hub layout, which ``timm.create_model`` loads too);
+a sequence encoder's export adds ``item_map.json``. ``load`` rebuilds the encoder from a run folder or either export without unpickling anything.
 """
 
 from __future__ import annotations
@@ -139,14 +141,17 @@ def _from_export(folder: Path) -> LoadedEncoder:
     stored = find_stored(folder)
     assert stored is not None and stored.export  # load() checked for the two files
     encoder = build_encoder(stored.encoder, initial_weights=False)  # the export's own weights are loaded below
-    weights = load_file(str(folder / WEIGHTS_FILE))
-    if stored.format == "huggingface":  # the transformers model's own weight names
+    load_export = getattr(encoder, "load_export", None)  # an image encoder: read by its own library (timm, AutoModel)
+    if stored.format == "huggingface" and load_export is not None:
+        load_export(folder)
+    elif stored.format == "huggingface":  # the transformers model's own weight names
+        weights = load_file(str(folder / WEIGHTS_FILE))
         missing, unexpected = encoder.hf_model.load_state_dict(weights, strict=False)
         if unexpected or set(missing) - {"masked_spec_embed"}:  # an audio export leaves out the mask vector
             raise SelfSupError(f"{folder}: weights do not match the encoder in {META_FILE} "
                                f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}); re-export the run")
     else:
-        encoder.load_state_dict(weights)
+        encoder.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
     modality = get_modality(stored.modality)
     return LoadedEncoder(encoder.eval(), modality.name, stored.input_size, stored.method,
                          **modality.load_extras(folder, stored.data, export=True))
@@ -178,12 +183,13 @@ def export_safetensors(loaded: LoadedEncoder, out: str | Path) -> Path:
 def export_huggingface(loaded: LoadedEncoder, out: str | Path) -> Path:
     """A folder that ``transformers.AutoModel.from_pretrained(out)`` loads offline, with
     ``AutoTokenizer.from_pretrained(out)`` (text) or ``AutoFeatureExtractor.from_pretrained(out)`` (audio);
-    mean-pool ``last_hidden_state`` over the (frame) attention mask for selfsup's embedding. ``selfsup.json``
-    lets selfsup load it back too."""
+    mean-pool ``last_hidden_state`` over the (frame) attention mask for selfsup's embedding (images: the model's
+    own image embedding, with ``AutoImageProcessor.from_pretrained(out)``). ``selfsup.json`` lets selfsup load it
+    back too."""
     save = getattr(loaded.encoder, "save_pretrained", None)
     if save is None:
-        raise SelfSupError(f"--format huggingface needs a transformers encoder; {loaded.encoder.config.get('name')!r} "
-                           "is not one: use --format safetensors")
+        raise SelfSupError(f"--format huggingface needs a transformers encoder or one started from a timm weights "
+                           f"file; {loaded.encoder.config.get('name')!r} is not one: use --format safetensors")
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     from transformers.utils import logging as hf_logging

@@ -47,10 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", metavar="SOURCE",
                    help="start from a checkpoint, not random weights: a selfsup run or export folder of the same "
                         "modality (its encoder, weights and data preparation; any method that fits; a sequence run's "
-                        "item map grows by the log's new items); text or audio (wav2vec2, HuBERT, WavLM, "
-                        "data2vec-audio): a Hugging Face model folder (config.json + weights + tokenizer or feature "
-                        "extractor) or a model id in the local Hugging Face cache (never downloaded)")
-    p.add_argument("--encoder", help="backbone, e.g. tiny_cnn, resnet18, resnet18_cifar, vit_micro; bert_tiny, gpt_tiny; wav2vec2_tiny (default: the method's)")
+                        "item map grows by the log's new items); text, audio (wav2vec2, HuBERT, WavLM, data2vec-audio) "
+                        "or images (ViT, DINOv2, ConvNeXt): a Hugging Face model folder (config.json + weights + "
+                        "tokenizer or feature extractor) or a model id in the local Hugging Face cache (never "
+                        "downloaded); images also a weights file (.safetensors, .pth) with --encoder TIMM_ARCH")
+    p.add_argument("--encoder", help="backbone, e.g. tiny_cnn, resnet18, resnet18_cifar, vit_micro; bert_tiny, gpt_tiny; wav2vec2_tiny (default: the method's); with --init FILE, the timm architecture of its weights")
     # the numeric flags stay text here: the config converts and range-checks them (one line for a mistake)
     p.add_argument("--epochs", help="passes over the data (default 100; total, across resumes)")
     p.add_argument("--max-minutes", help="stop after this much training time in all, across resumes (a checkpoint is kept)")

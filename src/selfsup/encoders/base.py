@@ -7,6 +7,7 @@ from torch import nn
 
 from ..config import MAX_IMAGE_SIZE, Setting
 from ..errors import SelfSupError
+from .input_stats import valid_mean, valid_std
 
 WIDTH, LAYERS = 65536, 1024
 FILLED = "filled in from the training data"
@@ -31,8 +32,13 @@ ENCODER_SETTINGS: dict[str, Setting] = {
     "normalize": Setting(bool),
     "pool": Setting(str),
     "frontend": Setting(str),
-    "source": Setting(str, help="a Hugging Face model folder or cached model id (--init)"),
+    "source": Setting(str, help="a Hugging Face model folder or cached model id, or an image weights file (--init)"),
     "pretrained": Setting(bool),
+    "arch": Setting(str, help="a timm architecture (timm.list_models()), for a weights file"),
+    "input_mean": Setting(object, valid=valid_mean, optional=True, expect="three numbers, e.g. [0.5, 0.5, 0.5]",
+                          help="the mean (per RGB channel) the checkpoint's inputs were normalised with"),
+    "input_std": Setting(object, valid=valid_std, optional=True, expect="three positive numbers, e.g. [0.5, 0.5, 0.5]",
+                         help="the standard deviation (per RGB channel) the checkpoint's inputs were normalised with"),
     "init_from": Setting(str, help="a selfsup run or export folder whose weights the encoder starts from (--init)"),
 }
 

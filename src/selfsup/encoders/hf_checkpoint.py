@@ -126,7 +126,8 @@ def load_pretrained(auto: Any, folder: Path, source: str, config: transformers.P
                     allow_missing: tuple[str, ...] = (), **kwargs: Any) -> nn.Module:
     """``auto.from_pretrained(folder)`` offline with the checkpoint's own ``config``, or one line naming what did not
     fit: weights that cannot be read, weights whose shapes differ from the config beside them (edited after
-    saving), parameters without weights (``allow_missing`` names those that may start fresh, logged). Weights the
+    saving), parameters without weights (``allow_missing`` names those that may start fresh, logged: a parameter's
+    own name, or a top-level module such as ``pooler``). Weights the
     model does not use (a pooler, a head) are logged."""
     try:
         with quiet_transformers():
@@ -143,7 +144,7 @@ def load_pretrained(auto: Any, folder: Path, source: str, config: transformers.P
                            f"{CONFIG_FILE} (e.g. {key}: {tuple(saved)} saved, {tuple(built)} expected); save the "
                            "model and its config together with save_pretrained")
     missing = sorted(info.get("missing_keys") or ())
-    fresh = [key for key in missing if key.rsplit(".", 1)[-1] in allow_missing]
+    fresh = [key for key in missing if key.rsplit(".", 1)[-1] in allow_missing or key.split(".", 1)[0] in allow_missing]
     missing = [key for key in missing if key not in fresh]
     if missing:
         raise SelfSupError(f"checkpoint {source}: weights missing for {len(missing)} parameter(s) of "

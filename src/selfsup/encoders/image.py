@@ -122,7 +122,7 @@ class ViTEncoder(Encoder):
         """
         m = self.model
         h, w = inputs.shape[-2:]
-        x = m.patch_embed(inputs)  # [B, N, D]
+        x = m.patch_embed(inputs).flatten(1, -2)  # [B, N, D] (a timm ViT built with dynamic_img_size: [B, H, W, D])
         if token_mask is not None:
             if mask_token is None:
                 raise ValueError("token_mask needs a mask_token to put in place of the masked patches")

@@ -51,7 +51,7 @@ class MAE(Method):
         if not isinstance(encoder, ViTEncoder):
             raise SelfSupError(
                 f"mae needs a Vision Transformer encoder, got {encoder.config.get('name')!r}; "
-                "use --encoder vit_micro, vit_tiny or vit_small"
+                "use --encoder vit_micro, vit_tiny or vit_small, or a timm ViT's weights (--encoder ARCH --init FILE)"
             )
         super().__init__(encoder, input_size, **hparams)
         channels = encoder.config.get("in_chans", 3)

@@ -53,7 +53,7 @@ class SimMIM(Method):
         if not isinstance(encoder, ViTEncoder):
             raise SelfSupError(
                 f"simmim needs a Vision Transformer encoder, got {encoder.config.get('name')!r}; "
-                "use --encoder vit_micro, vit_tiny or vit_small"
+                "use --encoder vit_micro, vit_tiny or vit_small, or a timm ViT's weights (--encoder ARCH --init FILE)"
             )
         super().__init__(encoder, input_size, **hparams)
         patch, block = encoder.patch_size, self.hp.mask_block

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
+from ...errors import SelfSupError
 from ...pretext.masking import random_block_mask
 from ...pretext.image_eval import eval_transform
 from ...pretext.image_recipes import light_augment, simclr_augment
 from ...pretext.views import two_views
 from ..base import Modality, Pretext, given
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...config import RunConfig
 
 
 class ImageModality(Modality):
@@ -31,6 +35,42 @@ class ImageModality(Modality):
         """The stored encoder's image size, unless ``--image-size`` is given (a CNN takes any size; a ViT's
         position embeddings fit only their own, and loading its weights says so)."""
         return {} if given(config, "image_size") else {"data.image_size": stored.input_size}
+
+    def foundation_settings(self, source: str, config: RunConfig) -> dict[str, Any]:
+        """A timm architecture (``--encoder``) plus a local weights file (encoder ``timm_image``), or a Hugging Face
+        vision folder or cached id (encoder ``hf_image``); with the input statistics the checkpoint expects and,
+        unless ``--image-size`` is given, the image side it was trained at."""
+        from ...encoders.timm_image import is_weights_file, timm_folder
+
+        named, own_size = config.encoder.get("name"), given(config, "image_size")
+        folder = timm_folder(source)
+        if folder is not None or is_weights_file(source):
+            from ...encoders.timm_image import NAME, check_arch, timm_defaults, weights_path
+
+            if folder is not None:  # timm's Hub layout names its architecture
+                if named not in (None, NAME, folder.arch):
+                    raise SelfSupError(f"--init {source} is a timm {folder.arch} folder; leave out --encoder {named}")
+                arch, path = check_arch(folder.arch, source), folder.weights
+            else:
+                arch = check_arch(config.encoder.get("arch") if named == NAME else named, source)
+                path = weights_path(source)
+            defaults = timm_defaults(arch)
+            mean, std = (folder.mean, folder.std) if folder and folder.mean and folder.std else (defaults.mean,
+                                                                                                 defaults.std)
+            settings = {"encoder.name": NAME, "encoder.arch": arch, "encoder.source": str(path),
+                        "encoder.input_mean": list(mean), "encoder.input_std": list(std)}
+            side = (folder.image_size if folder else None) or defaults.image_size
+            return settings if own_size else {**settings, "data.image_size": side}
+        from ...encoders.hf_checkpoint import init_encoder
+        from ...encoders.hf_image import NAME, check_patch_size, image_checkpoint
+
+        checkpoint = image_checkpoint(source)
+        settings = {**init_encoder(NAME, source, checkpoint.folder, named),
+                    "encoder.input_mean": list(checkpoint.mean), "encoder.input_std": list(checkpoint.std)}
+        if own_size:
+            check_patch_size(checkpoint, source, config.data.image_size)
+            return settings
+        return {**settings, "data.image_size": checkpoint.image_size}
 
     # ------------------------------------------------------------------ evaluation
     def read_labeled(self, loaded, path, classes, encoding):
