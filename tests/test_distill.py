@@ -1,8 +1,9 @@
 """``--method distill``: a frozen teacher (any ``--init`` source; here a tiny BERT saved with ``save_pretrained``)
 taught to a small student, and ``evaluate --baseline teacher``.
 
-The text teacher is a Hugging Face folder, the image teacher a selfsup run folder, both end to end through the
-CLI; the image and speech objectives are also checked at the method level with teachers built directly.
+End to end: a text teacher from a Hugging Face folder, image teachers from a selfsup run folder and from a timm
+weights file (``method.teacher_encoder`` names its architecture), a speech teacher from a Hugging Face HuBERT
+folder; the image and speech objectives are also checked at the method level with teachers built directly.
 Nothing is downloaded: the socket guard of ``test_text_init`` fails any network connection.
 """
 
@@ -306,7 +307,8 @@ def test_distill_mistakes_are_one_line(ws, tmp_path):
     # the teacher's architecture reaches the modality as --encoder does for --init (a text checkpoint sets its own)
     assert_one_line_error(*run_cli(pretrain_argv(ws, never, "--set", f"method.teacher={ws['teacher']}",
                                                  "--set", "method.teacher_encoder=bert_mini"))[::2],
-                          f"distill: method.teacher={ws['teacher']}", "sets the architecture", "bert_mini")
+                          f"distill: method.teacher={ws['teacher']}", "sets the architecture",
+                          "leave out --set method.teacher_encoder=bert_mini")
     assert not never.exists()  # every mistake above is caught before anything is written
 
     plain = tmp_path / "plain"
@@ -383,3 +385,32 @@ def test_speech_teacher_from_a_hugging_face_folder(tmp_path):
     assert {k.split(".")[1] for k in state} == {"encoder", "heads"}  # DistilHuBERT's heads; no teacher weights
     rows = api.evaluate(run, train_dir, test_dir, protocols=["knn"], label_fractions=[1.0], baseline="teacher,mfcc")
     assert {r.encoder for r in rows} == {"pretrained", "teacher", "mfcc"}
+
+
+def test_image_teacher_from_timm_weights(tmp_path, write_images):
+    """A timm architecture plus a weights file as teacher: ``method.teacher_encoder`` names the architecture (as
+    ``--encoder`` does for ``--init``); the teacher embeds as timm does, with its own input statistics."""
+    import timm
+    from safetensors.torch import save_file
+    from test_image_init import embed, raw_images, timm_embeddings
+
+    weights = tmp_path / "test_resnet.safetensors"
+    torch.manual_seed(0)
+    save_file({k: v.contiguous() for k, v in timm.create_model("test_resnet", num_classes=0).state_dict().items()},
+              str(weights))
+    data, train_dir, test_dir = (write_images(tmp_path / name, n, seed=s)
+                                 for name, n, s in (("data", 6, 0), ("train", 4, 1), ("test", 3, 2)))
+    argv = ["pretrain", data, "--method", "distill", "--encoder", "tiny_cnn", "--image-size", "32", "--set",
+            f"method.teacher={weights}", "--max-steps", "4", "--no-progress", "--batch-size", "8"]
+    assert_one_line_error(*run_cli([*argv, "--out", tmp_path / "never"])[::2], f"distill: method.teacher={weights}",
+                          "--set method.teacher_encoder=ARCH")
+    run = tmp_path / "run"
+    code, _, err = run_cli([*argv, "--set", "method.teacher_encoder=test_resnet", "--out", run])
+    assert code == 0, err
+    record = teacher_record(run)
+    assert record["encoder"]["arch"] == "test_resnet"
+    images = raw_images()  # uint8; selfsup normalises them, the teacher converts to its own statistics
+    torch.testing.assert_close(embed(rebuild_teacher(run, record), images),
+                               timm_embeddings("test_resnet", weights, images), rtol=1e-5, atol=1e-5)
+    rows = api.evaluate(run, train_dir, test_dir, protocols=["linear"], label_fractions=[1.0], baseline="teacher")
+    assert {r.encoder for r in rows} == {"pretrained", "teacher"}

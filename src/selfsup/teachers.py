@@ -79,11 +79,11 @@ class TeacherSource:
     def settings(self, config: RunConfig) -> dict[str, Any]:
         """:meth:`ask_modality` with the run's data settings. When the modality refuses them because of a data
         setting the teacher needs otherwise (text: another tokenizer, given by --tokenizer or by the student's own
-        --init), the one line names that setting."""
+        --init), the one line names that setting; its ``--encoder`` becomes ``method.teacher_encoder``."""
         try:
             return self.ask_modality(config)
-        except SelfSupError as exc:
-            refused = SelfSupError(f"{self.label}: {exc}")
+        except SelfSupError as exc:  # the modality speaks of --encoder, which is the teacher's setting here
+            refused = SelfSupError(f"{self.label}: " + str(exc).replace("--encoder ", "--set method.teacher_encoder="))
         try:  # with the data settings at their defaults: which of the run's does the teacher differ in?
             fresh = self.ask_modality(config, type(config.data)(path=config.data.path, modality=config.data.modality))
         except SelfSupError:
