@@ -62,18 +62,18 @@ def pretrain(corpus: Path, run: Path, method: str, args: argparse.Namespace, **e
     return seconds, int(steps)
 
 
-def sentences_per_second(run: Path, texts: list[str], use_init: bool = False, repeats: int = 2) -> float:
-    """Pooled embeddings of ``texts`` per second (batches of 64, after one warm-up batch): the run's encoder, or
-    (``use_init``) the checkpoint it started from."""
+def sentences_per_second(run: Path, texts: list[str], teacher: bool = False, repeats: int = 2) -> float:
+    """Pooled embeddings of ``texts`` per second (batches of 64, best of ``repeats``, after one warm-up batch):
+    the run's encoder, or (``teacher``) the distilled run's teacher, rebuilt as its training did."""
     from selfsup.artifacts import load
-    from selfsup.encoders import build_encoder
     from selfsup.evaluation.downstream import TokenBatch
     from selfsup.evaluation.features import extract_features
     from selfsup.modalities.text.readers import encode_texts
+    from selfsup.teachers import rebuild_teacher, teacher_record
 
     loaded = load(run)
-    encoder = build_encoder(loaded.encoder.config) if use_init else loaded.encoder
-    ids = encode_texts(texts, loaded.tokenizer, loaded.input_size)
+    encoder = rebuild_teacher(run, teacher_record(run)) if teacher else loaded.encoder
+    ids = encode_texts(texts, loaded.tokenizer, loaded.input_size)  # one tokenizer: the teacher's
     batch = TokenBatch(loaded.encoder.spec.pad_token_id)
     extract_features(encoder, ids[:64], batch, batch_size=64)  # warm-up
     best = float("inf")
@@ -121,16 +121,14 @@ def main() -> None:
     plan: list[tuple[str, str, dict, str]] = []
     if "scratch" in rows:
         plan.append(("bert_tiny+mlm", "mlm", {"encoder": "bert_tiny"}, "scratch,tfidf"))
-    first_init = True
+    init_rows = "init" in rows  # MiniLM as is: with the first continued run, else as the distilled run's teacher
     for method in ("tsdae", "simcse", "mlm"):
         if method in rows:
-            plan.append((f"minilm+{method}", method, {"init": checkpoint}, "init" if first_init and "init" in rows
-                         else "none"))
-            first_init = False
+            plan.append((f"minilm+{method}", method, {"init": checkpoint}, "init" if init_rows else "none"))
+            init_rows = False
     if "distill" in rows:
-        plan.append(("distill", "distill", {"encoder": args.student, "tokenizer": str(checkpoint),
-                                            "overrides": [f"method.teacher={checkpoint}"]},
-                     "teacher" if first_init and "init" in rows else "none"))
+        plan.append(("distill", "distill", {"encoder": args.student, "overrides": [f"method.teacher={checkpoint}"]},
+                     "teacher" if init_rows else "none"))
 
     results: dict[str, dict[str, list[dict]]] = {task: {} for task in tasks}
     timing: dict[str, tuple[float, int]] = {}
@@ -143,7 +141,7 @@ def main() -> None:
                                       baseline=baseline, json_path=run / f"eval-{task}.json", seed=args.seed,
                                       finetune_steps=args.finetune_steps)
             for r in scores:
-                name = label if r.encoder == "pretrained" else r.encoder
+                name = {"pretrained": label, "teacher": "init"}.get(r.encoder, r.encoder)  # the teacher is MiniLM
                 results[task].setdefault(name, []).append(r.to_dict())
             print(f"{label} on {task}: evaluated in {time.time() - t0:.0f} s", flush=True)
             print(table({k: v for k, v in results[task].items()}, protocols, fractions), flush=True)
@@ -153,8 +151,7 @@ def main() -> None:
         test_texts = [line.split("\t", 1)[1].strip() for line in
                       tasks["SST-2"][1].read_text(encoding="utf-8").splitlines() if "\t" in line]
         student = sentences_per_second(work / "run-distill", test_texts)
-        reference = next((work / f"run-minilm-{m}" for m in ("tsdae", "simcse", "mlm") if m in rows), None)
-        teacher = sentences_per_second(reference, test_texts, use_init=True) if reference else float("nan")
+        teacher = sentences_per_second(work / "run-distill", test_texts, teacher=True)
         speed = (f"- inference speed on the {len(test_texts)} SST-2 test sentences (batches of 64, best of 2, "
                  f"after a warm-up): teacher MiniLM {teacher:.0f} sentences/s, student {args.student} "
                  f"{student:.0f} sentences/s: {student / teacher:.2f}x")

@@ -92,3 +92,19 @@ def write_images():
 def suggests():
     """``suggests(message, name)``: whether an error message's 'did you mean' hint offers ``name``."""
     return did_you_mean
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test, and Hugging Face runs offline (``--init`` and ``distill``
+    tests: checkpoints resolve from local folders and the local cache only). Not autouse: the multi-process tests
+    connect over localhost."""
+    import socket
+
+    def refuse(self, address):
+        raise AssertionError(f"network connection attempted: {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

@@ -357,7 +357,7 @@ def test_text_method_on_audio_is_one_line_error(workspace, tmp_path):
 def test_methods_lists_the_audio_methods():
     code, out, err = run_cli(["methods", "--modality", "audio", "--json"])
     assert code == 0, err
-    assert sorted(i["name"] for i in json.loads(out)) == ["data2vec", "hubert", "simclr", "speed", "wav2vec2"]
+    assert sorted(i["name"] for i in json.loads(out)) == ["data2vec", "distill", "hubert", "simclr", "speed", "wav2vec2"]
     code, out, _ = run_cli(["methods", "--modality", "audio"])
     assert code == 0 and {line.split()[0] for line in out.splitlines() if line.strip()} == {
-        "data2vec", "hubert", "simclr", "speed", "wav2vec2"}
+        "data2vec", "distill", "hubert", "simclr", "speed", "wav2vec2"}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -54,17 +53,7 @@ CHECKPOINTS = {
 FAMILIES = list(CHECKPOINTS)
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any attempt to open a connection fails the test; Hugging Face runs offline."""
-
-    def refuse(self, address):
-        raise AssertionError(f"network connection attempted: {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("no_network")  # conftest: any connection fails the test
 
 
 @pytest.fixture(scope="module")

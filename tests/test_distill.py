@@ -4,7 +4,7 @@ taught to a small student, and ``evaluate --baseline teacher``.
 End to end: a text teacher from a Hugging Face folder, image teachers from a selfsup run folder and from a timm
 weights file (``method.teacher_encoder`` names its architecture), a speech teacher from a Hugging Face HuBERT
 folder; the image and speech objectives are also checked at the method level with teachers built directly.
-Nothing is downloaded: the socket guard of ``test_text_init`` fails any network connection.
+Nothing is downloaded: the ``no_network`` guard (conftest) fails any network connection.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from selfsup.evaluation.label_efficiency import curves, format_table
 from selfsup.modalities.text.tokenizer import load_tokenizer, token_spec, train_tokenizer
 from selfsup.registry import get_method, list_methods
 from selfsup.teachers import TEACHER_FILE, rebuild_teacher, teacher_record
-from test_text_init import TINY, encode, no_network, sentences, source_embeddings, train_mlm  # noqa: F401
+from test_text_init import TINY, encode, sentences, source_embeddings, train_mlm
+
+pytestmark = pytest.mark.usefixtures("no_network")  # conftest: any connection fails the test
 
 STUDENT = {"name": "bert_tiny", "hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -40,17 +39,7 @@ HF_FAMILIES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any attempt to open a connection fails the test; Hugging Face runs offline."""
-
-    def refuse(self, address):
-        raise AssertionError(f"network connection attempted: {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("no_network")  # conftest: any connection fails the test
 
 
 def write_images(root: Path, per_class: int, seed: int) -> Path:

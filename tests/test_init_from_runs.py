@@ -28,6 +28,8 @@ from selfsup import api
 from selfsup.encoders import build_encoder, scratch_config, starts_from_checkpoint
 from selfsup.modalities.text.tokenizer import load_tokenizer, train_tokenizer
 
+pytestmark = pytest.mark.usefixtures("no_network")  # conftest: any connection fails the test
+
 QUIET = ["--no-progress", "--batch-size", "8"]
 
 

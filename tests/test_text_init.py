@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -32,17 +31,7 @@ TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "in
         "max_position_embeddings": 128}
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any attempt to open a connection fails the test; Hugging Face runs offline."""
-
-    def refuse(self, address):
-        raise AssertionError(f"network connection attempted: {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("no_network")  # conftest: any connection fails the test
 
 
 def sentences(n: int, seed: int) -> list[tuple[int, str]]:
