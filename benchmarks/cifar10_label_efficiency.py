@@ -53,6 +53,20 @@ def balanced_subset(split_dir: Path, per_class: int, into: Path, seed: int) -> P
     return into
 
 
+def cifar_subsets(data: Path, work: Path, train_subset: int, test_subset: int, seed: int) -> tuple[Path, Path]:
+    """Class-balanced train and test folders (links) of ``train_subset`` / ``test_subset`` images, the tars
+    extracted once into ``work/raw``."""
+    raw = work / "raw"
+    if not (raw / "train").exists():
+        extract(data / "train.tar", raw)
+        extract(data / "test.tar", raw)
+    train, test = work / f"train{train_subset}", work / f"test{test_subset}"
+    if not train.exists():
+        balanced_subset(raw / "train", train_subset // 10, train, seed)
+        balanced_subset(raw / "test", test_subset // 10, test, seed)
+    return train, test
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with train.tar and test.tar")
@@ -70,15 +84,7 @@ def main() -> None:
     args = p.parse_args()
 
     work = work_folder(args.work, "selfsup-cifar10-")
-    raw = work / "raw"
-    if not (raw / "train").exists():
-        extract(args.data / "train.tar", raw)
-        extract(args.data / "test.tar", raw)
-    train = work / f"train{args.train_subset}"
-    test = work / f"test{args.test_subset}"
-    if not train.exists():
-        balanced_subset(raw / "train", args.train_subset // 10, train, args.seed)
-        balanced_subset(raw / "test", args.test_subset // 10, test, args.seed)
+    train, test = cifar_subsets(args.data, work, args.train_subset, args.test_subset, args.seed)
 
     rows = []
     for method in args.methods.split(","):

@@ -59,3 +59,18 @@ def work_folder(work: Path | None, prefix: str) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     print(f"work folder: {work}", flush=True)
     return work
+
+
+def append_results(results: Path, lines: list[str], work: Path, payload: dict) -> None:
+    """Append ``lines`` (markdown) to RESULTS.md and keep the raw numbers in ``work/results.json``."""
+    import json
+
+    with open(results, "a") as f:
+        f.write("\n".join(lines) + "\n")
+    (work / "results.json").write_text(json.dumps(payload, indent=2))
+    print(f"appended to {results}")
+
+
+def global_steps(run: Path) -> int:
+    """The optimiser steps a run folder's last checkpoint reached."""
+    return int(torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["global_step"])

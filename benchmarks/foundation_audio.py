@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import random
 import sys
 import time
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import selfsup  # noqa: E402
 
-from common import add_label_arguments, machine, provenance, work_folder  # noqa: E402
+from common import add_label_arguments, append_results, global_steps, machine, provenance, work_folder  # noqa: E402
 from foundation_text import table  # noqa: E402
 from speech_digits import DEFAULT_DATA as FSDD, prepare as prepare_fsdd  # noqa: E402
 
@@ -112,8 +111,8 @@ def main() -> None:
         method = extra.pop("method")
         t0 = time.time()
         selfsup.pretrain(data, method, run, **common, **extra)
-        steps = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["global_step"]
-        timing[label] = (time.time() - t0, int(steps))
+        steps = global_steps(run)
+        timing[label] = (time.time() - t0, steps)
         print(f"{label}: {timing[label][0]:.0f} s, {steps} steps", flush=True)
         if baseline is None:
             continue
@@ -137,10 +136,7 @@ def main() -> None:
              f"- speed ({args.clip_seconds:g} s clips, batches of 16): teacher {args.teacher_encoder} {teacher:.1f} "
              f"clips/s, student {args.student} {student:.1f} clips/s ({student / teacher:.2f}x)",
              "", table(results, protocols, fractions)]
-    with open(args.results, "a") as f:
-        f.write("\n".join(lines) + "\n")
-    (work / "results.json").write_text(json.dumps({"results": results, "timing": timing}, indent=2))
-    print(f"appended to {args.results}")
+    append_results(args.results, lines, work, {"results": results, "timing": timing})
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import selfsup  # noqa: E402
 
-from cifar10_label_efficiency import DEFAULT_DATA, balanced_subset, extract  # noqa: E402
-from common import add_label_arguments, machine, provenance, work_folder  # noqa: E402
+from cifar10_label_efficiency import DEFAULT_DATA, cifar_subsets  # noqa: E402
+from common import add_label_arguments, append_results, global_steps, machine, provenance, work_folder  # noqa: E402
 from foundation_text import table  # noqa: E402
 
 ARCH = "tf_efficientnet_lite0"
@@ -102,15 +101,7 @@ def main() -> None:
     work = work_folder(args.work, "selfsup-foundation-image-")
     teacher = convert_weights(args.weights, work / "effnet")  # the teacher: a timm folder names its architecture
     weights = teacher / "model.safetensors"  # --encoder tf_efficientnet_lite0 --init FILE: the other way in
-    raw = work / "raw"
-    if not (raw / "train").exists():
-        extract(args.data / "train.tar", raw)
-        extract(args.data / "test.tar", raw)
-    train = work / f"train{args.train_subset}"
-    test = work / f"test{args.test_subset}"
-    if not train.exists():
-        balanced_subset(raw / "train", args.train_subset // 10, train, args.seed)
-        balanced_subset(raw / "test", args.test_subset // 10, test, args.seed)
+    train, test = cifar_subsets(args.data, work, args.train_subset, args.test_subset, args.seed)
 
     plan: list[tuple[str, str, dict, str]] = []
     first = True
@@ -131,8 +122,8 @@ def main() -> None:
         t0 = time.time()
         selfsup.pretrain(train, method, run, image_size=args.image_size, max_minutes=args.minutes, epochs=100,
                          batch_size=args.batch_size, seed=args.seed, progress_bar=sys.stderr.isatty(), **extra)
-        steps = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["global_step"]
-        timing[label] = (time.time() - t0, int(steps))
+        steps = global_steps(run)
+        timing[label] = (time.time() - t0, steps)
         scores = selfsup.evaluate(run, train, test, protocols=protocols, label_fractions=fractions,
                                   baseline=baseline, json_path=run / "eval.json", seed=args.seed,
                                   finetune_steps=args.finetune_steps)
@@ -162,10 +153,7 @@ def main() -> None:
     if speeds:
         lines.append(f"- inference speed at {args.image_size} px (batches of 64): " + ", ".join(speeds))
     lines += ["", table(results, protocols, fractions)]
-    with open(args.results, "a") as f:
-        f.write("\n".join(lines) + "\n")
-    (work / "results.json").write_text(json.dumps({"results": results, "timing": timing}, indent=2))
-    print(f"appended to {args.results}")
+    append_results(args.results, lines, work, {"results": results, "timing": timing})
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -44,7 +43,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network, ever: the checkpoint
 
 import selfsup  # noqa: E402
 
-from common import add_label_arguments, machine, provenance, work_folder  # noqa: E402
+from common import add_label_arguments, append_results, global_steps, machine, provenance, work_folder  # noqa: E402
 from text_sentiment import DEFAULT_DATA, prepare  # noqa: E402
 
 ROWS = ("scratch", "init", "tsdae", "simcse", "mlm", "distill")
@@ -57,9 +56,9 @@ def pretrain(corpus: Path, run: Path, method: str, args: argparse.Namespace, **e
                      batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
                      progress_bar=sys.stderr.isatty(), **extra)
     seconds = time.time() - t0
-    steps = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["global_step"]
+    steps = global_steps(run)
     print(f"{run.name}: {seconds:.0f} s, {steps} steps", flush=True)
-    return seconds, int(steps)
+    return seconds, steps
 
 
 def sentences_per_second(run: Path, texts: list[str], teacher: bool = False, repeats: int = 2) -> float:
@@ -170,10 +169,7 @@ def main() -> None:
         lines.append(speed)
     for task in tasks:
         lines += [f"\n### {task}\n", table(results[task], protocols, fractions)]
-    with open(args.results, "a") as f:
-        f.write("\n".join(lines) + "\n")
-    (work / "results.json").write_text(json.dumps({"results": results, "timing": timing}, indent=2))
-    print(f"appended to {args.results}")
+    append_results(args.results, lines, work, {"results": results, "timing": timing})
 
 
 if __name__ == "__main__":

@@ -108,3 +108,17 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+def cache_model(folder, repo_id: str, hub, monkeypatch) -> None:
+    """Put the model ``folder`` into a Hugging Face cache at ``hub`` as ``repo_id`` (the layout ``hf download``
+    writes: ``models--ORG--NAME/snapshots/REV`` + ``refs/main``) and point huggingface_hub at that cache."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    repo = hub / ("models--" + repo_id.replace("/", "--"))
+    shutil.copytree(folder, repo / "snapshots" / "0123abcd")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))

@@ -21,6 +21,7 @@ import transformers
 import yaml
 
 from cli_checks import assert_one_line_error, global_step, logged_losses, run_cli
+from conftest import cache_model
 from selfsup import api
 from selfsup.encoders import build_encoder
 from selfsup.modalities import get_modality
@@ -302,15 +303,9 @@ def test_init_mistakes_are_one_line(ws, tmp_path):
 
 def test_model_id_resolves_from_the_local_cache_only(ws, tmp_path, monkeypatch):
     """An ``org/name`` id is read from the Hugging Face cache (never downloaded) and recorded as the id."""
-    import huggingface_hub.constants
-
     from selfsup.config import RunConfig
 
-    snapshot = tmp_path / "hub" / "models--local--tiny-hubert" / "snapshots" / "0123abcd"
-    shutil.copytree(ws["hubert"], snapshot)
-    (snapshot.parent.parent / "refs").mkdir()
-    (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    cache_model(ws["hubert"], "local/tiny-hubert", tmp_path / "hub", monkeypatch)
     config = RunConfig()
     config.data.modality = "audio"
     settings = get_modality("audio").init_settings("local/tiny-hubert", config)

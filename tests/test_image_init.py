@@ -21,7 +21,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from cli_checks import assert_one_line_error, logged_losses, run_cli
-from conftest import CLASSES, make_pattern
+from conftest import CLASSES, cache_model, make_pattern
 from selfsup import api
 from selfsup.encoders import build_encoder
 from selfsup.encoders.image import ViTEncoder
@@ -367,15 +367,7 @@ def test_methods_train_a_checkpoint(ws, method, source):
 
 def test_model_id_resolves_from_the_local_cache_only(ws, tmp_path, monkeypatch):
     """An ``org/name`` vision id is read from the Hugging Face cache (never downloaded) and recorded as the id."""
-    import shutil
-
-    import huggingface_hub.constants
-
-    snapshot = tmp_path / "hub" / "models--local--tiny-vit" / "snapshots" / "0123abcd"
-    shutil.copytree(ws["vit"], snapshot)
-    (snapshot.parent.parent / "refs").mkdir()
-    (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    cache_model(ws["vit"], "local/tiny-vit", tmp_path / "hub", monkeypatch)
     from selfsup.config import RunConfig
 
     settings = get_modality("image").init_settings("local/tiny-vit", RunConfig())

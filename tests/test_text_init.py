@@ -19,6 +19,7 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from cli_checks import assert_one_line_error, global_step, logged_losses, run_cli
+from conftest import cache_model
 from selfsup import api
 from selfsup.encoders import build_encoder
 from selfsup.heads import TokenPredictionHead
@@ -305,13 +306,7 @@ def test_baseline_init_needs_a_run_from_a_checkpoint(ws, tmp_path):
 
 def test_model_id_resolves_from_the_local_cache_only(ws, tmp_path, monkeypatch):
     """An ``org/name`` id is read from the Hugging Face cache (never downloaded) and recorded as the id."""
-    import huggingface_hub.constants
-
-    snapshot = tmp_path / "hub" / "models--local--tiny-bert" / "snapshots" / "0123abcd"
-    shutil.copytree(ws["bert"], snapshot)
-    (snapshot.parent.parent / "refs").mkdir()
-    (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    cache_model(ws["bert"], "local/tiny-bert", tmp_path / "hub", monkeypatch)
     run = tmp_path / "run"
     api.pretrain(ws["root"] / "corpus.txt", "mlm", run, modality="text", init="local/tiny-bert", max_steps=1,
                  batch_size=16, progress_bar=False)

@@ -100,6 +100,15 @@ def modality_of(config: transformers.PretrainedConfig) -> str | None:
     return None
 
 
+def open_checkpoint(source: str, modality: str) -> tuple[Path, transformers.PretrainedConfig]:
+    """(folder, config) of the Hugging Face checkpoint ``source`` (a folder or a cached model id) of ``modality``
+    data, or one line saying why it is not one."""
+    folder = resolve_checkpoint(source)
+    config = load_hf_config(folder, source)
+    require_modality(config, source, modality)
+    return folder, config
+
+
 def require_modality(config: transformers.PretrainedConfig, source: str, modality: str) -> None:
     """One line when the checkpoint's architecture does not fit ``modality``, naming its model_type and the
     modality it fits."""

@@ -27,7 +27,7 @@ from ..errors import SelfSupError
 from ..pretext.image_ops import IMAGENET_MEAN, IMAGENET_STD
 from ..registry import register_encoder
 from .base import Encoder
-from .hf_checkpoint import load_hf_config, load_pretrained, require_modality, resolve_checkpoint
+from .hf_checkpoint import load_hf_config, load_pretrained, open_checkpoint
 from .input_stats import InputStats, Stats, as_stats
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,9 +70,7 @@ def _side(value: object) -> int | None:
 
 def image_checkpoint(source: str) -> ImageCheckpoint:
     """The vision checkpoint ``source`` (a folder or a cached model id), or one line saying why it is not one."""
-    folder = resolve_checkpoint(source)
-    config = load_hf_config(folder, source)
-    require_modality(config, source, "image")
+    folder, config = open_checkpoint(source, "image")
     if config.model_type not in POOLING:
         raise SelfSupError(f"checkpoint {source}: selfsup does not know how {config.model_type!r} models embed an "
                            f"image; use one of {', '.join(POOLING)}, or a timm architecture with a weights file "

@@ -35,7 +35,7 @@ from torch import nn
 from ..errors import SelfSupError
 from ..registry import register_encoder
 from .audio import MASK_EMBEDDING, AudioEncoder, receptive_field
-from .hf_checkpoint import load_hf_config, load_pretrained, quiet_transformers, require_modality, resolve_checkpoint
+from .hf_checkpoint import load_pretrained, open_checkpoint, quiet_transformers
 
 if TYPE_CHECKING:  # pragma: no cover
     import transformers
@@ -101,9 +101,7 @@ def _feature_extractor(folder: Path, source: str) -> Any:
 
 def audio_checkpoint(source: str) -> AudioCheckpoint:
     """The speech checkpoint ``source`` (a folder or a cached model id), or one line saying why it is not one."""
-    folder = resolve_checkpoint(source)
-    config = load_hf_config(folder, source)
-    require_modality(config, source, "audio")
+    folder, config = open_checkpoint(source, "audio")
     if config.model_type not in FAMILIES:
         raise SelfSupError(f"checkpoint {source}: model_type {config.model_type!r} is not a waveform model selfsup "
                            f"loads; --init on audio takes {', '.join(FAMILIES)} checkpoints")

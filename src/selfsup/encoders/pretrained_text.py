@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import SelfSupError
 from ..registry import register_encoder
-from .hf_checkpoint import load_hf_config, load_pretrained, quiet_transformers, require_modality, resolve_checkpoint
+from .hf_checkpoint import load_pretrained, open_checkpoint, quiet_transformers
 from .text import TextEncoder, _check, _record
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,9 +50,7 @@ def text_checkpoint(source: str) -> tuple[Path, transformers.PretrainedConfig, b
     """(folder, transformers config, causal) of a text checkpoint, or one line saying why it is not one."""
     from transformers.models.auto import modeling_auto as auto
 
-    folder = resolve_checkpoint(source)
-    config = load_hf_config(folder, source)
-    require_modality(config, source, "text")
+    folder, config = open_checkpoint(source, "text")
     causal_only = config.model_type not in auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES
     return folder, config, causal_only or bool(getattr(config, "is_decoder", False))
 
