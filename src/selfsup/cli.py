@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "item map grows by the log's new items); text, audio (wav2vec2, HuBERT, WavLM, data2vec-audio) "
                         "or images (ViT, DINOv2, ConvNeXt): a Hugging Face model folder (config.json + weights + "
                         "tokenizer or feature extractor) or a model id in the local Hugging Face cache (never "
-                        "downloaded); images also a weights file (.safetensors, .pth) with --encoder TIMM_ARCH")
+                        "downloaded); images also a weights file (.safetensors, .pth) with --encoder TIMM_ARCH, or "
+                        "a timm model folder (config.json naming its architecture + model.safetensors)")
     p.add_argument("--encoder", help="backbone, e.g. tiny_cnn, resnet18, resnet18_cifar, vit_micro; bert_tiny, gpt_tiny; wav2vec2_tiny (default: the method's); with --init FILE, the timm architecture of its weights")
     # the numeric flags stay text here: the config converts and range-checks them (one line for a mistake)
     p.add_argument("--epochs", help="passes over the data (default 100; total, across resumes)")
