@@ -76,3 +76,27 @@ def test_lars_adapts_weight_matrices_but_not_biases_and_norms():
             assert step.item() == pytest.approx(1e-3 * scale, rel=1e-3)
         else:  # plain SGD step of lr x gradient
             assert (old - p.detach()).abs().max().item() == pytest.approx(1000.0 * scale, rel=1e-4)
+
+
+def test_a_pretrained_encoder_takes_smaller_steps_than_the_new_heads():
+    """--init: the encoder's groups get 0.1 x lr by default (optim.init_lr_scale overrides), BYOL's predictor keeps
+    its 10x, the projection head its 1x; an encoder at random initialisation is not scaled."""
+    from selfsup.train.optimizers import PRETRAINED_LR_SCALE, encoder_lr_scale
+
+    assert encoder_lr_scale(OptimConfig(), {"name": "hf_text", "source": "/m"}) == PRETRAINED_LR_SCALE
+    assert encoder_lr_scale(OptimConfig(), {"name": "tiny_cnn", "init_from": "/run"}) == PRETRAINED_LR_SCALE
+    assert encoder_lr_scale(OptimConfig(), {"name": "hf_text", "source": "/m", "pretrained": False}) == 1.0
+    assert encoder_lr_scale(OptimConfig(), {"name": "tiny_cnn"}) == 1.0
+    assert encoder_lr_scale(OptimConfig(init_lr_scale=0.5), {"name": "tiny_cnn", "init_from": "/run"}) == 0.5
+    assert encoder_lr_scale(OptimConfig(init_lr_scale=0.5), {"name": "tiny_cnn"}) == 1.0
+
+    method = _byol()
+    groups = param_groups(method, 1e-4, encoder_scale=0.1)
+    scale = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    assert {scale[id(p)] for p in method.encoder.parameters()} == {0.1}
+    assert {scale[id(p)] for p in method.predictor.parameters()} == {10.0}
+    assert {scale[id(p)] for p in method.projector.parameters()} == {1.0}
+    optimizer = build_optimizer("adamw", groups, 1e-3, 0.9)
+    encoder = {id(p) for p in method.encoder.parameters()}
+    encoder_lrs = [g["lr"] for g in optimizer.param_groups if any(id(p) in encoder for p in g["params"])]
+    assert encoder_lrs and all(lr == pytest.approx(1e-4) for lr in encoder_lrs)

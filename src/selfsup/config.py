@@ -122,6 +122,10 @@ class OptimConfig:
     lr: float | None = setting(None, kind=float, low=0, high=1e9, help="null: the method's default")
     weight_decay: float | None = setting(None, kind=float, low=0, high=10, help="null: the method's default")
     warmup: float = setting(0.05, low=0, high=1, high_open=True)  # fraction of all steps spent in linear warmup, then cosine decay
+    # the encoder's learning rate as a multiple of lr when it starts from a checkpoint (--init): pretrained weights
+    # take small steps, new heads full ones (discriminative learning rates, Howard & Ruder 2018)
+    init_lr_scale: float | None = setting(None, kind=float, low=0, high=1e3, low_open=True,
+                                          help="null: 0.1 for an encoder started from a checkpoint (--init), else 1")
     momentum: float = setting(0.9, low=0, high=1, high_open=True)  # sgd only
 
 

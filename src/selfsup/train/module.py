@@ -27,7 +27,7 @@ class NonFiniteLossError(SelfSupError):
 
 class PretrainModule(pl.LightningModule):
     def __init__(self, method: Method, modality: str, optim: OptimConfig, lr: float, weight_decay: float,
-                 pretext_in_loader: bool = False) -> None:
+                 pretext_in_loader: bool = False, encoder_scale: float = 1.0) -> None:
         super().__init__()
         self.method = method
         self.pretext = method.pretext(modality)
@@ -35,6 +35,7 @@ class PretrainModule(pl.LightningModule):
         self.optim = optim
         self.lr = lr
         self.weight_decay = weight_decay
+        self.encoder_scale = encoder_scale  # the encoder's lr multiple (a pretrained encoder's smaller steps)
         self._last_time: float | None = None
 
     def training_step(self, batch: torch.Tensor | dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
@@ -98,7 +99,8 @@ class PretrainModule(pl.LightningModule):
         self._last_time = None
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.optim.optimizer, param_groups(self.method, self.weight_decay), self.lr,
+        optimizer = build_optimizer(self.optim.optimizer, param_groups(self.method, self.weight_decay, self.encoder_scale),
+                                    self.lr,
                                     self.optim.momentum)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(self.optim.warmup * total)

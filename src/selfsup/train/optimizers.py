@@ -50,12 +50,15 @@ def default_lr_and_decay(method: type[Method], optim: OptimConfig, global_batch:
     return float(lr), float(weight_decay)
 
 
-def param_groups(method: Method, weight_decay: float) -> list[dict]:
+def param_groups(method: Method, weight_decay: float, encoder_scale: float = 1.0) -> list[dict]:
     """Trainable parameters in groups: no weight decay (and no LARS adaptation) on biases and normalisation
     weights (1-D tensors), as in the papers' code; the submodules named in ``method.lr_multipliers`` get their
-    own groups, whose ``lr_scale`` multiplies the scheduled learning rate. The plain decayed group is first."""
-    scale_of = {id(p): scale for name, scale in method.lr_multipliers.items()
-                for p in getattr(method, name).parameters()}
+    own groups, whose ``lr_scale`` multiplies the scheduled learning rate, and so does the encoder's
+    ``encoder_scale`` (a pretrained encoder's smaller steps, :func:`encoder_lr_scale`). The plain decayed group
+    is first."""
+    scale_of = {id(p): encoder_scale for p in method.encoder.parameters()} if encoder_scale != 1.0 else {}
+    scale_of.update({id(p): scale for name, scale in method.lr_multipliers.items()
+                     for p in getattr(method, name).parameters()})
     buckets: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
     for p in method.parameters():
         if p.requires_grad:
@@ -63,6 +66,22 @@ def param_groups(method: Method, weight_decay: float) -> list[dict]:
     order = sorted(buckets, key=lambda key: (key[0] != 1.0, key[1], key[0]))
     return [{"params": buckets[key], "lr_scale": key[0], "decay": not key[1],
              "weight_decay": 0.0 if key[1] else weight_decay, "always_adapt": not key[1]} for key in order]
+
+
+PRETRAINED_LR_SCALE = 0.1
+"""The encoder's learning rate multiple when it starts from a checkpoint and ``optim.init_lr_scale`` is unset."""
+
+
+def encoder_lr_scale(optim: OptimConfig, encoder_config: dict) -> float:
+    """``optim.init_lr_scale``, or its default: :data:`PRETRAINED_LR_SCALE` for an encoder that starts from a
+    checkpoint (``--init``), 1 for one at random initialisation. Continued pretraining at the learning rate that
+    trains a network from scratch overwrites what the checkpoint knew (measured: EfficientNet-Lite0's linear
+    accuracy on CIFAR-10 fell from 0.60 to 0.43 in 3 minutes of SimCLR at the full rate)."""
+    from ..encoders import starts_from_checkpoint
+
+    if optim.init_lr_scale is not None:
+        return float(optim.init_lr_scale) if starts_from_checkpoint(encoder_config) else 1.0
+    return PRETRAINED_LR_SCALE if starts_from_checkpoint(encoder_config) else 1.0
 
 
 def build_optimizer(name: str, groups: list[dict], lr: float, momentum: float) -> torch.optim.Optimizer:
