@@ -256,6 +256,10 @@ def test_audio_run_continues_with_simclr_at_its_sample_rate(audio, tmp_path):
     assert config_of(run)["data"]["sample_rate"] == RATE  # the stored rate, not the default 16 kHz
     waves = torch.randn(3, int(1.0 * RATE), generator=torch.Generator().manual_seed(0)) * 0.1
     assert_starts_from(run, audio["run"], {"input_values": waves, "attention_mask": torch.ones_like(waves).long()})
+    # wav2vec2 continues the stored encoder with a fresh quantiser (a run folder keeps the encoder only)
+    code, _, err = run_cli(["pretrain", audio["data"], "--modality", "audio", "--init", audio["run"], "--method",
+                            "wav2vec2", "--clip-seconds", "1.0", "--max-steps", "2", "--out", tmp_path / "w2v", *QUIET])
+    assert code == 0, err
     assert_one_line_error(*run_cli(["pretrain", audio["data"], "--modality", "audio", "--init", audio["run"],
                                     "--sample-rate", "22050", "--out", tmp_path / "never", *QUIET])[::2],
                           "was trained on audio at 8000 Hz", "leave out --sample-rate 22050")

@@ -103,9 +103,9 @@ class Wav2Vec2(Method):
             own.dropout_features.p = 0.0
             self.pretraining = own
         else:
-            if starts_from_checkpoint(encoder.config):
+            if starts_from_checkpoint(encoder.config):  # a selfsup run keeps its encoder only; a HF base model too
                 log.info("wav2vec2: checkpoint %s holds no quantiser (not saved from Wav2Vec2ForPreTraining); "
-                         "starting a fresh one", encoder.config["source"])
+                         "starting a fresh one", encoder.config.get("init_from") or encoder.config.get("source"))
             self.pretraining = fresh_pretraining(encoder.hf_model.config, hp)
             self.pretraining.wav2vec2 = encoder.features_model()  # shared: the exported encoder is what was trained
         self.pretraining.config.update({"contrastive_logits_temperature": hp.temperature,
