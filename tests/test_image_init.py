@@ -418,3 +418,20 @@ def test_timm_hub_folder_is_a_source_of_its_own(ws, tmp_path):
     (folder / "model.safetensors").unlink()
     with pytest.raises(Exception, match="without weights"):
         get_modality("image").init_settings(str(folder), RunConfig())
+
+
+@pytest.mark.parametrize("frozen", [None, False])
+def test_a_pretrained_cnn_keeps_its_batchnorm_statistics(ws, tmp_path, frozen):
+    """Continued pretraining from a checkpoint leaves the encoder's BatchNorm running statistics as the checkpoint
+    measured them (by default; trainer.frozen_norm_stats=false updates them from the augmented views), and its
+    encoder trains at a tenth of the heads' rate (optim.init_lr_scale)."""
+    run = tmp_path / "run"
+    overrides = {"optim.init_lr_scale": 1e-9, **({} if frozen is None else {"trainer.frozen_norm_stats": frozen})}
+    api.pretrain(ws["images"], "simclr", run, encoder="test_resnet", init=ws["test_resnet"], image_size=SIDE,
+                 max_steps=3, batch_size=16, progress_bar=False, overrides=overrides)
+    source = build_encoder({**api.load(run).config}).state_dict()
+    trained = api.load(run).state_dict()
+    stats = [key for key in source if key.endswith(("running_mean", "running_var"))]
+    assert stats
+    unchanged = all(torch.equal(source[key], trained[key]) for key in stats)
+    assert unchanged is (frozen is None)

@@ -81,7 +81,7 @@ def test_lars_adapts_weight_matrices_but_not_biases_and_norms():
 def test_a_pretrained_encoder_takes_smaller_steps_than_the_new_heads():
     """--init: the encoder's groups get 0.1 x lr by default (optim.init_lr_scale overrides), BYOL's predictor keeps
     its 10x, the projection head its 1x; an encoder at random initialisation is not scaled."""
-    from selfsup.train.optimizers import PRETRAINED_LR_SCALE, encoder_lr_scale
+    from selfsup.train.pretrained import PRETRAINED_LR_SCALE, encoder_lr_scale
 
     assert encoder_lr_scale(OptimConfig(), {"name": "hf_text", "source": "/m"}) == PRETRAINED_LR_SCALE
     assert encoder_lr_scale(OptimConfig(), {"name": "tiny_cnn", "init_from": "/run"}) == PRETRAINED_LR_SCALE

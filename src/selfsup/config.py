@@ -147,6 +147,10 @@ class TrainerConfig:
     num_nodes: int = setting(1, low=1, high=65536, flag="--num-nodes")
     strategy: str = setting("auto", choices=_lightning_names("strategy"), flag="--strategy")  # Lightning strategy: auto, ddp, ddp_spawn, fsdp, ...
     sync_batchnorm: bool = setting(True)  # global BatchNorm statistics across GPUs (as SimCLR/BYOL); GPU only
+    # keep a pretrained encoder's BatchNorm running statistics (its layers normalise with them while training;
+    # their weights still train): statistics of augmented views replace what a checkpoint measured on clean images
+    frozen_norm_stats: bool | None = setting(None, kind=bool, help="null: true for an encoder started from a "
+                                             "checkpoint (--init), else false")
     num_workers: int = setting(0, low=0, high=1024, flag="--num-workers")
     log_every: int = setting(10, low=1, high=MAX_STEPS)
     health_every: int = setting(50, low=1, high=MAX_STEPS)

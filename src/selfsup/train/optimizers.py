@@ -68,22 +68,6 @@ def param_groups(method: Method, weight_decay: float, encoder_scale: float = 1.0
              "weight_decay": 0.0 if key[1] else weight_decay, "always_adapt": not key[1]} for key in order]
 
 
-PRETRAINED_LR_SCALE = 0.1
-"""The encoder's learning rate multiple when it starts from a checkpoint and ``optim.init_lr_scale`` is unset."""
-
-
-def encoder_lr_scale(optim: OptimConfig, encoder_config: dict) -> float:
-    """``optim.init_lr_scale``, or its default: :data:`PRETRAINED_LR_SCALE` for an encoder that starts from a
-    checkpoint (``--init``), 1 for one at random initialisation. Continued pretraining at the learning rate that
-    trains a network from scratch overwrites what the checkpoint knew (measured: EfficientNet-Lite0's linear
-    accuracy on CIFAR-10 fell from 0.60 to 0.43 in 3 minutes of SimCLR at the full rate)."""
-    from ..encoders import starts_from_checkpoint
-
-    if optim.init_lr_scale is not None:
-        return float(optim.init_lr_scale) if starts_from_checkpoint(encoder_config) else 1.0
-    return PRETRAINED_LR_SCALE if starts_from_checkpoint(encoder_config) else 1.0
-
-
 def build_optimizer(name: str, groups: list[dict], lr: float, momentum: float) -> torch.optim.Optimizer:
     """The optimiser ``name`` (one of :data:`OPTIMIZERS`) over ``groups`` from :func:`param_groups`."""
     for group in groups:

@@ -24,7 +24,8 @@ from .health import HealthMonitor
 from .lock import LOCK_FILE, RunLock
 from .logger import RunCSVLogger
 from .module import NonFiniteLossError, PretrainModule
-from .optimizers import choose_optimizer, default_lr_and_decay, encoder_lr_scale
+from .optimizers import choose_optimizer, default_lr_and_decay
+from .pretrained import encoder_lr_scale, frozen_norm_stats
 from .sources import TrainData
 
 log = logging.getLogger("selfsup")
@@ -212,7 +213,8 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
     config.optim.lr, config.optim.weight_decay = lr, weight_decay  # resolved, for config.yaml
     module = PretrainModule(method, config.data.modality, config.optim, lr, weight_decay,
                             pretext_in_loader=data.pretext_in_loader,
-                            encoder_scale=encoder_lr_scale(config.optim, method.encoder.config))
+                            encoder_scale=encoder_lr_scale(config.optim, method.encoder.config),
+                            frozen_norm_stats=frozen_norm_stats(tc, method.encoder.config))
     if trainer.is_global_zero:
         config.save(run_dir / CONFIG_FILE)
         if type(method).teacher_from_init:  # what --baseline teacher rebuilds it with, and the parameter counts
