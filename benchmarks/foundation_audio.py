@@ -13,7 +13,7 @@ seeded), linear probe at label fractions 0.05, 0.2 and 1.0, with ``init`` (the F
 (random init) and ``mfcc`` (MFCC statistics + logistic regression) as references. Results are appended to
 benchmarks/RESULTS.md.
 
-    .venv/bin/python benchmarks/foundation_audio.py                 # ~30 min on 2 CPU cores
+    .venv/bin/python benchmarks/foundation_audio.py                 # ~30 min on one CPU core
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ def main() -> None:
     p.add_argument("--teacher-encoder", default="wav2vec2_mini")
     p.add_argument("--student", default="wav2vec2_tiny")
     p.add_argument("--method", default="wav2vec2")
-    p.add_argument("--minutes", type=float, default=4.0, help="training budget of every run")
-    p.add_argument("--clip-seconds", type=float, default=4.0)
+    p.add_argument("--minutes", type=float, default=3.0, help="training budget of every run")
+    p.add_argument("--clip-seconds", type=float, default=2.0)
     p.add_argument("--batch-size", type=int, default=16)
     add_label_arguments(p, fractions="0.05,0.2,1.0", finetune_steps=50, protocols="linear")
     args = p.parse_args()
