@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -83,6 +84,17 @@ def sentences_per_second(run: Path, texts: list[str], teacher: bool = False, rep
     return len(texts) / best
 
 
+def subset(path: Path, rows: int, seed: int) -> Path:
+    """``path`` itself, or (``rows`` > 0) a file of ``rows`` of its lines drawn at random (seeded), beside it."""
+    if rows <= 0:
+        return path
+    lines = path.read_text(encoding="utf-8").splitlines()
+    random.Random(seed).shuffle(lines)
+    out = path.with_name(f"{path.stem}-{rows}{path.suffix}")
+    out.write_text("\n".join(lines[:rows]) + "\n", encoding="utf-8")
+    return out
+
+
 def table(results: dict[str, list[dict]], protocols: list[str], fractions: list[float]) -> str:
     """Markdown: one row per encoder, one column per (protocol, label fraction)."""
     columns = [(p, f) for p in protocols for f in fractions]
@@ -104,6 +116,11 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--student", default="bert_mini")
+    p.add_argument("--train-subset", type=int, default=0, help="labeled training rows per task (0: all)")
+    p.add_argument("--test-subset", type=int, default=0, help="test rows per task (0: all)")
+    p.add_argument("--finetune-rows", default="init,minilm+simcse,distill,scratch,bert_tiny+mlm",
+                   help="rows also fine-tuned (fine-tuning a MiniLM-sized encoder costs minutes per fraction on a CPU)")
+    p.add_argument("--finetune-fractions", default="0.01,0.1")
     add_label_arguments(p, fractions="0.01,0.1,1.0", finetune_steps=60, protocols="linear,finetune")
     args = p.parse_args()
     rows = args.rows.split(",")
@@ -112,7 +129,8 @@ def main() -> None:
     checkpoint = args.checkpoint.resolve()
 
     work = work_folder(args.work, "selfsup-foundation-text-")
-    tasks = prepare(args.data, work, args.seed)
+    tasks = {task: (subset(train, args.train_subset, args.seed), subset(test, args.test_subset, args.seed))
+             for task, (train, test) in prepare(args.data, work, args.seed).items()}
     corpus = work / "corpus.txt"
     corpus_lines = sum(1 for _ in open(corpus, encoding="utf-8"))
 
@@ -121,7 +139,7 @@ def main() -> None:
     if "scratch" in rows:
         plan.append(("bert_tiny+mlm", "mlm", {"encoder": "bert_tiny"}, "scratch,tfidf"))
     init_rows = "init" in rows  # MiniLM as is: with the first continued run, else as the distilled run's teacher
-    for method in ("tsdae", "simcse", "mlm"):
+    for method in ("simcse", "tsdae", "mlm"):
         if method in rows:
             plan.append((f"minilm+{method}", method, {"init": checkpoint}, "init" if init_rows else "none"))
             init_rows = False
@@ -134,11 +152,18 @@ def main() -> None:
     for label, method, extra, baseline in plan:
         run = work / f"run-{label.replace('+', '-')}"
         timing[label] = pretrain(corpus, run, method, args, **extra)
+        finetuned = {label, *baseline.split(",")} & set(args.finetune_rows.split(","))
         for task, (train, test) in tasks.items():
             t0 = time.time()
-            scores = selfsup.evaluate(run, train, test, protocols=protocols, label_fractions=fractions,
-                                      baseline=baseline, json_path=run / f"eval-{task}.json", seed=args.seed,
-                                      finetune_steps=args.finetune_steps)
+            scores = selfsup.evaluate(run, train, test, protocols=[p for p in protocols if p != "finetune"],
+                                      label_fractions=fractions, baseline=baseline,
+                                      json_path=run / f"eval-{task}.json", seed=args.seed)
+            if "finetune" in protocols and finetuned:
+                kept = ",".join(sorted(finetuned - {label})) or "none"  # the baselines fine-tuned too
+                scores += [r for r in selfsup.evaluate(
+                    run, train, test, protocols=["finetune"], baseline=kept, json_path=run / f"eval-ft-{task}.json",
+                    label_fractions=[float(f) for f in args.finetune_fractions.split(",")], seed=args.seed,
+                    finetune_steps=args.finetune_steps) if r.encoder != "pretrained" or label in finetuned]
             for r in scores:
                 name = {"pretrained": label, "teacher": "init"}.get(r.encoder, r.encoder)  # the teacher is MiniLM
                 results[task].setdefault(name, []).append(r.to_dict())
