@@ -122,3 +122,18 @@ def cache_model(folder, repo_id: str, hub, monkeypatch) -> None:
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0123abcd")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+
+
+def damaged_copies(folder, tmp_path):
+    """Two broken copies of the checkpoint ``folder``: ``reshaped`` (its config.json edited after saving:
+    intermediate_size 48, so saved weights no longer fit) and ``unweighted`` (model.safetensors removed)."""
+    import json
+    import shutil
+
+    reshaped, unweighted = tmp_path / "reshaped", tmp_path / "unweighted"
+    shutil.copytree(folder, reshaped)
+    config = json.loads((reshaped / "config.json").read_text())
+    (reshaped / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
+    shutil.copytree(folder, unweighted)
+    (unweighted / "model.safetensors").unlink()
+    return reshaped, unweighted

@@ -21,7 +21,7 @@ import transformers
 import yaml
 
 from cli_checks import assert_one_line_error, global_step, logged_losses, run_cli
-from conftest import cache_model
+from conftest import cache_model, damaged_copies
 from selfsup import api
 from selfsup.encoders import build_encoder
 from selfsup.modalities import get_modality
@@ -286,12 +286,7 @@ def test_init_mistakes_are_one_line(ws, tmp_path):
     assert not (ws["root"] / "never").exists()  # every mistake above is caught before anything is written
     # a sample rate set after --init, weights that do not fit the config beside them, a folder without weights:
     # found when the encoder is built
-    reshaped, unweighted = tmp_path / "reshaped", tmp_path / "unweighted"
-    shutil.copytree(ws["wavlm"], reshaped)
-    config = json.loads((reshaped / "config.json").read_text())
-    (reshaped / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
-    shutil.copytree(ws["wavlm"], unweighted)
-    (unweighted / "model.safetensors").unlink()
+    reshaped, unweighted = damaged_copies(ws["wavlm"], tmp_path)
     for folder, extra, fragments in (
             (ws["wavlm"], ("--set", "data.sample_rate=8000"), ("takes recordings at 16000 Hz",)),
             (reshaped, (), ("do not fit the architecture", "(64,) saved, (48,) expected")),

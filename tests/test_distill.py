@@ -25,7 +25,7 @@ from selfsup.evaluation.label_efficiency import curves, format_table
 from selfsup.modalities.text.tokenizer import load_tokenizer, token_spec, train_tokenizer
 from selfsup.registry import get_method, list_methods
 from selfsup.teachers import TEACHER_FILE, rebuild_teacher, teacher_record
-from test_text_init import TINY, encode, sentences, source_embeddings, train_mlm
+from test_text_init import TINY, encode, sentences, source_embeddings, train_mlm, write_text_task
 
 pytestmark = pytest.mark.usefixtures("no_network")  # conftest: any connection fails the test
 
@@ -36,10 +36,7 @@ STUDENT = {"name": "bert_tiny", "hidden_size": 32, "num_layers": 1, "num_heads":
 def ws(tmp_path_factory):
     """A corpus of two topics, labeled splits, and a tiny BERT teacher that learnt the corpus (masked LM)."""
     root = tmp_path_factory.mktemp("distill")
-    texts = [t for _, t in sentences(240, seed=0)]
-    (root / "corpus.txt").write_text("\n".join(texts) + "\n")
-    for name, n, seed in (("train.tsv", 40, 1), ("test.tsv", 20, 2)):
-        (root / name).write_text("".join(f"{'ab'[y]}\t{t}\n" for y, t in sentences(n, seed)))
+    texts = write_text_task(root)
     tok = train_tokenizer(texts, vocab_size=120, min_frequency=1)
     torch.manual_seed(0)
     bert = transformers.BertForMaskedLM(transformers.BertConfig(vocab_size=len(tok), **TINY,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from cli_checks import assert_one_line_error, global_step, logged_losses, run_cli
-from conftest import cache_model
+from conftest import cache_model, damaged_copies
 from selfsup import api
 from selfsup.encoders import build_encoder
 from selfsup.heads import TokenPredictionHead
@@ -33,6 +32,16 @@ TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "in
 
 
 pytestmark = pytest.mark.usefixtures("no_network")  # conftest: any connection fails the test
+
+
+def write_text_task(root: Path) -> list[str]:
+    """``root/corpus.txt`` (240 unlabeled sentences of two topics) and labeled ``train.tsv`` (40) / ``test.tsv`` (20);
+    returns the corpus."""
+    texts = [t for _, t in sentences(240, seed=0)]
+    (root / "corpus.txt").write_text("\n".join(texts) + "\n")
+    for name, n, seed in (("train.tsv", 40, 1), ("test.tsv", 20, 2)):
+        (root / name).write_text("".join(f"{'ab'[y]}\t{t}\n" for y, t in sentences(n, seed)))
+    return texts
 
 
 def sentences(n: int, seed: int) -> list[tuple[int, str]]:
@@ -72,10 +81,7 @@ def train_mlm(model: transformers.BertForMaskedLM, tok, texts: list[str], steps:
 def ws(tmp_path_factory) -> dict[str, Path]:
     """A corpus, labeled splits and one tiny checkpoint folder per family."""
     root = tmp_path_factory.mktemp("text_init")
-    texts = [t for _, t in sentences(240, seed=0)]
-    (root / "corpus.txt").write_text("\n".join(texts) + "\n")
-    for name, n, seed in (("train.tsv", 40, 1), ("test.tsv", 20, 2)):
-        (root / name).write_text("".join(f"{'ab'[y]}\t{t}\n" for y, t in sentences(n, seed)))
+    texts = write_text_task(root)
     wordpiece = train_tokenizer(texts, vocab_size=120, min_frequency=1)
     torch.manual_seed(0)
     pad = {"pad_token_id": wordpiece.pad_token_id}
@@ -282,12 +288,7 @@ def test_init_mistakes_are_one_line(ws, tmp_path):
                             "--method", "mlm", "--out", tmp_path / "gpt-mlm", "--max-steps", "1", "--no-progress"])
     assert_one_line_error(code, err, "mlm needs a bidirectional text encoder", "is causal", "--method clm")
     # weights that do not fit the config beside them, and a folder without weights: found when the encoder is built
-    reshaped, unweighted = tmp_path / "reshaped", tmp_path / "unweighted"
-    shutil.copytree(ws["bert"], reshaped)
-    config = json.loads((reshaped / "config.json").read_text())
-    (reshaped / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
-    shutil.copytree(ws["bert"], unweighted)
-    (unweighted / "model.safetensors").unlink()
+    reshaped, unweighted = damaged_copies(ws["bert"], tmp_path)
     for folder, fragments in ((reshaped, ("do not fit the architecture", "(64,) saved, (48,) expected")),
                               (unweighted, ("cannot be loaded", "no file named model.safetensors"))):
         code, _, err = run_cli(["pretrain", ws["root"] / "corpus.txt", "--modality", "text", "--init", folder,
