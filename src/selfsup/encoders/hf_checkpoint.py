@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover - transformers is imported when a checkpoi
 log = logging.getLogger("selfsup")
 
 CONFIG_FILE = "config.json"
-FOLDER_HINT = "give a Hugging Face model folder (config.json + weights + tokenizer files, as save_pretrained writes it)"
+FOLDER_HINT = ("give a selfsup run or export folder, or a Hugging Face model folder (config.json + weights + its "
+               "tokenizer or feature extractor, as save_pretrained writes it)")
 
 
 def _looks_like_path(source: str) -> bool:
