@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     modalities = modality_infos()
     p.add_argument("data", metavar="DATA", help="; ".join(info.data_help for info in modalities))
     p.add_argument("--modality", choices=[info.name for info in modalities], help="what DATA holds (default image)")
-    p.add_argument("--method", help="pretext method (see `selfsup methods`); default "
+    p.add_argument("--method", help="pretext method (see `selfsup methods`), or auto: pilot a shortlist per "
+                                    "modality, keep the best by RankMe and alpha-ReQ (no labels); default "
                                     + ", ".join(f"{info.default_method} for {info.unit}" for info in modalities))
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder: config.yaml, checkpoints/, metrics.csv")
     p.add_argument("--init", metavar="SOURCE",
@@ -177,6 +178,11 @@ def _run(args: argparse.Namespace) -> None:
         from lightning.fabric.utilities.rank_zero import rank_zero_only
 
         if rank_zero_only.rank == 0:  # DDP processes launched by Lightning run this command too
+            from .train.auto import describe
+
+            summary = describe(run)
+            if summary:
+                print(summary)
             print(f"run folder: {run}")
     elif args.command == "evaluate":
         from .evaluation import format_table

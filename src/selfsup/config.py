@@ -170,8 +170,13 @@ class RunConfig:
         return asdict(self)
 
     def save(self, path: Path) -> None:
+        """Write the settings to ``path``, keeping the record sections (:data:`RECORDS`) the file already has."""
+        kept = {}
+        if path.exists():
+            old = yaml.safe_load(path.read_text()) or {}
+            kept = {key: old[key] for key in RECORDS if isinstance(old, dict) and key in old}
         tmp = path.with_suffix(".yaml.tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        tmp.write_text(yaml.safe_dump({**self.to_dict(), **kept}, sort_keys=False))
         tmp.replace(path)
 
     @classmethod
@@ -195,6 +200,7 @@ class RunConfig:
 
 
 _SECTIONS = ("data", "method", "encoder", "optim", "trainer")
+RECORDS = ("auto",)  # what a run recorded besides its settings (``--method auto``'s choice): kept, never applied
 
 
 def coerce_setting(value: Any, current: Any, key: str, source: str, spec: Setting | None = None) -> Any:
@@ -286,6 +292,8 @@ def validate(config: RunConfig) -> RunConfig:
 
 def apply_dict(config: RunConfig, raw: dict[str, Any], source: str) -> None:
     for section, values in raw.items():
+        if section in RECORDS:
+            continue
         if section not in _SECTIONS:
             raise SelfSupError(f"{source}: unknown section {section!r}{did_you_mean(str(section), _SECTIONS)}")
         if values is None:

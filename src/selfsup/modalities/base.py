@@ -65,6 +65,8 @@ class ModalityInfo:
     pairwise_needs_test: bool = True  # False: that protocol reads its targets from the run itself (ranking)
     prepared_files: frozenset[str] = field(default_factory=frozenset)
     methods: tuple[str, ...] = ()  # generic methods that do not name this modality but fit it (a plug-in's)
+    # `--method auto`'s shortlist: one method per family, all training the default encoder (train/auto.py)
+    auto_methods: tuple[str, ...] = ()
     order: int = 100  # where it is listed (--help, `selfsup methods`); the built-ins come first
 
     def default_encoder(self, kind: str = DEFAULT_KIND) -> str:

@@ -152,7 +152,12 @@ def _fit_device(accelerator: str) -> str:
 
 def pretrain_run(config: RunConfig, run_dir: str | Path) -> Path:
     """Pretrain (or resume) into ``run_dir``, holding its lock from before anything is written there until the
-    run ends (see ``lock.py``); returns the path of the last checkpoint."""
+    run ends (see ``lock.py``); returns the path of the last checkpoint. ``--method auto`` pilots the modality's
+    shortlist first (``auto.py``)."""
+    from .auto import auto_run, is_auto
+
+    if is_auto(config):
+        return auto_run(config, run_dir)
     config = resolve(config)  # every setting checked before the run folder (or its lock) is touched
     with RunLock(Path(run_dir).expanduser()) as lock:
         return _pretrain_locked(config, lock.run_dir)

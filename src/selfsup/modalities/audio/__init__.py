@@ -28,5 +28,6 @@ INFO = ModalityInfo(
     default_method="wav2vec2",
     default_encoders={"any": "wav2vec2_tiny", "transformer": "wav2vec2_tiny"},
     implementation="selfsup.modalities.audio.modality:AudioModality",
+    auto_methods=("wav2vec2", "simclr", "speed", "data2vec"),
     baselines=("mfcc",),
 )

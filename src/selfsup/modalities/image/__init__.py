@@ -32,4 +32,5 @@ INFO = ModalityInfo(
     default_encoders={"any": "tiny_cnn", "transformer": "vit_micro"},
     baselines=("pixels",),
     implementation="selfsup.modalities.image.modality:ImageModality",
+    auto_methods=("simclr", "byol", "vicreg", "rotation"),
 )

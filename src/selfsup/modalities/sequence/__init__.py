@@ -28,6 +28,7 @@ INFO = ModalityInfo(
     default_method="sasrec",
     default_encoders={"any": "sasrec_tiny", "transformer": "sasrec_tiny"},
     implementation="selfsup.modalities.sequence.modality:SequenceModality",
+    auto_methods=("sasrec", "bert4rec", "cl4srec"),
     pairwise_protocol="ranking",
     pairwise_needs_test=False,
     prepared_files=frozenset({"item_map.json", "item_map.json.tmp"}),

@@ -28,6 +28,7 @@ INFO = ModalityInfo(
     default_method="mlm",
     default_encoders={"any": "bert_tiny", "transformer": "bert_tiny"},
     implementation="selfsup.modalities.text.modality:TextModality",
+    auto_methods=("simcse", "mlm", "tsdae"),
     baselines=("tfidf",),
     pairwise_protocol="similarity",
     prepared_files=frozenset({"tokenizer", "tokenizer.tmp"}),

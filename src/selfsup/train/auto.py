@@ -1,0 +1,280 @@
+"""``--method auto``: pilot a shortlist of methods, score them without labels, continue the best.
+
+Each candidate of the modality's shortlist (``ModalityInfo.auto_methods``, one method per family, all on the same
+default encoder and batch) trains a pilot run, ``RUN/pilots/NAME``, through the normal engine, on an equal share of
+:data:`PILOT_SHARE` of the budget (``--max-minutes``, ``--max-steps`` and ``--epochs`` each count the pilots).
+Each pilot's encoder then embeds a fixed, seeded sample of up to :data:`SAMPLE_SIZE` inputs of DATA (the same
+inputs for every pilot; clean, in eval mode) and is scored by RankMe (Garrido et al. 2023) and α-ReQ (Agrawal et al.
+2022; ``evaluation/label_free.py``). The candidates are ranked on each score (RankMe: higher is better; α-ReQ: α
+closer to 1 on a log scale is better) and the ranks averaged. With ``trainer.probe`` (``--probe LABELED``, a few
+labelled samples) the probe's kNN accuracy joins with the weight of both label-free scores together.
+
+The winner's pilot folder is copied into RUN and resumed there, by the normal engine, for the rest of the budget:
+RUN is a run of the winning method (config.yaml ``method.name``), plus the record section ``auto`` (candidates,
+scores, choice, reason, pilot minutes and what the other pilots spent, so that resuming RUN with ``--method
+auto`` resumes the winner within the same whole budget).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from ..config import RunConfig, validate
+from ..errors import SelfSupError
+from ..modalities import get_modality, get_modality_info
+from .checkpoint import load_checkpoint
+from .lock import LOCK_FILE, RunLock
+
+log = logging.getLogger("selfsup")
+
+AUTO = "auto"
+PILOTS = "pilots"
+PILOT_SHARE = 0.4
+"""Share of the budget (minutes, steps, epochs) the pilots spend together, split equally between them."""
+SAMPLE_SIZE = 2048
+"""Inputs of DATA each pilot's encoder embeds for its scores (the same seeded sample for every pilot)."""
+SCORES = ("rankme", "alpha_req")
+
+
+def is_auto(config: RunConfig) -> bool:
+    return config.method.get("name") == AUTO
+
+
+def candidates(modality: str) -> list[str]:
+    """The modality's shortlist, or one line saying it has none."""
+    names = list(get_modality_info(modality).auto_methods)
+    if not names:
+        raise SelfSupError(f"--method auto: {modality} data has no candidate methods to choose from; name one with "
+                           f"--method (`selfsup methods --modality {modality}` lists them)")
+    return names
+
+
+def read_record(run_dir: Path) -> dict[str, Any] | None:
+    """The ``auto`` section of ``run_dir/config.yaml``, if any."""
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        return None
+    saved = yaml.safe_load(path.read_text()) or {}
+    return saved.get(AUTO) if isinstance(saved, dict) else None
+
+
+def _write_record(run_dir: Path, record: dict[str, Any]) -> None:
+    path = run_dir / "config.yaml"
+    saved = yaml.safe_load(path.read_text()) or {}
+    saved[AUTO] = record
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(saved, sort_keys=False))
+    tmp.replace(path)
+
+
+def _with_method(config: RunConfig, name: str) -> RunConfig:
+    chosen = copy.deepcopy(config)
+    chosen.method = {"name": name}
+    return chosen
+
+
+def _pilot_config(config: RunConfig, name: str, count: int) -> RunConfig:
+    """``config`` for the pilot of ``name``: an equal share of :data:`PILOT_SHARE` of each budget."""
+    pilot = _with_method(config, name)
+    tc, share = pilot.trainer, PILOT_SHARE / count
+    tc.epochs = max(1, int(tc.epochs * share))
+    if tc.max_minutes:
+        tc.max_minutes = tc.max_minutes * share
+    if tc.max_steps:
+        tc.max_steps = max(1, int(tc.max_steps * share))
+    return pilot
+
+
+def _spent(run_dir: Path) -> dict[str, float]:
+    """Training minutes, optimiser steps and epochs of a run folder's last checkpoint."""
+    state = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    timer = next((v for k, v in (state.get("callbacks") or {}).items() if "Timer" in str(k)), {})
+    seconds = float((timer.get("time_elapsed") or {}).get("train", 0.0))
+    return {"minutes": seconds / 60, "steps": int(state.get("global_step", 0)), "epochs": int(state.get("epoch", 0))}
+
+
+def _continuation(config: RunConfig, winner: str, others: dict[str, float], own: dict[str, float]) -> RunConfig:
+    """The winner's settings in RUN: the user's budgets less what the other pilots (and the scoring) spent, never
+    below what its pilot reached."""
+    final = _with_method(config, winner)
+    tc = final.trainer
+    tc.epochs = max(int(own["epochs"]), 1, tc.epochs - int(others["epochs"]))
+    if tc.max_minutes:
+        tc.max_minutes = max(own["minutes"], tc.max_minutes - others["minutes"], 1e-3)
+    if tc.max_steps:
+        tc.max_steps = max(int(own["steps"]), 1, tc.max_steps - int(others["steps"]))
+    return final
+
+
+def sample_embeddings(run_dir: Path, config: RunConfig, device: str, count: int = SAMPLE_SIZE) -> torch.Tensor:
+    """Embeddings, by the encoder of ``run_dir`` in eval mode, of a fixed seeded sample of up to ``count`` inputs of
+    DATA (the modality's own ``embed``: clean inputs, no augmentation)."""
+    from ..artifacts import load
+
+    loaded = load(run_dir)
+    data = config.data
+    with tempfile.TemporaryDirectory(prefix="selfsup-auto-") as tmp:
+        written = get_modality(loaded.modality).embed(
+            loaded, data.path, Path(tmp) / "sample.npy", 256, device, strict=False,
+            encoding=getattr(data, "encoding", "utf-8"), text_field=getattr(data, "text_field", "text"))
+        embeddings = torch.from_numpy(np.load(written["embeddings"])).float()
+    generator = torch.Generator().manual_seed(config.trainer.seed)
+    rows = torch.randperm(embeddings.shape[0], generator=generator)[:count].sort().values
+    return embeddings[rows]
+
+
+def score_pilot(run_dir: Path, config: RunConfig, device: str) -> dict[str, float | None]:
+    """RankMe and α-ReQ's α of the pilot's embeddings of the sample; with ``trainer.probe``, the probe's kNN
+    accuracy."""
+    from ..evaluation.label_free import alpha_req, rankme
+
+    embeddings = sample_embeddings(run_dir, config, device)
+    scores: dict[str, float | None] = {"rankme": rankme(embeddings), "alpha_req": alpha_req(embeddings),
+                                       "probe_knn": None}
+    probe = getattr(config.trainer, "probe", None)
+    if probe:
+        scores["probe_knn"] = probe_knn(run_dir, probe, device)
+    return scores
+
+
+def probe_knn(run_dir: Path, probe: str, device: str) -> float:
+    """kNN accuracy of the run's encoder on the labelled probe set (``selfsup.probe``)."""
+    from ..artifacts import load
+    from ..probe import load_probe, probe_scores
+
+    loaded = load(run_dir)
+    return float(probe_scores(loaded.encoder, load_probe(loaded, probe), device)["knn"])
+
+
+def choose(scores: dict[str, dict[str, float | None]]) -> tuple[str, dict[str, dict[str, float | None]], str]:
+    """The winner, every candidate's scores with its combined ``score``, and the reason in words."""
+    from ..evaluation.label_free import alpha_quality, combined_scores
+
+    names = list(scores)
+    columns = {"rankme": [_number(scores[n]["rankme"]) for n in names],
+               "alpha_req": [alpha_quality(_number(scores[n]["alpha_req"], math.inf)) for n in names]}
+    weights = [1.0, 1.0]
+    with_probe = all(scores[n].get("probe_knn") is not None for n in names)
+    if with_probe:
+        columns["probe_knn"] = [_number(scores[n]["probe_knn"]) for n in names]
+        weights.append(2.0)
+    combined = combined_scores(columns, weights)
+    table = {n: {**{k: None if v is None else round(float(v), 4) for k, v in scores[n].items()}, "score": round(c, 4)}
+             for n, c in zip(names, combined)}
+    winner = max(names, key=lambda n: (table[n]["score"], _number(scores[n]["rankme"])))
+    s = scores[winner]
+    what = "RankMe, alpha-ReQ and the probe's kNN accuracy (weighted 2)" if with_probe else "RankMe and alpha-ReQ"
+    reason = (f"{winner} has the best rank-average of {what} over {len(names)} pilots: RankMe {_fmt(s['rankme'])}, "
+              f"alpha {_fmt(s['alpha_req'])} (best near 1)" +
+              (f", probe kNN {_fmt(s['probe_knn'])}" if with_probe else ""))
+    return winner, table, reason
+
+
+def _number(value: float | None, missing: float = -math.inf) -> float:
+    return missing if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def describe(run_dir: str | Path) -> str | None:
+    """The choice of an auto run as a few lines (a scores table), or None for any other run."""
+    record = read_record(Path(run_dir).expanduser())
+    if not record:
+        return None
+    lines = [f"--method auto chose {record['chosen']}: {record['reason']}",
+             f"  {'method':<12} {'RankMe':>8} {'alpha':>7} {'probe kNN':>9} {'score':>6}"]
+    for name in record["candidates"]:
+        s = record["scores"].get(name)
+        if s is None:
+            lines.append(f"  {name:<12} failed: {record.get('failed', {}).get(name, '')}")
+            continue
+        lines.append(f"  {name:<12} {_fmt(s['rankme']):>8} {_fmt(s['alpha_req']):>7} {_fmt(s['probe_knn']):>9} "
+                     f"{s['score']:>6.3f}")
+    return "\n".join(lines)
+
+
+def _device(config: RunConfig) -> str:
+    return "cuda" if config.trainer.accelerator != "cpu" and torch.cuda.is_available() else "cpu"
+
+
+def auto_run(config: RunConfig, run_dir: str | Path) -> Path:
+    """``pretrain_run`` for ``--method auto``: pilots, scores, then the winner continues into ``run_dir`` (or,
+    when ``run_dir`` already holds an auto run, the winner resumes). Returns the last checkpoint's path."""
+    from .run import _pretrain_locked, resolve
+
+    validate(config)
+    names = candidates(config.data.modality)
+    extra = sorted(k for k in config.method if k != "name")
+    if extra:
+        raise SelfSupError(f"--method auto: method.{extra[0]} is a setting of one method; leave method settings out "
+                           "with auto, or name the method")
+    for name in names:  # every candidate's settings checked before anything is written
+        resolve(_pilot_config(config, name, len(names)))
+    started = time.monotonic()
+    with RunLock(Path(run_dir).expanduser()) as lock:
+        run_dir = lock.run_dir
+        record = read_record(run_dir)
+        if record is None and (run_dir / "config.yaml").exists():
+            saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+            made = (saved.get("method") or {}).get("name")
+            raise SelfSupError(f"{run_dir} was made by method {made!r}, not auto; use --method {made} to resume it, or "
+                               "a new --out folder")
+        if record is None:
+            record = _pilots(config, names, run_dir, started)
+        final = resolve(_continuation(config, record["chosen"], record["spent_by_others"],
+                                      _spent(run_dir / PILOTS / record["chosen"])))
+        log.info("--method auto: %s continues in %s", record["chosen"], run_dir)
+        return _pretrain_locked(final, run_dir)
+
+
+def _pilots(config: RunConfig, names: list[str], run_dir: Path, started: float) -> dict[str, Any]:
+    """Train and score every pilot, copy the winner into ``run_dir`` and record the choice there."""
+    from .run import _pretrain_locked, resolve
+
+    scores: dict[str, dict[str, float | None]] = {}
+    failed: dict[str, str] = {}
+    spent: dict[str, dict[str, float]] = {}
+    for name in names:
+        folder = run_dir / PILOTS / name
+        log.info("--method auto: pilot %s in %s", name, folder)
+        try:
+            _pretrain_locked(resolve(_pilot_config(config, name, len(names))), folder)
+            spent[name] = _spent(folder)
+            scores[name] = score_pilot(folder, config, _device(config))
+        except SelfSupError as exc:  # a pilot that diverges or does not fit the data loses; the others go on
+            failed[name] = str(exc)
+            log.warning("--method auto: pilot %s failed: %s", name, exc)
+    if not scores:
+        raise SelfSupError(f"--method auto: every pilot failed ({'; '.join(f'{k}: {v}' for k, v in failed.items())})")
+    winner, table, reason = choose(scores)
+    elapsed = (time.monotonic() - started) / 60
+    others = {"minutes": round(elapsed - spent[winner]["minutes"], 4),
+              "steps": sum(s["steps"] for n, s in spent.items() if n != winner),
+              "epochs": sum(s["epochs"] for n, s in spent.items() if n != winner)}
+    for path in (run_dir / PILOTS / winner).iterdir():
+        if path.name == LOCK_FILE:
+            continue
+        target = run_dir / path.name
+        if path.is_dir():
+            shutil.copytree(path, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(path, target)
+    record = {"candidates": names, "scores": table, "chosen": winner, "reason": reason,
+              "pilot_minutes": round(elapsed, 4), "spent_by_others": others}
+    if failed:
+        record["failed"] = failed
+    _write_record(run_dir, record)
+    return record
