@@ -62,7 +62,7 @@ def test_every_built_in_modality_has_candidates_on_one_encoder():
         assert len(names) >= 3
         encoders = {get_method(n, modality).cls.encoder_for(modality) for n in names}
         # sequences: bert4rec reads histories both ways, on the bidirectional twin of sasrec_tiny (same size)
-        assert encoders == ({"sasrec_tiny", "bert4rec_tiny"} if modality == "sequence" else {encoders.pop()})
+        assert encoders == {"sasrec_tiny", "bert4rec_tiny"} if modality == "sequence" else len(encoders) == 1
 
 
 def test_a_modality_without_candidates_gets_one_line():
@@ -132,7 +132,7 @@ def test_the_auto_run_loads_evaluates_and_resumes_its_winner(auto_run, labeled_p
     assert loaded.encoder.config["name"] == "tiny_cnn"
     train, test = labeled_pair
     results = api.evaluate(run, train, test, protocols=["knn"], label_fractions=[1.0], baseline="none")
-    assert results and 0 <= results[0].accuracy <= 1
+    assert results and all(0 <= r.value <= 1 for r in results)
     before = load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"]
     pilots_before = {p: p.stat().st_mtime for p in (run / "pilots").rglob("last.ckpt")}
     api.pretrain(data, "auto", run, max_steps=BUDGET_STEPS + 4, **{k: v for k, v in FAST.items() if v})
