@@ -51,6 +51,8 @@ def pretrain(
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
     progress_bar: bool | None = None,
     init: str | Path | None = None,
+    probe: str | Path | None = None,
+    on_collapse: str | None = None,
 ) -> Path:
     """Pretrain an encoder on unlabeled data into the run folder ``out`` (resumes if it exists).
 
@@ -63,6 +65,10 @@ def pretrain(
     in the local Hugging Face cache (text: its architecture, weights, LM head and tokenizer; audio: its
     architecture, weights, wav2vec 2.0 quantiser and feature extractor, whose sample rate the run takes;
     images: a vision model folder, or a weights file with ``encoder`` naming its timm architecture).
+
+    ``probe``: a labelled set (as ``evaluate`` takes for ``train``) scored by kNN and a linear probe while training
+    (``probe/knn``, ``probe/linear`` in metrics.csv); ``on_collapse``: ``"warn"`` (default) or ``"stop"`` when the
+    health metrics show collapse (``RUN/health.json``; see :mod:`selfsup.train.health`).
     """
     from .train.run import pretrain_run
 
@@ -80,6 +86,7 @@ def pretrain(
         "data.modality": modality, "data.encoding": encoding, "data.tokenizer": tokenizer,
         "data.vocab_size": vocab_size, "data.max_length": max_length, "data.sample_rate": sample_rate,
         "data.clip_seconds": clip_seconds,
+        "trainer.probe": None if probe is None else str(probe), "trainer.on_collapse": on_collapse,
     }
     for key, value in flags.items():
         if value is not None:

@@ -16,6 +16,7 @@ from ..config import RunConfig, validate
 from ..encoders import build_encoder, check_encoder_settings
 from ..errors import SelfSupError
 from ..modalities import get_modality, get_modality_info, modality_infos
+from ..probe import check_probe, load_probe, loaded_in_training
 from ..registry import get_method
 from ..runtime import resolve_precision, retain_freed_memory
 from ..teachers import adopt_teacher_data, build_teacher, parameter_count, save_teacher_record
@@ -24,6 +25,7 @@ from .health import HealthMonitor
 from .lock import LOCK_FILE, RunLock
 from .logger import RunCSVLogger
 from .module import NonFiniteLossError, PretrainModule
+from .online_probe import OnlineProbe
 from .optimizers import choose_optimizer, default_lr_and_decay
 from .pretrained import encoder_lr_scale, frozen_norm_stats
 from .sources import TrainData
@@ -52,6 +54,8 @@ def resolve(config: RunConfig) -> RunConfig:
     config.encoder = {"name": info.cls.encoder_for(modality.name), **config.encoder}
     config.optim.optimizer = choose_optimizer(info.cls, config.optim.optimizer)
     check_encoder_settings(config.encoder)  # fail on a typo or a bad number before any data is read
+    if config.trainer.probe:
+        check_probe(modality.name, config.trainer.probe)
     if info.cls.teacher_from_init:  # before the data is prepared: the student reads the teacher's inputs
         adopt_teacher_data(config, info.cls)
     return config
@@ -189,6 +193,11 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
                                f"{config.data.modality} data does not offer yet")
         fit_to_data(method, data.examples, _fit_device(tc.accelerator))
     tc.precision = resolve_precision(tc.precision, tc.accelerator)  # resolved, for config.yaml
+    callbacks = []
+    if tc.probe:  # read before training starts: a bad labels file fails here, in one line
+        probe = load_probe(loaded_in_training(config, method.encoder, run_dir), tc.probe,
+                           getattr(config.data, "encoding", "utf-8"), tc.seed)
+        callbacks.append(OnlineProbe(probe, tc.probe_every or 5 * tc.health_every))
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = RunCheckpoint(run_dir / CHECKPOINT_DIR, tc.checkpoint_every)
     trainer = pl.Trainer(
@@ -202,7 +211,7 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
         strategy=tc.strategy,
         sync_batchnorm=tc.sync_batchnorm and tc.accelerator != "cpu" and torch.cuda.is_available(),
         logger=RunCSVLogger(str(run_dir), flush_logs_every_n_steps=tc.log_every * 5),
-        callbacks=[checkpoints, HealthMonitor(tc.health_every)],
+        callbacks=[checkpoints, HealthMonitor(tc.health_every), *callbacks],
         plugins=[AtomicCheckpointIO()],
         log_every_n_steps=tc.log_every,
         enable_checkpointing=False,
