@@ -143,12 +143,34 @@ def test_the_auto_run_loads_evaluates_and_resumes_its_winner(auto_run, labeled_p
 
 
 def test_auto_keeps_to_a_time_budget(image_folder, tmp_path):
-    minutes = 0.2
+    minutes = 0.3
     run = api.pretrain(image_folder, "auto", tmp_path / "run", max_minutes=minutes, epochs=1000,
                        **{k: v for k, v in FAST.items() if v})
     record = yaml.safe_load((run / "config.yaml").read_text())["auto"]
-    state = load_checkpoint(run / "checkpoints" / "last.ckpt")
-    trained = next(v for k, v in state["callbacks"].items() if "Timer" in k)["time_elapsed"]["train"] / 60
-    # the winner's training time plus everything the other pilots and the scoring took
-    assert trained + record["spent_by_others"]["minutes"] <= minutes * 1.15
-    assert trained > minutes * auto.PILOT_SHARE / len(record["candidates"]) * 0.8  # its own pilot, at least
+    count = len(record["candidates"])
+    share = minutes * auto.PILOT_SHARE / count
+
+    def trained(folder: Path) -> float:
+        state = load_checkpoint(folder / "checkpoints" / "last.ckpt")
+        return next(v for k, v in state["callbacks"].items() if "Timer" in k)["time_elapsed"]["train"] / 60
+
+    slack = 5 / 60  # Lightning checks its time limit after each step; a first step on a busy CPU takes seconds
+    for name in record["candidates"]:  # equal pilots
+        assert share * 0.9 <= trained(run / "pilots" / name) <= share + slack
+    others = record["spent_by_others"]["minutes"]  # the other pilots' wall time, their setup and the scoring
+    assert others >= (count - 1) * share * 0.9
+    # the winner trains on for exactly the rest of the budget (or stays at its pilot when nothing is left)
+    assert trained(run) == pytest.approx(max(trained(run / "pilots" / record["chosen"]), minutes - others),
+                                         abs=slack)
+
+
+def test_a_probe_set_joins_the_score(image_folder, labeled_pair, tmp_path):
+    probe, _ = labeled_pair
+    run = api.pretrain(image_folder, "auto", tmp_path / "run", max_steps=12, overrides={"trainer.probe": str(probe)},
+                       **{k: v for k, v in FAST.items() if v})
+    record = yaml.safe_load((run / "config.yaml").read_text())["auto"]
+    knn = {name: s["probe_knn"] for name, s in record["scores"].items()}
+    assert all(0 <= value <= 1 for value in knn.values())
+    assert "probe" in record["reason"]
+    # with the probe weighted as both label-free scores together, the winner is at least middling on kNN
+    assert knn[record["chosen"]] >= sorted(knn.values())[len(knn) // 2 - 1]

@@ -142,19 +142,20 @@ def score_pilot(run_dir: Path, config: RunConfig, device: str) -> dict[str, floa
     embeddings = sample_embeddings(run_dir, config, device)
     scores: dict[str, float | None] = {"rankme": rankme(embeddings), "alpha_req": alpha_req(embeddings),
                                        "probe_knn": None}
-    probe = getattr(config.trainer, "probe", None)
-    if probe:
-        scores["probe_knn"] = probe_knn(run_dir, probe, device)
+    if config.trainer.probe:
+        scores["probe_knn"] = probe_knn(run_dir, config, device)
     return scores
 
 
-def probe_knn(run_dir: Path, probe: str, device: str) -> float:
-    """kNN accuracy of the run's encoder on the labelled probe set (``selfsup.probe``)."""
+def probe_knn(run_dir: Path, config: RunConfig, device: str) -> float:
+    """kNN accuracy of the run's encoder on the held-out half of the labelled probe set ``trainer.probe``
+    (``selfsup.probe``: the same fixed split for every pilot)."""
     from ..artifacts import load
     from ..probe import load_probe, probe_scores
 
     loaded = load(run_dir)
-    return float(probe_scores(loaded.encoder, load_probe(loaded, probe), device)["knn"])
+    probe = load_probe(loaded, config.trainer.probe, getattr(config.data, "encoding", "utf-8"), config.trainer.seed)
+    return float(probe_scores(loaded.encoder, probe, device)["knn"])
 
 
 def choose(scores: dict[str, dict[str, float | None]]) -> tuple[str, dict[str, dict[str, float | None]], str]:
@@ -234,10 +235,21 @@ def auto_run(config: RunConfig, run_dir: str | Path) -> Path:
                                "a new --out folder")
         if record is None:
             record = _pilots(config, names, run_dir, started)
-        final = resolve(_continuation(config, record["chosen"], record["spent_by_others"],
-                                      _spent(run_dir / PILOTS / record["chosen"])))
+        own = _spent(run_dir)  # the winner's pilot, or where its continuation got to
+        final = resolve(_continuation(config, record["chosen"], record["spent_by_others"], own))
+        if _nothing_left(final, own):  # the pilots (their setup and scoring included) took the whole budget
+            log.warning("--method auto: the pilots used the whole budget; %s stays at its pilot's %d steps",
+                        record["chosen"], own["steps"])
+            return run_dir / "checkpoints" / "last.ckpt"
         log.info("--method auto: %s continues in %s", record["chosen"], run_dir)
         return _pretrain_locked(final, run_dir)
+
+
+def _nothing_left(final: RunConfig, own: dict[str, float]) -> bool:
+    """Whether the winner's budget in RUN is already spent (less than a second, a step or an epoch left)."""
+    tc = final.trainer
+    return (bool(tc.max_minutes) and tc.max_minutes - own["minutes"] < 1 / 60) or \
+        (bool(tc.max_steps) and tc.max_steps <= own["steps"]) or tc.epochs <= own["epochs"]
 
 
 def _pilots(config: RunConfig, names: list[str], run_dir: Path, started: float) -> dict[str, Any]:
