@@ -92,7 +92,15 @@ def main() -> None:
                    help="the shared data folder (images/, text/, audio/, sequences/)")
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    p.add_argument("--render", type=Path, help="only write the RESULTS.md section from this results.json")
     args = p.parse_args()
+    if args.render:
+        report = json.loads(args.render.read_text())
+        for key, r in report.items():
+            if not key.startswith("_"):
+                summarise(r)
+        write_results(args, report, args.render.parent)
+        return
     work = work_folder(args.work, "selfsup-auto-")
     start = time.time()
     report = {}
@@ -120,22 +128,34 @@ def main() -> None:
         selfsup.pretrain(task["data"], "auto", auto_run, **common)
         record = read_record(auto_run)
         auto_downstream = downstream(auto_run, task)
-        order = sorted(names, key=lambda n: -rows[n]["downstream"])
-        report[name] = {
-            "rows": rows, "auto_pick": record["chosen"], "auto_scores": record["scores"],
-            "auto_downstream": auto_downstream, "auto_seconds": round(time.time() - t0, 1),
-            "auto_place": order.index(record["chosen"]) + 1,
-            "full_budget_pick": max(names, key=lambda n: rows[n]["combined"]),
-            "spearman": {s: spearman([rows[n][k] if s != "alpha_req" else alpha_quality(rows[n]["alpha_req"])
-                                      for n in names], [rows[n]["downstream"] for n in names])
-                         for s, k in (("rankme", "rankme"), ("alpha_req", "alpha_req"), ("combined", "combined"))},
-        }
-        report[name]["full_budget_place"] = order.index(report[name]["full_budget_pick"]) + 1
+        report[name] = {"rows": rows, "auto_pick": record["chosen"], "auto_scores": record["scores"],
+                        "auto_downstream": auto_downstream, "auto_seconds": round(time.time() - t0, 1)}
+        summarise(report[name])
         print(f"{name}: auto picked {record['chosen']} (place {report[name]['auto_place']} of {len(names)})", flush=True)
-    write_results(args, report, time.time() - start, work)
+    report["_seconds"] = time.time() - start
+    write_results(args, report, work)
 
 
-def write_results(args: argparse.Namespace, report: dict, seconds: float, work: Path) -> None:
+def place(rows: dict, method: str) -> int:
+    """1 + the candidates with a strictly better downstream figure (ties share the better place)."""
+    return 1 + sum(row["downstream"] > rows[method]["downstream"] for row in rows.values())
+
+
+def summarise(r: dict) -> None:
+    """Add the places of auto's pick and of the full-budget pick, and the Spearman correlations, to ``r``."""
+    rows, names = r["rows"], list(r["rows"])
+    r["full_budget_pick"] = max(names, key=lambda n: (rows[n]["combined"], rows[n]["rankme"]))  # as auto breaks ties
+    r["auto_place"], r["full_budget_place"] = place(rows, r["auto_pick"]), place(rows, r["full_budget_pick"])
+    values = {"rankme": [rows[n]["rankme"] for n in names],
+              "alpha_req": [alpha_quality(rows[n]["alpha_req"]) for n in names],
+              "combined": [rows[n]["combined"] for n in names]}
+    r["spearman"] = {score: spearman(v, [rows[n]["downstream"] for n in names]) for score, v in values.items()}
+
+
+def write_results(args: argparse.Namespace, report: dict, work: Path) -> None:
+    seconds = report.pop("_seconds", None) or sum(
+        r["auto_seconds"] + sum(row["seconds"] for row in r["rows"].values()) for r in report.values())
+
     def f(x: float | None, digits: int = 3) -> str:
         return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -173,7 +193,7 @@ def write_results(args: argparse.Namespace, report: dict, seconds: float, work: 
                  "one dataset says little on its own.\n")
     with open(args.results, "a") as out:
         out.write("\n".join(lines) + "\n")
-    (work / "results.json").write_text(json.dumps(report, indent=2, default=str))
+    (work / "results.json").write_text(json.dumps({**report, "_seconds": seconds}, indent=2, default=str))
     print("\n".join(lines))
     print(f"appended to {args.results}")
 
