@@ -59,6 +59,10 @@ def pretrain(
     Settings are layered: defaults < ``config`` (YAML path or dict) < keyword arguments <
     ``overrides`` (``{"optim.lr": 1e-3}`` or ``["optim.lr=1e-3"]``). Returns the run folder.
 
+    ``method="auto"``: pilot the modality's shortlist of methods on a share of the budget, score each without labels
+    (RankMe, α-ReQ; with ``trainer.probe`` also the probe's kNN accuracy) and continue the best into ``out``
+    (``selfsup.train.auto``); config.yaml's ``auto`` section records the candidates, scores and choice.
+
     ``init``: start from a checkpoint instead of random weights: a selfsup run or export folder of the same
     modality (its encoder architecture and weights, with the data preparation they depend on: tokenizer, image
     size, sample rate, item map, which grows by the new log's items), or a Hugging Face model folder or a model id
