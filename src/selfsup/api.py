@@ -1,4 +1,4 @@
-"""The Python face of selfsup: pretrain, evaluate, embed, export, load.
+"""The Python face of selfsup: pretrain, evaluate, embed, export, load, report.
 
 Each function assembles inputs and calls the layer that does the work; the CLI calls these.
 """
@@ -98,6 +98,10 @@ def pretrain(
     for key, value in items:
         set_value(cfg, key, value)
     pretrain_run(cfg, out)
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # every DDP process runs this function; one writes the report
+        report(out, quiet=True)
     return Path(out)
 
 
@@ -142,6 +146,7 @@ def evaluate(
     """
     from .artifacts import load as load_stored
     from .evaluation import plot_label_efficiency, write_json
+    from .report.embeddings import SAMPLE_FILE
     from .encoders import starts_from_checkpoint
     from .evaluation.downstream import check_request, evaluate_labeled, evaluate_pairwise
     from .modalities import get_modality_info
@@ -169,11 +174,21 @@ def evaluate(
     else:
         results = evaluate_labeled(loaded, train, test, protocols, [float(f) for f in label_fractions], baselines,
                                    seed, _device(device), encoding=encoding, finetune_steps=finetune_steps,
-                                   progress=progress, teacher=teacher)
+                                   progress=progress, teacher=teacher, sample_to=run / SAMPLE_FILE)
     write_json(results, Path(json_path) if json_path else run / "eval.json")
     if any(r.n_labels > 0 for r in results):
         plot_label_efficiency(results, run / "plots" / "label_efficiency.png")
+    report(run, quiet=True)
     return results
+
+
+def report(run: str | Path, *, device: str | None = None, quiet: bool = False) -> Path | None:
+    """Write ``RUN/report.html`` (settings, data quality, curves and health, method choice, label efficiency, an
+    embedding map and nearest neighbours) and return its path. ``quiet``: a failure is a warning and None (what
+    ``pretrain`` and ``evaluate`` do at their end), not an error."""
+    from .report import refresh_report, write_report
+
+    return refresh_report(run) if quiet else write_report(run, device=device)
 
 
 def embed(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int = 256,
