@@ -152,6 +152,8 @@ def test_hostile_text_is_escaped_and_a_run_without_eval_json_survives(tmp_path):
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;img src=x onerror=alert(1)&gt;" in \
         section(html, "neighbours")
     assert [img["alt"] for img in Page(html).images] == ["training curves", "embedding map"]
+    views = _check_sample_matches_embed(run, corpus, tmp_path / "texts.parquet")
+    assert all(v.caption.endswith(hostile) and v.picture is None for v in views)
 
 
 def test_missing_or_damaged_parts_never_fail_a_report(image_run, tmp_path, caplog):
@@ -211,3 +213,62 @@ def test_the_report_renders_in_headless_chromium(image_run, tmp_path):
     assert len(widths) > 36 and all(w > 0 for w in widths), widths
     assert sections == list(SECTIONS)
     assert shot.stat().st_size > 10_000
+
+
+def _embedded(path: Path) -> dict[str, np.ndarray]:
+    """``selfsup embed``'s rows of a .parquet file by their key (path, text or user)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path).to_pydict()
+    key = next(k for k in table if k != "embedding")
+    return {str(k): np.asarray(v, dtype=np.float32) for k, v in zip(table[key], table["embedding"])}
+
+
+def _check_sample_matches_embed(run: Path, data: Path, out: Path) -> list:
+    """The report's sample of the training data: the embeddings `selfsup embed` writes for the same items; returns
+    the modality's views of the first five."""
+    from selfsup.artifacts import load
+    from selfsup.modalities import get_modality
+
+    loaded = load(run)
+    modality = get_modality(loaded.modality)
+    sample = modality.report_sample(loaded, data, 7, 0, yaml.safe_load((run / "config.yaml").read_text())["data"], "cpu")
+    assert len(sample.references) == 7 == sample.features.shape[0] and sample.total > 7
+    rows = _embedded(api.embed(run, data, out))
+    for reference, feature in zip(sample.references, sample.features.numpy()):
+        np.testing.assert_allclose(feature, rows[reference], rtol=1e-4, atol=1e-5)
+    return modality.report_items(loaded, sample.references[:5], {})
+
+
+def test_audio_report_shows_waveforms_and_durations(tmp_path):
+    from test_audio_cli import RATE, SMALL, write_classes
+
+    data = write_classes(tmp_path / "audio", per_class=6, seed=0)
+    overrides = [s for s in SMALL if s != "--set"]
+    run = api.pretrain(data, None, tmp_path / "run", modality="audio", sample_rate=RATE, clip_seconds=2.0,
+                       batch_size=4, max_steps=2, progress_bar=False, overrides=overrides)
+    views = _check_sample_matches_embed(run, data, tmp_path / "embedded.parquet")
+    assert all(re.fullmatch(r"(high|low)/\w+\.(wav|flac) · 0\.\d\d s", v.caption) for v in views), views
+    assert all(v.picture.shape == (48, 160, 3) and (v.picture != 255).any() for v in views)
+    html = (run / REPORT_FILE).read_text(encoding="utf-8")
+    assert section(html, "neighbours").count('class="thumb"') == 6 * 6
+
+
+def test_sequence_report_shows_users_by_their_recent_items(tmp_path):
+    from test_sequence_eval import write_log
+
+    log, _, _ = write_log(tmp_path)
+    run = api.pretrain(log, None, tmp_path / "run", modality="sequence", batch_size=16, max_length=10, max_steps=2,
+                       progress_bar=False)
+    views = _check_sample_matches_embed(run, log, tmp_path / "users.parquet")
+    for view in views:  # user u7 of group b walks b3, b4, ...: its last 8 of 12 items
+        user = int(re.match(r"user u(\d+) · 12 items: …, ", view.caption).group(1))
+        group = "ab"[user % 2]
+        assert view.caption.endswith(", ".join(f"{group}{(user // 2 + t) % 8}" for t in range(4, 12)))
+        assert view.picture is None
+    assert "<figcaption>user u" in section((run / REPORT_FILE).read_text(encoding="utf-8"), "neighbours")
+
+
+def test_the_image_sample_is_what_embed_writes(image_run, tmp_path):
+    views = _check_sample_matches_embed(image_run["run"], image_run["train"], tmp_path / "images.parquet")
+    assert all(v.picture.shape == (64, 64, 3) and v.picture.dtype == np.uint8 for v in views)
