@@ -55,7 +55,8 @@ def pretrain(
     """Pretrain an encoder on unlabeled data into the run folder ``out`` (resumes if it exists).
 
     Settings are layered: defaults < ``config`` (YAML path or dict) < keyword arguments <
-    ``overrides`` (``{"optim.lr": 1e-3}`` or ``["optim.lr=1e-3"]``). Returns the run folder.
+    ``overrides`` (``{"optim.lr": 1e-3}`` or ``["optim.lr=1e-3"]``). Returns the run folder, which ends with
+    ``report.html`` (:func:`report`; a failure to write it is a warning).
 
     ``init``: start from a checkpoint instead of random weights: a selfsup run or export folder of the same
     modality (its encoder architecture and weights, with the data preparation they depend on: tokenizer, image
@@ -141,7 +142,8 @@ def evaluate(
     ``protocols=["similarity"]`` scores the sentence pairs in ``test`` (``train`` may be None). For a sequence
     run, ``protocols=["ranking"]`` is leave-one-out next-item ranking on the run's own log (no files; a
     popularity baseline is always added), and ``train``/``test`` are ``user,label`` files for user attributes.
-    Writes ``json_path`` (default ``RUN/eval.json``) and ``RUN/plots/label_efficiency.png``;
+    Writes ``json_path`` (default ``RUN/eval.json``) and ``RUN/plots/label_efficiency.png``, keeps a sample of the
+    test embeddings for the report (``RUN/embedding_sample.npz``) and refreshes ``RUN/report.html``;
     returns the list of :class:`selfsup.evaluation.EvalResult`.
     """
     from .artifacts import load as load_stored
