@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..artifacts import LoadedEncoder, StoredEncoder
     from ..config import DataConfig, RunConfig
     from ..evaluation.label_efficiency import EvalResult
+    from ..inspection.items import InspectedItems
     from ..train.sources import TrainData
 
 DEFAULT_KIND = "any"
@@ -202,6 +203,15 @@ class Modality:
         """Embed every input under ``data`` into ``out``; returns ``{label: path}`` of the files written, the
         main one under ``"embeddings"``."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ data inspection
+    def inspect_items(self, data: str | Path, settings: DataConfig, loaded: LoadedEncoder | None, device: str,
+                      batch_size: int) -> InspectedItems:
+        """Every item under ``data`` read once for ``selfsup inspect``: its name as given on the command line, a
+        digest of its content, its embedding (``loaded``'s encoder when given, else the modality's cheap default:
+        a perceptual hash, MinHash, log-mel), statistics, class when ``data`` is labelled, and the unreadable
+        items with the reason. ``settings`` are the data settings (encoding, sample rate, log columns)."""
+        raise self._lacks("data inspection")
 
     # ------------------------------------------------------------------ what generic methods ask for
     def two_views(self, input_size: int, settings: Any) -> Pretext:
