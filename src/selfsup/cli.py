@@ -140,10 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "DATA items that leak into --against")
     i.add_argument("--threshold", type=float, help="near-duplicate from this cosine similarity (default: 0.8125 for "
                                                   "perceptual hashes, i.e. at most 6 of 64 bits differ; 0.5 estimated "
-                                                  "Jaccard for text MinHash; 0.95 for audio log-mel; 0.8 for sequence "
+                                                  "Jaccard for text MinHash; 0.98 for audio log-mel; 0.8 for sequence "
                                                   "item sets; 0.95 with --run)")
     i.add_argument("--outlier-k", type=int, default=5, help="outlier score: 1 - cosine to the k-th nearest distinct "
-                                                            "item (default 5); listed above median + 5 MAD")
+                                                            "item (default 5); listed when above the median by 3.5 scaled MADs")
     i.add_argument("--max-outliers", type=int, default=20, help="outliers listed at most (default 20)")
     i.add_argument("--block", type=int, default=4096, help="items per block of the similarity search (memory "
                                                            "grows with items x block; default 4096)")

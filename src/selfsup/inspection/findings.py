@@ -19,9 +19,10 @@ DEFAULT_NEIGHBOURS = 10
 """Neighbours kept per item: near-duplicates of an item beyond its 10 most similar are not listed."""
 DEFAULT_OUTLIER_K = 5
 """An item's outlier score is 1 - cosine to its 5th nearest distinct item."""
-OUTLIER_MADS = 5.0
-"""An item is an outlier when its score exceeds the median score by this many (scaled) median absolute
-deviations (a robust z-score above 5, Leys et al. 2013's "very conservative" cut is 3)."""
+OUTLIER_MADS = 3.5
+"""An item is an outlier when its score exceeds the median score by more than 3.5 scaled median absolute
+deviations (1.4826 x MAD): the modified z-score cut of Iglewicz & Hoaglin 1993 ("How to Detect and Handle
+Outliers"), robust to the outliers themselves."""
 DEFAULT_MAX_OUTLIERS = 20
 
 

@@ -79,25 +79,27 @@ def minhash_signs(sets: Iterable[Iterable[str]], num_perm: int = MINHASH_PERMUTA
 
     Each set gets a MinHash signature (Broder 1997, "On the resemblance and containment of documents"; the
     ``datasketch`` library) of ``num_perm`` values; only the lowest bit of each is kept (b-bit minwise
-    hashing, Li & König 2010, b = 1). Two sets agree on a bit with probability ``c = J + (1 - J) / 2``, so the
+    hashing, Li & König 2010, b = 1; :func:`_one_bit`). Two sets agree on a bit with probability ``c = J + (1 - J) / 2``, so the
     cosine of the ±1 vectors, ``2c - 1``, is an unbiased estimate of J (standard deviation at most
     ``1 / sqrt(num_perm)``): near-duplicates are found by the same cosine search as every other embedding.
     An empty set gets a vector of its own (all +1)."""
     from datasketch import MinHash
 
-    rows = []
-    seed_hash = MinHash(num_perm=num_perm, seed=1)
-    for items in sets:
-        encoded = [s.encode("utf-8") for s in set(items)]
-        if not encoded:
-            rows.append(np.ones(num_perm, dtype=bool))
-            continue
-        sketch = MinHash(num_perm=num_perm, seed=1, permutations=seed_hash.permutations)
-        sketch.update_batch(encoded)
-        rows.append((sketch.hashvalues & 1).astype(bool))
+    encoded = [[s.encode("utf-8") for s in set(items)] for items in sets]
+    sketches = MinHash.generator(encoded, num_perm=num_perm, seed=1)  # one set of permutations for all
+    rows = [_one_bit(sketch.hashvalues) if members else np.ones(num_perm, dtype=bool)
+            for members, sketch in zip(encoded, sketches)]
     if not rows:
         return torch.empty(0, num_perm)
     return sign_vectors(np.stack(rows))
+
+
+def _one_bit(values: np.ndarray) -> np.ndarray:
+    """One bit of each MinHash value: the top bit after a multiplicative (Fibonacci) mix. Not the lowest bit
+    itself: that of an affine hash ``(a x + b) mod 2^32`` depends on the lowest bits of ``a``, ``x`` and ``b``
+    only, so unrelated sets would agree far more often than half the time."""
+    mixed = values.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return (mixed >> np.uint64(63)).astype(bool)
 
 
 def word_shingles(text: str) -> set[str]:
