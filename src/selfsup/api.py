@@ -202,7 +202,7 @@ def embed_files(run: str | Path, data: str | Path, out: str | Path, *, batch_siz
 
 def inspect(data: str | Path, *, run: str | Path | None = None, against: str | Path | None = None,
             modality: str | None = None, json_path: str | Path | None = None, write_clean: str | Path | None = None,
-            threshold: float | None = None, outlier_k: int = 5, max_outliers: int = 20, block: int = 4096,
+            threshold: float | None = None, outlier_k: int = 5, max_outliers: int = 20, block: int = 1024,
             encoding: str | None = None, batch_size: int = 256, device: str | None = None):
     """Data quality of ``data`` (any modality): unreadable items, exact duplicates (content digest), near-duplicates
     (cosine of the ``run``'s encoder embeddings, else a cheap default: perceptual hash for images, MinHash of word

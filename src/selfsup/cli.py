@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--outlier-k", type=int, default=5, help="outlier score: 1 - cosine to the k-th nearest distinct "
                                                             "item (default 5); listed when above the median by 3.5 scaled MADs")
     i.add_argument("--max-outliers", type=int, default=20, help="outliers listed at most (default 20)")
-    i.add_argument("--block", type=int, default=4096, help="items per block of the similarity search (memory "
-                                                           "grows with items x block; default 4096)")
+    i.add_argument("--block", type=int, default=1024, help="items per block of the similarity search (memory: "
+                                                           "block x block similarities at a time; default 1024)")
     i.add_argument("--encoding", help="text files' encoding (default: the run's, else utf-8)")
     i.add_argument("--batch-size", type=int, default=256, help="items per encoder batch with --run")
 

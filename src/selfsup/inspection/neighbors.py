@@ -2,8 +2,8 @@
 
 The similarity matrix of n items is never held: queries are taken ``block`` rows at a time, each against the
 base ``block`` rows at a time, and only the ``k`` most similar base rows seen so far are kept per query
-(a running top-k merged after every block). 50,000 x 50,000 at block 4096 holds at most a 4096 x 4096 block
-(64 MiB) plus the n x k result.
+(each block's own top k merged into a running top k). 50,000 x 50,000 at block 1024 holds one 1024 x 1024 block
+of similarities (4 MiB) at a time plus the n x k result; the full matrix would take 9.3 GiB.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-DEFAULT_BLOCK = 4096
+DEFAULT_BLOCK = 1024
 
 
 @dataclass
@@ -51,14 +51,13 @@ def nearest(queries: torch.Tensor, base: torch.Tensor | None, k: int, block: int
                 cols = rows + q0 - b0
                 inside = (cols >= 0) & (cols < sims.shape[1])
                 sims[rows[inside], cols[inside]] = float("-inf")
-            idx = torch.arange(b0, b0 + sims.shape[1]).expand_as(sims)
-            merged_sim = torch.cat([run_sim, sims], dim=1)
-            merged_idx = torch.cat([run_idx, idx], dim=1)
-            top = merged_sim.topk(min(k, merged_sim.shape[1]), dim=1)
+            block_top = sims.topk(min(k, sims.shape[1]), dim=1)  # the block's best k, then merged with the run's
+            merged_sim = torch.cat([run_sim, block_top.values], dim=1)
+            merged_idx = torch.cat([run_idx, block_top.indices + b0], dim=1)
+            top = merged_sim.topk(k, dim=1)
             run_sim = top.values
             run_idx = merged_idx.gather(1, top.indices)
-        width = run_sim.shape[1]
-        best_sim[q0 : q0 + block, :width] = run_sim
-        best_idx[q0 : q0 + block, :width] = run_idx
+        best_sim[q0 : q0 + block] = run_sim
+        best_idx[q0 : q0 + block] = run_idx
     best_idx[best_sim == float("-inf")] = -1
     return Neighbours(best_sim, best_idx)
