@@ -124,7 +124,7 @@ def _csv_reader(file: Path, encoding: str) -> Iterator[list[str]]:
     return csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
 
 
-Located = tuple[int, str, "str | None"]  # (line, text, label): a text, where it starts and its label if the file has one
+Located = tuple[int, str, "str | None"]  # (line, text, label): a text, its line and its label if the file has one
 
 
 def _texts_plain(file: Path, encoding: str) -> Iterator[Located]:
@@ -189,8 +189,8 @@ def iter_texts(files: Iterable[str | Path], encoding: str = "utf-8", text_field:
 
 
 def located_texts(file: str | Path, encoding: str = "utf-8", text_field: str = "text") -> Iterator[Located]:
-    """The texts of one file as :func:`iter_texts` reads them, each with its line number (a CSV row's last line: a quoted
-    field may span lines) and its label when the file has one (a ``label`` column or field)."""
+    """The texts of one file as :func:`iter_texts` reads them, each with its line number (a CSV row's last
+    line: a quoted field may span lines) and its label when the file has one (a ``label`` column or field)."""
     file = Path(file)
     suffix = file.suffix.lower()
     if suffix == ".jsonl":
