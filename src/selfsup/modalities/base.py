@@ -17,6 +17,9 @@ A modality provides:
   (:attr:`ModalityInfo.prepared_files`);
 - **evaluation**: its baselines (tfidf, mfcc, pixels, popularity), its label-free protocol (similarity, ranking),
   the transforms that feed an encoder while fine-tuning and extracting features;
+- **inspection** (``selfsup inspect``): its items read once with a content digest, a cheap embedding (or a run's
+  encoder's), statistics and labels (:meth:`Modality.inspect_items`); duplicates, leaks and outliers are found
+  by the modality-free engine in :mod:`selfsup.inspection`;
 - **what generic methods ask for**: two views of a batch (:meth:`two_views`: SimCLR, SimCSE, COLA), one view
   (:meth:`one_view`: distillation), the
   masked student input and the teacher's target normalisation (:meth:`masked_inputs`,
