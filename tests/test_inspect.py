@@ -257,6 +257,25 @@ def test_run_encoder_embeddings(image_sets, tmp_path):
     assert [sorted(g) for g in findings.exact_duplicates] == [sorted([f"{data}/dog/00.png", f"{data}/cat/copy.png"])]
     written = json.loads((run / "inspection.json").read_text())
     assert JSON_KEYS <= set(written) and written["run"] == str(run)
-    embedded = api.embed(run, data, tmp_path / "emb.npy")
-    rows = np.load(embedded)
-    assert rows.shape[0] == findings.summary["counts"]["readable"]
+    from selfsup.artifacts import load
+    from selfsup.config import RunConfig
+    from selfsup.modalities import get_modality
+
+    items = get_modality("image").inspect_items(data, RunConfig().data, load(run), "cpu", 64)
+    embedded = np.load(api.embed(run, data, tmp_path / "emb.npy"))  # the same sorted files, bad.png skipped
+    assert embedded.shape[0] == len(items.ids) == findings.summary["counts"]["readable"]
+    assert np.allclose(items.embeddings.numpy(), embedded, atol=1e-5)
+
+
+def test_sequence_run_encoder(tmp_path):
+    """A sequence run compares users by its encoder; identical histories stay exact duplicates."""
+    rng = np.random.default_rng(0)
+    histories = {f"u{u:02d}": [f"i{j}" for j in rng.choice(30, 8, replace=False)] for u in range(30)}
+    histories["u99"] = list(histories["u00"])
+    data = _log(tmp_path / "log.csv", histories)
+    run = tmp_path / "run"
+    api.pretrain(data, None, run, modality="sequence", max_steps=1, batch_size=8, progress_bar=False)
+    findings = api.inspect(data, run=run)
+    assert findings.summary["embedding"].startswith("the run's encoder") and findings.summary["modality"] == "sequence"
+    assert findings.exact_duplicates == [["u00", "u99"]]
+    assert (run / "inspection.json").is_file()
