@@ -1,4 +1,4 @@
-"""The Python face of selfsup: pretrain, evaluate, embed, export, load, report.
+"""The Python face of selfsup: pretrain, evaluate, embed, inspect, export, load, report.
 
 Each function assembles inputs and calls the layer that does the work; the CLI calls these.
 """
@@ -215,6 +215,26 @@ def embed_files(run: str | Path, data: str | Path, out: str | Path, *, batch_siz
     loaded = load_stored(run)
     return get_modality(loaded.modality).embed(loaded, data, out, batch_size, _device(device), strict=strict,
                                                encoding=encoding, text_field=text_field)
+
+
+def inspect(data: str | Path, *, run: str | Path | None = None, against: str | Path | None = None,
+            modality: str | None = None, json_path: str | Path | None = None, write_clean: str | Path | None = None,
+            threshold: float | None = None, outlier_k: int = 5, max_outliers: int = 20, block: int = 1024,
+            encoding: str | None = None, batch_size: int = 256, device: str | None = None):
+    """Data quality of ``data`` (any modality): unreadable items, exact duplicates (content digest), near-duplicates
+    (cosine of the ``run``'s encoder embeddings, else a cheap default: perceptual hash for images, MinHash of word
+    shingles for text, log-mel for audio, MinHash of item sets for sequences; ``threshold`` overrides its default),
+    leaks into ``against`` (a test set), outliers (1 - cosine to the ``outlier_k``-th neighbour), class balance and
+    distributions. Writes ``json_path``, ``RUN/inspection.json`` with a run, and ``write_clean`` (the items to keep,
+    one per line). Returns :class:`selfsup.inspection.Findings` (``.to_json()``: the JSON document)."""
+    from .inspection import Settings, inspect_data
+
+    check_arguments("inspect", threshold=threshold, batch_size=batch_size, outlier_k=outlier_k, max_outliers=max_outliers, block=block)
+    settings = Settings(threshold=threshold, outlier_k=outlier_k, max_outliers=max_outliers, block=block)
+    findings, _ = inspect_data(data, run=run, against=against, modality=modality, json_path=json_path,
+                               clean_path=write_clean, settings=settings, encoding=encoding, device=_device(device),
+                               batch_size=batch_size)
+    return findings
 
 
 EXPORT_FORMATS = ("safetensors", "huggingface")

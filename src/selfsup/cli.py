@@ -126,6 +126,34 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=int, default=256)
     b.add_argument("--encoding", default="utf-8", help="text files' encoding (default utf-8)")
 
+    i = sub.add_parser("inspect", help="data quality: unreadable files, duplicates, near-duplicates, train/test "
+                                       "leaks, outliers, class balance, sizes and lengths")
+    i.add_argument("data", metavar="DATA", help="what pretrain reads (" + "; ".join(info.data_help for info in modalities) + ")")
+    i.add_argument("--run", metavar="RUN_DIR", help="compare items by this run's encoder (cosine of embeddings) instead "
+                                                   "of the cheap default, and write RUN_DIR/inspection.json")
+    i.add_argument("--against", metavar="OTHER", help="data of the same kind (e.g. the test set): its items with a "
+                                                      "near-duplicate in DATA are leaks")
+    i.add_argument("--modality", choices=[info.name for info in modalities], help="what DATA holds (default: the "
+                                                                                  "run's, else image)")
+    i.add_argument("--json", metavar="OUT.json", help="write every finding (keys unreadable, exact_duplicates, "
+                                                      "near_duplicates, leaks, outliers, plus counts, thresholds, "
+                                                      "distributions, class_balance)")
+    i.add_argument("--write-clean", metavar="LIST", help="write the items to keep, one per line (paths; texts for "
+                                                         "text; user ids for sequences): all readable items but later "
+                                                         "exact copies, the second of each near-duplicate pair and "
+                                                         "DATA items that leak into --against")
+    i.add_argument("--threshold", type=float, help="near-duplicate from this cosine similarity (default: 0.8125 for "
+                                                  "perceptual hashes, i.e. at most 6 of 64 bits differ; 0.5 estimated "
+                                                  "Jaccard for text MinHash; 0.98 for audio log-mel; 0.8 for sequence "
+                                                  "item sets; 0.95 with --run)")
+    i.add_argument("--outlier-k", type=int, default=5, help="outlier score: 1 - cosine to the k-th nearest distinct "
+                                                            "item (default 5); listed when above the median by 3.5 scaled MADs")
+    i.add_argument("--max-outliers", type=int, default=20, help="outliers listed at most (default 20)")
+    i.add_argument("--block", type=int, default=1024, help="items per block of the similarity search (memory: "
+                                                           "block x block similarities at a time; default 1024)")
+    i.add_argument("--encoding", help="text files' encoding (default: the run's, else utf-8)")
+    i.add_argument("--batch-size", type=int, default=256, help="items per encoder batch with --run")
+
     x = sub.add_parser("export", help="export a run's encoder")
     x.add_argument("run", metavar="RUN_DIR")
     x.add_argument("--format", default="safetensors", choices=["safetensors", "huggingface"],
@@ -196,6 +224,14 @@ def _run(args: argparse.Namespace) -> None:
             print(f"{label}: {path}")
     elif args.command == "report":
         print(f"report: {api.report(args.run)}")
+    elif args.command == "inspect":
+        from .inspection import summary_lines
+
+        findings = api.inspect(args.data, run=args.run, against=args.against, modality=args.modality,
+                               json_path=args.json, write_clean=args.write_clean, threshold=args.threshold,
+                               outlier_k=args.outlier_k, max_outliers=args.max_outliers, block=args.block,
+                               encoding=args.encoding, batch_size=args.batch_size)
+        print("\n".join(summary_lines(findings)))
     elif args.command == "export":
         print(f"exported: {api.export(args.run, args.out, format=args.format)}")
     elif args.command == "demo":

@@ -19,6 +19,9 @@ A modality provides:
   the transforms that feed an encoder while fine-tuning and extracting features;
 - **the run report** (``RUN/report.html``): a sample of its data embedded (:meth:`report_sample`) and how one
   sample is shown (:meth:`report_items`: a thumbnail, a snippet, a waveform, a history);
+- **inspection** (``selfsup inspect``): its items read once with a content digest, a cheap embedding (or a run's
+  encoder's), statistics and labels (:meth:`Modality.inspect_items`); duplicates, leaks and outliers are found
+  by the modality-free engine in :mod:`selfsup.inspection`;
 - **what generic methods ask for**: two views of a batch (:meth:`two_views`: SimCLR, SimCSE, COLA), one view
   (:meth:`one_view`: distillation), the
   masked student input and the teacher's target normalisation (:meth:`masked_inputs`,
@@ -41,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..artifacts import LoadedEncoder, StoredEncoder
     from ..config import DataConfig, RunConfig
     from ..evaluation.label_efficiency import EvalResult
+    from ..inspection.items import InspectedItems
     from ..train.sources import TrainData
 
 DEFAULT_KIND = "any"
@@ -250,6 +254,15 @@ class Modality:
         """How the report shows the samples ``references`` (from :meth:`report_sample` or an evaluation's test set):
         by default the reference itself."""
         return [ItemView(str(reference)) for reference in references]
+
+    # ------------------------------------------------------------------ data inspection
+    def inspect_items(self, data: str | Path, settings: DataConfig, loaded: LoadedEncoder | None, device: str,
+                      batch_size: int) -> InspectedItems:
+        """Every item under ``data`` read once for ``selfsup inspect``: its name as given on the command line, a
+        digest of its content, its embedding (``loaded``'s encoder when given, else the modality's cheap default:
+        a perceptual hash, MinHash, log-mel), statistics, class when ``data`` is labelled, and the unreadable
+        items with the reason. ``settings`` are the data settings (encoding, sample rate, log columns)."""
+        raise self._lacks("data inspection")
 
     # ------------------------------------------------------------------ what generic methods ask for
     def two_views(self, input_size: int, settings: Any) -> Pretext:

@@ -165,3 +165,11 @@ class AudioModality(Modality):
         from ...encoders.audio import standardize_over_time
 
         return standardize_over_time(states.float(), batch["valid"], eps=1e-5)
+
+    # ------------------------------------------------------------------ data inspection
+    def inspect_items(self, data, settings, loaded, device, batch_size):
+        """Recordings: BLAKE2b of the file's bytes, a volume-free log-mel embedding (or the run's encoder),
+        duration, sample rate and channels, the class subfolder when DATA has one per class."""
+        from .inspection import inspect_audio
+
+        return inspect_audio(data, settings.sample_rate, loaded, device, batch_size)

@@ -182,3 +182,11 @@ class ImageModality(Modality):
     def normalize_targets(self, states: torch.Tensor, batch: dict) -> torch.Tensor:
         """Parameter-less layer norm per patch (data2vec §3.3, vision)."""
         return F.layer_norm(states.float(), states.shape[-1:])
+
+    # ------------------------------------------------------------------ data inspection
+    def inspect_items(self, data, settings, loaded, device, batch_size):
+        """Images: BLAKE2b of the file's bytes, a 64-bit perceptual hash (or the run's encoder), width, height and
+        file size, the class subfolder when DATA has one per class."""
+        from .inspection import inspect_images
+
+        return inspect_images(data, loaded, device, batch_size)

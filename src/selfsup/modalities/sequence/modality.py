@@ -71,3 +71,11 @@ class SequenceModality(Modality):
         from .evaluation import embed_log
 
         return embed_log(loaded, data, out, batch_size, device, strict=strict)
+
+    # ------------------------------------------------------------------ data inspection
+    def inspect_items(self, data, settings, loaded, device, batch_size):
+        """Users of the log (named by their ids): their history's digest, MinHash of their set of items (or the
+        run's encoder), history length; malformed rows are reported as unreadable."""
+        from .inspection import inspect_log
+
+        return inspect_log(data, settings, loaded, device, batch_size)

@@ -174,3 +174,11 @@ class TextModality(Modality):
     def normalize_targets(self, states: torch.Tensor, batch: dict) -> torch.Tensor:
         """Parameter-less layer norm per token (data2vec §3.3, text)."""
         return F.layer_norm(states.float(), states.shape[-1:])
+
+    # ------------------------------------------------------------------ data inspection
+    def inspect_items(self, data, settings, loaded, device, batch_size):
+        """Texts (``FILE:LINE``): BLAKE2b of the text, MinHash of its words and word pairs (or the run's encoder),
+        words and characters, the label column or field when the files have one."""
+        from .inspection import inspect_texts
+
+        return inspect_texts(self, data, settings.encoding, settings.text_field, loaded, device, batch_size)
