@@ -25,6 +25,7 @@ from .modalities.image import MAX_IMAGE_SIZE  # noqa: F401  (image sizes anywher
 from .settings import SETTING, Setting, check_fields, format_bytes, setting, setting_label, spec_of  # noqa: F401
 
 CACHE_MODES = ("auto", "memory", "stream")
+LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")  # metrics.csv always; the others beside it (train/logger.py)
 OPTIMIZERS = ("adamw", "sgd", "lars")
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64", "16",
               "bf16", "transformer-engine", "transformer-engine-float16")  # Lightning's, plus auto
@@ -156,6 +157,8 @@ class TrainerConfig:
     health_every: int = setting(50, low=1, high=MAX_STEPS)
     checkpoint_every: int = setting(200, low=1, high=MAX_STEPS)
     progress_bar: bool = setting(True)
+    # where metrics go besides metrics.csv (always written): TensorBoard, MLflow or Weights & Biases, offline in RUN
+    logger: str = setting("csv", choices=LOGGERS, flag="--logger")
 
 
 @dataclass
