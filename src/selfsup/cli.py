@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any setting, e.g. --set optim.lr=0.001 --set method.temperature=0.2")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--logger", help="csv (default: metrics.csv only), or tensorboard, mlflow, wandb beside it, "
-                                    "written offline into RUN_DIR (extras: pip install 'selfsup[tensorboard]')")
+                                    "written offline into RUN_DIR (each an extra: pip install 'selfsup[NAME]')")
 
     e = sub.add_parser("evaluate", help="label-efficiency evaluation: pretrained vs scratch at label fractions; "
                                         "sequences also: leave-one-out next-item ranking")
