@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,25 +25,40 @@ LOG_EVERY_STEP = {"trainer.health_every": 1, "trainer.log_every": 1}
 TRACKED = ("loss_step", "health/rankme")  # a metric Lightning logs, and one the health callback logs itself
 
 
+LOCAL_HOSTS = {None, "localhost", "127.0.0.1", "::1", ""}
+
+
 @pytest.fixture
 def offline(monkeypatch):
-    """Any network connection fails the test; Unix sockets stay open (W&B talks to its own local process)."""
-    connect = socket.socket.connect
+    """Any network connection or name lookup, from any thread, fails the test; Unix sockets stay open (W&B talks
+    to its own local process). A refused attempt in a background thread (telemetry) is caught at teardown."""
+    attempts: list[str] = []
+    connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
 
     def local_only(self, address):
         if self.family != getattr(socket, "AF_UNIX", None):
+            attempts.append(f"connect {address}")
             raise AssertionError(f"network connection attempted: {address}")
         return connect(self, address)
 
+    def lookup(host, *args, **kwargs):
+        if host not in LOCAL_HOSTS:
+            attempts.append(f"lookup {host}")
+            raise AssertionError(f"name lookup attempted: {host}")
+        return getaddrinfo(host, *args, **kwargs)
+
     monkeypatch.setattr(socket.socket, "connect", local_only)
     monkeypatch.setattr(socket.socket, "connect_ex", local_only)
-    saved = {name: os.environ.get(name) for name in ("WANDB_MODE", "MLFLOW_ALLOW_FILE_STORE")}
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    names = ("WANDB_MODE", "WANDB_ERROR_REPORTING", "MLFLOW_ALLOW_FILE_STORE", "MLFLOW_DISABLE_TELEMETRY")
+    saved = {name: os.environ.get(name) for name in names}
     yield
     for name, value in saved.items():  # what the loggers set stays inside the test
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+    assert not attempts, f"network used: {attempts}"
 
 
 def csv_metrics(run: Path) -> dict[str, dict[int, float]]:
@@ -178,3 +194,19 @@ def test_unknown_logger_is_refused_with_a_suggestion(image_folder, tmp_path, sug
         api.pretrain(image_folder, "simclr", tmp_path / "run", max_steps=1, logger="tensorbord", **FAST)
     assert "trainer.logger" in str(error.value) and suggests(str(error.value), "tensorboard")
     assert not (tmp_path / "run").exists()
+
+
+def test_mlflow_starts_without_its_usage_telemetry(tmp_path):
+    """MLflow 3 starts a telemetry client when imported, except under CI or pytest: a clean environment shows
+    what a user's run does."""
+    if importlib.util.find_spec("mlflow") is None:
+        pytest.skip("mlflow is not installed (pip install 'selfsup[mlflow]')")
+    clean = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_CURRENT_TEST", "DO_NOT_TRACK")
+             and not k.startswith("MLFLOW_")}
+    clean["PYTHONPATH"] = os.pathsep.join(sys.path)
+    probe = ("from selfsup.trackers import check_tracker; check_tracker('mlflow'); "
+             "from mlflow.telemetry import get_telemetry_client; print(get_telemetry_client())")
+    shown = subprocess.run([sys.executable, "-c", probe], env=clean, capture_output=True, text=True, timeout=120,
+                           cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == "None", f"MLflow telemetry is on: {shown.stdout}"

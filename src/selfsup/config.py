@@ -23,9 +23,9 @@ import yaml
 from .errors import SelfSupError, did_you_mean
 from .modalities.image import MAX_IMAGE_SIZE  # noqa: F401  (image sizes anywhere: encoders, crops)
 from .settings import SETTING, Setting, check_fields, format_bytes, setting, setting_label, spec_of  # noqa: F401
+from .trackers import LOGGERS
 
 CACHE_MODES = ("auto", "memory", "stream")
-LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")  # metrics.csv always; the others beside it (train/logger.py)
 OPTIMIZERS = ("adamw", "sgd", "lars")
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64", "16",
               "bf16", "transformer-engine", "transformer-engine-float16")  # Lightning's, plus auto

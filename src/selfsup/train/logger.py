@@ -8,10 +8,12 @@ Lightning's own loggers, each writing offline into the run folder (nothing is se
   a resumed run adds an event file to the same folder, which TensorBoard shows as the same run.
 - ``mlflow``: a file store ``RUN_DIR/mlruns`` (experiment ``selfsup``, run named after the folder;
   ``mlflow ui --backend-store-uri RUN_DIR/mlruns``). MLflow 3 keeps its file store in maintenance mode behind
-  ``MLFLOW_ALLOW_FILE_STORE=true``, which is set here unless the user set it. A resumed run logs into the same
-  MLflow run; its settings are logged when the MLflow run starts (MLflow refuses to change a logged parameter).
-- ``wandb``: Weights & Biases in offline mode, ``RUN_DIR/wandb/offline-run-*-ID`` (``wandb sync`` uploads it
-  later). W&B has no offline resume: a resumed run writes a new ``offline-run-*`` folder with the same run ID.
+  ``MLFLOW_ALLOW_FILE_STORE=true``, and sends usage telemetry unless ``MLFLOW_DISABLE_TELEMETRY=true``: both are
+  set (``selfsup.trackers``) unless the user set them. A resumed run logs into the same MLflow run; its settings are logged when
+  the MLflow run starts (MLflow refuses to change a logged parameter).
+- ``wandb``: Weights & Biases offline (``WANDB_MODE=offline``, no error reports), ``RUN_DIR/wandb/offline-run-*-ID``
+  (``wandb sync`` uploads it later). W&B has no offline resume: a resumed run writes a new ``offline-run-*``
+  folder with the same run ID, continuing its ``trainer/global_step``.
 
 Every tracker also gets the run's settings (config.yaml) as hyper-parameters.
 """
@@ -19,7 +21,6 @@ Every tracker also gets the run's settings (config.yaml) as hyper-parameters.
 from __future__ import annotations
 
 import csv
-import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,8 @@ from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoa
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from .. import library_logs
-from ..errors import SelfSupError
+from ..trackers import check_tracker
 
-TRACKER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("mlflow",), "wandb": ("wandb",)}
 EXPERIMENT = "selfsup"  # the MLflow experiment and W&B project a run logs into
 
 
@@ -56,19 +56,6 @@ class RunCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
-
-
-def check_tracker(name: str) -> None:
-    """Fail in one line, before any data is read, when the tracker ``name``'s package (an extra) is missing."""
-    for module in TRACKER_MODULES.get(name, ()):
-        try:
-            importlib.import_module(module)
-            return
-        except ImportError:
-            continue
-    if name in TRACKER_MODULES:
-        raise SelfSupError(f"--logger {name} / trainer.logger={name} needs the {TRACKER_MODULES[name][0]} package, "
-                           f"which is not installed: pip install 'selfsup[{name}]', or use --logger csv")
 
 
 class RunMLFlowLogger(MLFlowLogger):
@@ -103,7 +90,6 @@ def _tensorboard(run_dir: Path) -> Logger:
 
 
 def _mlflow(run_dir: Path) -> Logger:
-    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     from mlflow.tracking import MlflowClient
 
     store = (run_dir / "mlruns").resolve()
@@ -121,7 +107,6 @@ def _mlflow(run_dir: Path) -> Logger:
 def _wandb(run_dir: Path) -> Logger:
     import wandb
 
-    os.environ["WANDB_MODE"] = "offline"
     earlier = sorted((run_dir / "wandb").glob("offline-run-*-*"))  # a resumed run: the ID of its W&B run
     run_id = earlier[-1].name.rsplit("-", 1)[1] if earlier else None
     return RunWandbLogger(save_dir=str(run_dir), offline=True, project=EXPERIMENT, name=run_dir.resolve().name,

@@ -19,10 +19,11 @@ from ..modalities import get_modality, get_modality_info, modality_infos
 from ..registry import get_method
 from ..runtime import resolve_precision, retain_freed_memory
 from ..teachers import adopt_teacher_data, build_teacher, parameter_count, save_teacher_record
+from ..trackers import check_tracker
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, check_resume, load_checkpoint, load_run_checkpoint
 from .health import HealthMonitor
 from .lock import LOCK_FILE, RunLock
-from .logger import check_tracker, log_settings, run_loggers
+from .logger import log_settings, run_loggers
 from .module import NonFiniteLossError, PretrainModule
 from .optimizers import choose_optimizer, default_lr_and_decay
 from .pretrained import encoder_lr_scale, frozen_norm_stats
