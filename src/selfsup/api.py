@@ -51,6 +51,7 @@ def pretrain(
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
     progress_bar: bool | None = None,
     init: str | Path | None = None,
+    logger: str | None = None,
 ) -> Path:
     """Pretrain an encoder on unlabeled data into the run folder ``out`` (resumes if it exists).
 
@@ -64,6 +65,9 @@ def pretrain(
     in the local Hugging Face cache (text: its architecture, weights, LM head and tokenizer; audio: its
     architecture, weights, wav2vec 2.0 quantiser and feature extractor, whose sample rate the run takes;
     images: a vision model folder, or a weights file with ``encoder`` naming its timm architecture).
+
+    ``logger``: ``"csv"`` (default: ``metrics.csv`` only), or ``"tensorboard"``, ``"mlflow"``, ``"wandb"``, each
+    writing offline into ``out`` beside ``metrics.csv`` (see ``selfsup.train.logger``).
     """
     from .train.run import pretrain_run
 
@@ -80,7 +84,7 @@ def pretrain(
         "trainer.num_nodes": num_nodes, "trainer.strategy": strategy, "trainer.num_workers": num_workers,
         "data.modality": modality, "data.encoding": encoding, "data.tokenizer": tokenizer,
         "data.vocab_size": vocab_size, "data.max_length": max_length, "data.sample_rate": sample_rate,
-        "data.clip_seconds": clip_seconds,
+        "data.clip_seconds": clip_seconds, "trainer.logger": logger,
     }
     for key, value in flags.items():
         if value is not None:

@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. --set optim.lr=0.001 --set method.temperature=0.2")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--logger", help="csv (default: metrics.csv only), or tensorboard, mlflow, wandb beside it, "
+                                    "written offline into RUN_DIR (each an extra: pip install 'selfsup[NAME]')")
 
     e = sub.add_parser("evaluate", help="label-efficiency evaluation: pretrained vs scratch at label fractions; "
                                         "sequences also: leave-one-out next-item ranking")
@@ -204,7 +206,7 @@ def _run(args: argparse.Namespace) -> None:
             strict=args.strict, cache=args.cache, accelerator=args.accelerator, devices=args.devices,
             num_nodes=args.num_nodes, strategy=args.strategy, num_workers=args.num_workers,
             config=args.config, overrides=args.overrides,
-            progress_bar=False if args.no_progress else None, init=args.init,
+            progress_bar=False if args.no_progress else None, init=args.init, logger=args.logger,
         )
         from lightning.fabric.utilities.rank_zero import rank_zero_only
 

@@ -23,6 +23,7 @@ import yaml
 from .errors import SelfSupError, did_you_mean
 from .modalities.image import MAX_IMAGE_SIZE  # noqa: F401  (image sizes anywhere: encoders, crops)
 from .settings import SETTING, Setting, check_fields, format_bytes, setting, setting_label, spec_of  # noqa: F401
+from .trackers import LOGGERS
 
 CACHE_MODES = ("auto", "memory", "stream")
 OPTIMIZERS = ("adamw", "sgd", "lars")
@@ -156,6 +157,8 @@ class TrainerConfig:
     health_every: int = setting(50, low=1, high=MAX_STEPS)
     checkpoint_every: int = setting(200, low=1, high=MAX_STEPS)
     progress_bar: bool = setting(True)
+    # where metrics go besides metrics.csv (always written): TensorBoard, MLflow or Weights & Biases, offline in RUN
+    logger: str = setting("csv", choices=LOGGERS, flag="--logger")
 
 
 @dataclass

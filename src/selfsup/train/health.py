@@ -13,6 +13,8 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
+from .logger import log_to_all
+
 
 def embedding_std(embeddings: torch.Tensor) -> torch.Tensor:
     z = F.normalize(embeddings.float(), dim=1)
@@ -35,7 +37,7 @@ class HealthMonitor(pl.Callback):
         embeddings = outputs.get("embeddings") if isinstance(outputs, dict) else None
         if embeddings is None or embeddings.shape[0] < 2 or trainer.global_step % self.every_n_steps:
             return
-        if trainer.logger is None:
+        if not trainer.loggers:
             return
         metrics = {"health/embedding_std": embedding_std(embeddings).item(), "health/rankme": rankme(embeddings).item()}
-        trainer.logger.log_metrics(metrics, step=trainer.global_step - 1)  # the step of the batch, like the loss rows
+        log_to_all(trainer, metrics, step=trainer.global_step - 1)  # the step of the batch, like the loss rows

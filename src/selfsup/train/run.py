@@ -19,10 +19,11 @@ from ..modalities import get_modality, get_modality_info, modality_infos
 from ..registry import get_method
 from ..runtime import resolve_precision, retain_freed_memory
 from ..teachers import adopt_teacher_data, build_teacher, parameter_count, save_teacher_record
+from ..trackers import check_tracker
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, check_resume, load_checkpoint, load_run_checkpoint
 from .health import HealthMonitor
 from .lock import LOCK_FILE, RunLock
-from .logger import RunCSVLogger
+from .logger import log_settings, run_loggers
 from .module import NonFiniteLossError, PretrainModule
 from .optimizers import choose_optimizer, default_lr_and_decay
 from .pretrained import encoder_lr_scale, frozen_norm_stats
@@ -52,6 +53,7 @@ def resolve(config: RunConfig) -> RunConfig:
     config.encoder = {"name": info.cls.encoder_for(modality.name), **config.encoder}
     config.optim.optimizer = choose_optimizer(info.cls, config.optim.optimizer)
     check_encoder_settings(config.encoder)  # fail on a typo or a bad number before any data is read
+    check_tracker(config.trainer.logger)  # --logger's extra installed
     if info.cls.teacher_from_init:  # before the data is prepared: the student reads the teacher's inputs
         adopt_teacher_data(config, info.cls)
     return config
@@ -196,7 +198,7 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
         num_nodes=tc.num_nodes,
         strategy=tc.strategy,
         sync_batchnorm=tc.sync_batchnorm and tc.accelerator != "cpu" and torch.cuda.is_available(),
-        logger=RunCSVLogger(str(run_dir), flush_logs_every_n_steps=tc.log_every * 5),
+        logger=run_loggers(run_dir, tc.logger, flush_every=tc.log_every * 5),
         callbacks=[checkpoints, HealthMonitor(tc.health_every)],
         plugins=[AtomicCheckpointIO()],
         log_every_n_steps=tc.log_every,
@@ -217,6 +219,7 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
                             frozen_norm_stats=frozen_norm_stats(tc, method.encoder.config))
     if trainer.is_global_zero:
         config.save(run_dir / CONFIG_FILE)
+        log_settings(trainer.loggers, config.to_dict())
         if type(method).teacher_from_init:  # what --baseline teacher rebuilds it with, and the parameter counts
             save_teacher_record(run_dir, config.method[type(method).teacher_setting], method.teacher,
                                 method.encoder, data.encoder_kwargs)
