@@ -21,7 +21,7 @@ from ..registry import get_method
 from ..runtime import resolve_precision, retain_freed_memory
 from ..teachers import adopt_teacher_data, build_teacher, parameter_count, save_teacher_record
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, check_resume, load_checkpoint, load_run_checkpoint
-from .health import HealthMonitor
+from .health import HealthMonitor, HealthRecord, collapse_hints
 from .lock import LOCK_FILE, RunLock
 from .logger import RunCSVLogger
 from .module import NonFiniteLossError, PretrainModule
@@ -194,7 +194,10 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
                            getattr(config.data, "encoding", "utf-8"), tc.seed)
         callbacks.append(OnlineProbe(probe, tc.probe_every or 5 * tc.health_every))
     run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints = RunCheckpoint(run_dir / CHECKPOINT_DIR, tc.checkpoint_every)
+    health = HealthRecord.read(run_dir) if resume else HealthRecord()
+    health.stop = tc.on_collapse == "stop"
+    monitor = HealthMonitor(tc.health_every, tc.collapse_patience, run_dir, health)
+    checkpoints = RunCheckpoint(run_dir / CHECKPOINT_DIR, tc.checkpoint_every, health)
     trainer = pl.Trainer(
         max_epochs=tc.epochs,
         max_time=timedelta(minutes=tc.max_minutes) if tc.max_minutes else None,
@@ -206,7 +209,7 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
         strategy=tc.strategy,
         sync_batchnorm=tc.sync_batchnorm and tc.accelerator != "cpu" and torch.cuda.is_available(),
         logger=RunCSVLogger(str(run_dir), flush_logs_every_n_steps=tc.log_every * 5),
-        callbacks=[checkpoints, HealthMonitor(tc.health_every), *callbacks],
+        callbacks=[monitor, checkpoints, *callbacks],  # a step's health check comes before its checkpoint
         plugins=[AtomicCheckpointIO()],
         log_every_n_steps=tc.log_every,
         enable_checkpointing=False,
@@ -220,6 +223,7 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
     global_batch = batch_size * trainer.world_size
     lr, weight_decay = default_lr_and_decay(type(method), config.optim, global_batch)
     config.optim.lr, config.optim.weight_decay = lr, weight_decay  # resolved, for config.yaml
+    monitor.hints = collapse_hints(method, lr, weight_decay)
     module = PretrainModule(method, config.data.modality, config.optim, lr, weight_decay,
                             pretext_in_loader=data.pretext_in_loader,
                             encoder_scale=encoder_lr_scale(config.optim, method.encoder.config),
@@ -250,4 +254,8 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
                 f"{exc}; training stopped, {where}. Lower the learning rate and run the same command "
                 f"again to resume: --set optim.lr={lr / 10:.2g}{precision}"
             ) from None
+    if trainer.is_global_zero:
+        health.write(run_dir)
+    if health.stopped_at is not None:
+        raise SelfSupError(health.summary())
     return checkpoints.last_path
