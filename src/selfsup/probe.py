@@ -77,8 +77,9 @@ def load_probe(loaded: LoadedEncoder, path: str | Path, encoding: str = "utf-8",
     modality = get_modality(loaded.modality)
     try:
         labeled = modality.read_labeled(loaded, path, None, encoding)
-    except SelfSupError as exc:
-        raise SelfSupError(f"--probe {path}: {exc}") from None
+    except SelfSupError as exc:  # the reader's message names the file, or is given the path here
+        named = str(Path(path).expanduser()) in str(exc)
+        raise SelfSupError(f"--probe {exc}" if named else f"--probe {path}: {exc}") from None
     _, eval_transform = modality.eval_transforms(loaded)
     labels = labeled.labels.reshape(-1).long()
     if len(set(labels.tolist())) < 2:
