@@ -222,6 +222,12 @@ class Modality:
 
         return pretext
 
+    def resized_inputs(self, size: int, fill_ins: dict[str, Any]) -> tuple[Callable[[Any], Any], dict[str, Any]]:
+        """What a teacher with its own input size needs (``distill``'s ``method.teacher_input_size``): a function
+        giving a batch of views at ``size``, and the encoder settings the data fills in (``fill_ins``) at that size."""
+        raise SelfSupError(f"method.teacher_input_size={size}: {self.name} views have no size to change; leave it at 0 "
+                           "(the teacher reads the student's inputs)")
+
     def masked_inputs(self, encoder, input_size: int, settings: Any) -> Pretext:
         """A pretext for masked prediction with an EMA teacher (data2vec): ``{"student": encoder input with
         positions hidden, "teacher": the full input, "positions": bool [B, T] of the hidden positions, "valid":

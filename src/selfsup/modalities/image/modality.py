@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,15 @@ from ..base import Modality, Pretext, given
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...config import RunConfig
+
+
+def resize_views(views: torch.Tensor, size: int) -> torch.Tensor:
+    """A batch of views [B, 3, H, W] at ``size`` × ``size`` (torchvision's bilinear resize, antialiased)."""
+    if views.shape[-2:] == (size, size):
+        return views
+    from torchvision.transforms.v2.functional import resize
+
+    return resize(views, [size, size], antialias=True)
 
 
 class ImageModality(Modality):
@@ -122,6 +132,11 @@ class ImageModality(Modality):
         """SimCLR's augmentation once."""
         augment = self._augment(input_size, settings)
         return lambda images, generator=None: {"view": augment(images, generator=generator)}
+
+    def resized_inputs(self, size: int, fill_ins: dict[str, Any]) -> tuple[Callable[[Any], Any], dict[str, Any]]:
+        """Views resized to ``size`` × ``size`` (bilinear, antialiased when shrinking): a teacher that reads larger
+        images than its student (a 32 px CIFAR student of a teacher pretrained at 224 px)."""
+        return partial(resize_views, size=size), {**fill_ins, "image_size": size}
 
     def masked_inputs(self, encoder, input_size: int, settings: Any) -> Pretext:
         """data2vec for vision (BEiT-style): a light crop + flip, then blocks of
