@@ -116,6 +116,11 @@ def test_healthy_run_raises_no_alarm_and_logs_the_probe(data, tmp_path):
     assert [int(r["step"]) for r in rows] == [4, 9, 14]  # every 5 steps, on the step just trained
     for row in rows:
         assert float(row["probe/knn"]) > 0.5 and float(row["probe/linear"]) > 0.5  # 3 classes: chance is 1/3
+    # probing changes nothing in training: the same run without it ends with the same weights
+    plain = api.pretrain(images, "simclr", tmp_path / "plain", encoder="tiny_cnn", epochs=5,
+                         overrides={"trainer.health_every": 1}, **FAST)
+    weights = [torch.load(r / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for r in (run, plain)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 class Constant(nn.Module):
