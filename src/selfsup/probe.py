@@ -121,7 +121,8 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
-def probe_scores(encoder: nn.Module, probe: ProbeSet, device: str | torch.device, batch_size: int = 256) -> dict[str, float]:
+def probe_scores(encoder: nn.Module, probe: ProbeSet, device: str | torch.device,
+                 batch_size: int = 256) -> dict[str, float]:
     """``{"knn": accuracy, "linear": accuracy}`` of ``encoder``'s detached features on the held-out half of
     ``probe``: weighted kNN (Wu et al. 2018, k = 20) and logistic regression fitted on the other half."""
     from .evaluation.features import extract_features

@@ -56,7 +56,8 @@ class RunCheckpoint(pl.Callback):
         self.directory = Path(directory)
         self.every_n_steps = max(1, every_n_steps)
         self.health = health
-        self._last_healthy = False  # whether last.ckpt, as this run last wrote it, was written while healthy
+        # whether last.ckpt was written while healthy (a resumed run: as its health.json said when it ended)
+        self._last_healthy = health is None or Path(health.healthy_checkpoint or LAST_FILE).name == LAST_FILE
         self.best_loss = math.inf
         self._loss_sum: torch.Tensor | None = None  # stays on the device: no sync per step
         self._loss_count = 0
@@ -83,12 +84,17 @@ class RunCheckpoint(pl.Callback):
                     os.link(self.last_path, kept)
                 except OSError:
                     shutil.copy2(self.last_path, kept)
-                self.health.healthy_checkpoint = str(kept)
+                self.health.healthy_checkpoint = self._in_run(kept)
         trainer.save_checkpoint(self.directory / name, weights_only=False)  # with optimiser + loop state
         if name == LAST_FILE:
             self._last_healthy = healthy
             if healthy and self.health is not None:
-                self.health.healthy_checkpoint, self.health.healthy_step = str(self.last_path), trainer.global_step
+                self.health.healthy_checkpoint = self._in_run(self.last_path)
+                self.health.healthy_step = trainer.global_step
+
+    def _in_run(self, path: Path) -> str:
+        """``path`` as health.json names it: relative to the run folder (``checkpoints/last.ckpt``)."""
+        return f"{self.directory.name}/{path.name}"
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs

@@ -115,7 +115,7 @@ class HealthRecord:
 
     alarms: list[Alarm] = field(default_factory=list)
     stopped_at: int | None = None
-    healthy_checkpoint: str | None = None
+    healthy_checkpoint: str | None = None  # relative to the run folder: checkpoints/last.ckpt or .../healthy.ckpt
     healthy_step: int | None = None  # not written: the step of healthy_checkpoint, for messages
     healthy: bool = True  # not written: whether the latest check was healthy
     stop: bool = False  # not written: trainer.on_collapse == "stop"
@@ -136,14 +136,16 @@ class HealthRecord:
         """The record a run wrote before (its alarms continue on resume); an empty one if none or unreadable."""
         try:
             raw = json.loads((Path(run_dir) / HEALTH_FILE).read_text())
-            return cls(alarms=[Alarm(**a) for a in raw.get("alarms", [])])
+            return cls(alarms=[Alarm(**a) for a in raw.get("alarms", [])],
+                       healthy_checkpoint=raw.get("healthy_checkpoint"))
         except (OSError, ValueError, TypeError):
             return cls()
 
-    def summary(self) -> str:
+    def summary(self, run_dir: Path) -> str:
         """One line for a stopped run: the alarm, the step, the checkpoint kept."""
         alarm = self.alarms[-1]
-        kept = (f"the last healthy checkpoint is kept: {self.healthy_checkpoint} (step {self.healthy_step})"
+        kept = (f"the last healthy checkpoint is kept: {Path(run_dir) / self.healthy_checkpoint} "
+                f"(step {self.healthy_step})"
                 if self.healthy_checkpoint else "no healthy checkpoint was written before it")
         return f"training stopped at step {self.stopped_at} (--on-collapse stop), {kept}. {alarm.message}"
 

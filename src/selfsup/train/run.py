@@ -257,5 +257,5 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
     if trainer.is_global_zero:
         health.write(run_dir)
     if health.stopped_at is not None:
-        raise SelfSupError(health.summary())
+        raise SelfSupError(health.summary(run_dir))
     return checkpoints.last_path
