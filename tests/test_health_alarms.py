@@ -13,8 +13,10 @@ import logging
 import shutil
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
 from selfsup import api
@@ -24,7 +26,7 @@ from selfsup.encoders import build_encoder
 from selfsup.errors import SelfSupError
 from selfsup.modalities import get_modality
 from selfsup.probe import load_probe, probe_scores
-from selfsup.train.health import embedding_std, std_floor
+from selfsup.train.health import HealthMonitor, HealthRecord, embedding_std, std_floor
 
 FAST = {"batch_size": 16, "image_size": 16, "progress_bar": False}
 COLLAPSE = ["--encoder", "vit_micro", "--method", "simsiam", "--batch-size", "16", "--image-size", "16",
@@ -181,3 +183,35 @@ def test_on_collapse_takes_warn_or_stop(data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--on-collapse / trainer.on_collapse must be one of warn, stop; got 'halt'" in err
     assert not (tmp_path / "run").exists()
+
+
+class Steady(pl.LightningModule):
+    """A real training loop whose embeddings stay spread and whose loss is ``flat`` (the same every step) or
+    moves with the batch."""
+
+    def __init__(self, flat: bool) -> None:
+        super().__init__()
+        self.flat = flat
+        self.weight = nn.Parameter(torch.ones(8))
+
+    def training_step(self, batch, batch_idx):
+        moving = 0.0 if self.flat else batch.mean()
+        loss = (self.weight * 0).sum() + 0.5 + moving
+        return {"loss": loss, "embeddings": batch}
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize("flat", [True, False])
+def test_a_loss_stuck_at_one_value_raises_the_flat_loss_alarm(tmp_path, flat):
+    batches = [torch.randn(16, 8, generator=torch.Generator().manual_seed(i)) for i in range(8)]
+    record = HealthRecord()
+    trainer = pl.Trainer(max_steps=8, logger=CSVLogger(str(tmp_path)), enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False,
+                         callbacks=[HealthMonitor(1, patience=3, run_dir=tmp_path, record=record)])
+    trainer.fit(Steady(flat), torch.utils.data.DataLoader(batches, batch_size=None))
+    assert [a.metric for a in record.alarms] == (["loss"] if flat else [])  # the embeddings stay spread
+    if flat:
+        assert record.alarms[0].step == 2 and "trivial solution" in record.alarms[0].message
+        assert health(tmp_path)["alarms"][0]["metric"] == "loss"
