@@ -1,4 +1,4 @@
-"""The Python face of selfsup: pretrain, evaluate, embed, export, load.
+"""The Python face of selfsup: pretrain, evaluate, embed, export, load, report.
 
 Each function assembles inputs and calls the layer that does the work; the CLI calls these.
 """
@@ -57,7 +57,8 @@ def pretrain(
     """Pretrain an encoder on unlabeled data into the run folder ``out`` (resumes if it exists).
 
     Settings are layered: defaults < ``config`` (YAML path or dict) < keyword arguments <
-    ``overrides`` (``{"optim.lr": 1e-3}`` or ``["optim.lr=1e-3"]``). Returns the run folder.
+    ``overrides`` (``{"optim.lr": 1e-3}`` or ``["optim.lr=1e-3"]``). Returns the run folder, which ends with
+    ``report.html`` (:func:`report`; a failure to write it is a warning).
 
     ``init``: start from a checkpoint instead of random weights: a selfsup run or export folder of the same
     modality (its encoder architecture and weights, with the data preparation they depend on: tokenizer, image
@@ -105,6 +106,10 @@ def pretrain(
     for key, value in items:
         set_value(cfg, key, value)
     pretrain_run(cfg, out)
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # every DDP process runs this function; one writes the report
+        report(out, quiet=True)
     return Path(out)
 
 
@@ -144,11 +149,13 @@ def evaluate(
     ``protocols=["similarity"]`` scores the sentence pairs in ``test`` (``train`` may be None). For a sequence
     run, ``protocols=["ranking"]`` is leave-one-out next-item ranking on the run's own log (no files; a
     popularity baseline is always added), and ``train``/``test`` are ``user,label`` files for user attributes.
-    Writes ``json_path`` (default ``RUN/eval.json``) and ``RUN/plots/label_efficiency.png``;
+    Writes ``json_path`` (default ``RUN/eval.json``) and ``RUN/plots/label_efficiency.png``, keeps a sample of the
+    test embeddings for the report (``RUN/embedding_sample.npz``) and refreshes ``RUN/report.html``;
     returns the list of :class:`selfsup.evaluation.EvalResult`.
     """
     from .artifacts import load as load_stored
     from .evaluation import plot_label_efficiency, write_json
+    from .report.embeddings import SAMPLE_FILE
     from .encoders import starts_from_checkpoint
     from .evaluation.downstream import check_request, evaluate_labeled, evaluate_pairwise
     from .modalities import get_modality_info
@@ -176,11 +183,21 @@ def evaluate(
     else:
         results = evaluate_labeled(loaded, train, test, protocols, [float(f) for f in label_fractions], baselines,
                                    seed, _device(device), encoding=encoding, finetune_steps=finetune_steps,
-                                   progress=progress, teacher=teacher)
+                                   progress=progress, teacher=teacher, sample_to=run / SAMPLE_FILE)
     write_json(results, Path(json_path) if json_path else run / "eval.json")
     if any(r.n_labels > 0 for r in results):
         plot_label_efficiency(results, run / "plots" / "label_efficiency.png")
+    report(run, quiet=True)
     return results
+
+
+def report(run: str | Path, *, device: str | None = None, quiet: bool = False) -> Path | None:
+    """Write ``RUN/report.html`` (settings, data quality, curves and health, method choice, label efficiency, an
+    embedding map and nearest neighbours) and return its path. ``quiet``: a failure is a warning and None (what
+    ``pretrain`` and ``evaluate`` do at their end), not an error."""
+    from .report import refresh_report, write_report
+
+    return refresh_report(run) if quiet else write_report(run, device=device)
 
 
 def embed(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int = 256,

@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--finetune-steps", type=int, help="optimisation steps for finetune (same for both encoders)")
 
+    r = sub.add_parser("report", help="rebuild RUN_DIR/report.html: settings, data quality, curves and health, method "
+                                      "choice, label efficiency, embedding map, nearest neighbours (one file, no network)")
+    r.add_argument("run", metavar="RUN_DIR")
+
     m = sub.add_parser("methods", help="list the registered methods")
     m.add_argument("--modality", choices=[info.name for info in modalities])
     m.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -196,6 +200,8 @@ def _run(args: argparse.Namespace) -> None:
         written = api.embed_files(args.run, args.data, args.out, batch_size=args.batch_size, encoding=args.encoding)
         for label, path in written.items():
             print(f"{label}: {path}")
+    elif args.command == "report":
+        print(f"report: {api.report(args.run)}")
     elif args.command == "export":
         print(f"exported: {api.export(args.run, args.out, format=args.format)}")
     elif args.command == "demo":

@@ -17,6 +17,8 @@ A modality provides:
   (:attr:`ModalityInfo.prepared_files`);
 - **evaluation**: its baselines (tfidf, mfcc, pixels, popularity), its label-free protocol (similarity, ranking),
   the transforms that feed an encoder while fine-tuning and extracting features;
+- **the run report** (``RUN/report.html``): a sample of its data embedded (:meth:`report_sample`) and how one
+  sample is shown (:meth:`report_items`: a thumbnail, a snippet, a waveform, a history);
 - **what generic methods ask for**: two views of a batch (:meth:`two_views`: SimCLR, SimCSE, COLA), one view
   (:meth:`one_view`: distillation), the
   masked student input and the teacher's target normalisation (:meth:`masked_inputs`,
@@ -25,7 +27,8 @@ A modality provides:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,6 +79,38 @@ class ModalityInfo:
 
 
 Pretext = Callable[..., dict]
+
+
+@dataclass
+class ItemView:
+    """How the run report shows one sample: a caption (plain text; the report escapes it) and, where the modality
+    has a picture of it, ``picture``: uint8 [H, W, 3] (an image's thumbnail, a recording's waveform)."""
+
+    caption: str
+    picture: Any = None
+
+
+@dataclass
+class DataSample:
+    """A sample of a run's data embedded with its encoder (:meth:`Modality.report_sample`): ``features`` [N, D],
+    the reference of each row (a path, a text, a user id: what :meth:`Modality.report_items` shows) and how many
+    samples the data holds in all."""
+
+    features: torch.Tensor
+    references: list[str]
+    total: int
+
+
+def sample_of(items: Iterable, limit: int, seed: int) -> tuple[list, int]:
+    """At most ``limit`` of ``items`` drawn uniformly in one pass (reservoir sampling, Vitter 1985: memory does not
+    grow with the data), in their original order, and how many there were."""
+    rng, kept, total = random.Random(seed), [], 0
+    for total, item in enumerate(items, start=1):
+        if len(kept) < limit:
+            kept.append((total, item))
+        elif (slot := rng.randrange(total)) < limit:
+            kept[slot] = (total, item)
+    return [item for _, item in sorted(kept, key=lambda pair: pair[0])], total
 
 
 def given(config: RunConfig, key: str) -> bool:
@@ -202,6 +237,19 @@ class Modality:
         """Embed every input under ``data`` into ``out``; returns ``{label: path}`` of the files written, the
         main one under ``"embeddings"``."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ the run report
+    def report_sample(self, loaded: LoadedEncoder, data: str | Path, limit: int, seed: int, settings: dict[str, Any],
+                      device: str) -> DataSample:
+        """At most ``limit`` samples of the training data ``data`` (drawn with ``seed``) embedded with the run's
+        encoder, for the report's embedding map and neighbours; ``settings`` is the run's data section
+        (encoding, text field, columns)."""
+        raise self._lacks("a report sample")
+
+    def report_items(self, loaded: LoadedEncoder, references: list[str], settings: dict[str, Any]) -> list[ItemView]:
+        """How the report shows the samples ``references`` (from :meth:`report_sample` or an evaluation's test set):
+        by default the reference itself."""
+        return [ItemView(str(reference)) for reference in references]
 
     # ------------------------------------------------------------------ what generic methods ask for
     def two_views(self, input_size: int, settings: Any) -> Pretext:

@@ -88,7 +88,7 @@ class ImageModality(Modality):
         from .readers import load_labeled
 
         data = load_labeled(path, loaded.input_size, classes=classes)
-        return Labeled(data.images, data.labels, data.classes)
+        return Labeled(data.images, data.labels, data.classes, references=[str(p) for p in data.paths])
 
     def eval_transforms(self, loaded):
         """Fine-tuning: light crop (0.5-1) + flip; features: resize + normalise."""
@@ -115,6 +115,33 @@ class ImageModality(Modality):
         feats = extract_features(loaded.encoder, dataset.images, eval_transform(loaded.input_size),
                                  batch_size=batch_size, device=device)
         return {"embeddings": write_embeddings(feats, dataset.paths, out)}
+
+    # ------------------------------------------------------------------ the run report
+    def report_sample(self, loaded, data, limit, seed, settings, device):
+        """Up to ``limit`` images of ``data`` decoded at the run's size (unreadable ones left out) and embedded."""
+        from ...evaluation.features import extract_features
+        from ..base import DataSample, sample_of
+        from .readers import find_images, read_images
+
+        paths, total = sample_of(find_images(data), limit, seed)
+        images, kept, _ = read_images(paths, loaded.input_size, progress=False)
+        feats = extract_features(loaded.encoder, images, eval_transform(loaded.input_size), device=device)
+        return DataSample(feats, [str(paths[i]) for i in kept], total)
+
+    def report_items(self, loaded, references, settings):
+        """A 64 px thumbnail of each image file, captioned with its class folder and name."""
+        from ..base import ItemView
+        from .readers import read_image
+
+        views = []
+        for reference in references:
+            path = Path(reference)
+            caption = f"{path.parent.name}/{path.name}"
+            try:
+                views.append(ItemView(caption, read_image(path, 64).permute(1, 2, 0).numpy()))
+            except ValueError:
+                views.append(ItemView(f"{caption} (unreadable now)"))
+        return views
 
     # ------------------------------------------------------------------ what generic methods ask for
     @staticmethod
