@@ -81,6 +81,7 @@ def test_collapse_stops_the_run_and_keeps_the_last_healthy_checkpoint(data, tmp_
     assert record["healthy_checkpoint"] == "checkpoints/last.ckpt" and str(last) in err
     assert steps_of(last) <= record["stopped_at"]  # not a checkpoint written after the collapse
     assert not (run / "checkpoints" / "healthy.ckpt").exists()
+    assert "Stopped at step" in (run / "report.html").read_text()  # the report of a stopped run says why
     # the kept checkpoint was written after a healthy check, and loads
     dim = load(run).encoder.dim
     checked = next(r for r in metrics(run) if r["health/rankme"] and int(r["step"]) == steps_of(last) - 1)

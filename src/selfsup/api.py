@@ -105,11 +105,19 @@ def pretrain(
         items = parse_overrides([overrides] if isinstance(overrides, str) else list(overrides or []))
     for key, value in items:
         set_value(cfg, key, value)
-    pretrain_run(cfg, out)
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
+    from .train.health import CollapseStopped
+
+    stopped: CollapseStopped | None = None
+    try:
+        pretrain_run(cfg, out)
+    except CollapseStopped as exc:  # --on-collapse stop: the report shows why, then the one-line error
+        stopped = exc
     if rank_zero_only.rank == 0:  # every DDP process runs this function; one writes the report
         report(out, quiet=True)
+    if stopped is not None:
+        raise stopped
     return Path(out)
 
 

@@ -44,6 +44,8 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
+from ..errors import SelfSupError
+
 log = logging.getLogger("selfsup")
 
 HEALTH_FILE = "health.json"
@@ -59,6 +61,10 @@ CAUSES = {
     LOSS: "the loss sits at one value: the method found a trivial solution (e.g. every view mapped to the same "
           "output)",
 }
+
+
+class CollapseStopped(SelfSupError):
+    """``--on-collapse stop`` stopped the run at an alarm (its message: the alarm, the step, the checkpoint kept)."""
 
 
 def embedding_std(embeddings: torch.Tensor) -> torch.Tensor:

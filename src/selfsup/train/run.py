@@ -21,7 +21,7 @@ from ..registry import get_method
 from ..runtime import resolve_precision, retain_freed_memory
 from ..teachers import adopt_teacher_data, build_teacher, parameter_count, save_teacher_record
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, check_resume, load_checkpoint, load_run_checkpoint
-from .health import HealthMonitor, HealthRecord, collapse_hints
+from .health import CollapseStopped, HealthMonitor, HealthRecord, collapse_hints
 from .lock import LOCK_FILE, RunLock
 from .logger import RunCSVLogger
 from .module import NonFiniteLossError, PretrainModule
@@ -257,5 +257,5 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
     if trainer.is_global_zero:
         health.write(run_dir)
     if health.stopped_at is not None:
-        raise SelfSupError(health.summary(run_dir))
+        raise CollapseStopped(health.summary(run_dir))
     return checkpoints.last_path
