@@ -52,6 +52,8 @@ def pretrain(
     progress_bar: bool | None = None,
     init: str | Path | None = None,
     logger: str | None = None,
+    probe: str | Path | None = None,
+    on_collapse: str | None = None,
 ) -> Path:
     """Pretrain an encoder on unlabeled data into the run folder ``out`` (resumes if it exists).
 
@@ -68,6 +70,9 @@ def pretrain(
 
     ``logger``: ``"csv"`` (default: ``metrics.csv`` only), or ``"tensorboard"``, ``"mlflow"``, ``"wandb"``, each
     writing offline into ``out`` beside ``metrics.csv`` (see ``selfsup.train.logger``).
+    ``probe``: a labelled set (as ``evaluate`` takes for ``train``) scored by kNN and a linear probe while training
+    (``probe/knn``, ``probe/linear`` in metrics.csv); ``on_collapse``: ``"warn"`` (default) or ``"stop"`` when the
+    health metrics show collapse (``RUN/health.json``; see :mod:`selfsup.train.health`).
     """
     from .train.run import pretrain_run
 
@@ -85,6 +90,7 @@ def pretrain(
         "data.modality": modality, "data.encoding": encoding, "data.tokenizer": tokenizer,
         "data.vocab_size": vocab_size, "data.max_length": max_length, "data.sample_rate": sample_rate,
         "data.clip_seconds": clip_seconds, "trainer.logger": logger,
+        "trainer.probe": None if probe is None else str(probe), "trainer.on_collapse": on_collapse,
     }
     for key, value in flags.items():
         if value is not None:
@@ -102,11 +108,19 @@ def pretrain(
         items = parse_overrides([overrides] if isinstance(overrides, str) else list(overrides or []))
     for key, value in items:
         set_value(cfg, key, value)
-    pretrain_run(cfg, out)
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
+    from .train.health import CollapseStopped
+
+    stopped: CollapseStopped | None = None
+    try:
+        pretrain_run(cfg, out)
+    except CollapseStopped as exc:  # --on-collapse stop: the report shows why, then the one-line error
+        stopped = exc
     if rank_zero_only.rank == 0:  # every DDP process runs this function; one writes the report
         report(out, quiet=True)
+    if stopped is not None:
+        raise stopped
     return Path(out)
 
 

@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--logger", help="csv (default: metrics.csv only), or tensorboard, mlflow, wandb beside it, "
                                     "written offline into RUN_DIR (each an extra: pip install 'selfsup[NAME]')")
+    p.add_argument("--probe", metavar="LABELED", help="a few labelled samples (as evaluate --train takes them): kNN "
+                                                      "and linear-probe accuracy logged while training (probe/knn, "
+                                                      "probe/linear in metrics.csv)")
+    p.add_argument("--on-collapse", help="warn (default) or stop when embedding std, RankMe or a flat loss show "
+                                         "collapse; stop keeps the last healthy checkpoint (RUN_DIR/health.json)")
 
     e = sub.add_parser("evaluate", help="label-efficiency evaluation: pretrained vs scratch at label fractions; "
                                         "sequences also: leave-one-out next-item ranking")
@@ -207,6 +212,7 @@ def _run(args: argparse.Namespace) -> None:
             num_nodes=args.num_nodes, strategy=args.strategy, num_workers=args.num_workers,
             config=args.config, overrides=args.overrides,
             progress_bar=False if args.no_progress else None, init=args.init, logger=args.logger,
+            probe=args.probe, on_collapse=args.on_collapse,
         )
         from lightning.fabric.utilities.rank_zero import rank_zero_only
 

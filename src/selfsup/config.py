@@ -159,6 +159,12 @@ class TrainerConfig:
     progress_bar: bool = setting(True)
     # where metrics go besides metrics.csv (always written): TensorBoard, MLflow or Weights & Biases, offline in RUN
     logger: str = setting("csv", choices=LOGGERS, flag="--logger")
+    # collapse alarms (train/health.py): warn, or stop keeping the last healthy checkpoint, after this many checks
+    on_collapse: str = setting("warn", choices=("warn", "stop"), flag="--on-collapse")
+    collapse_patience: int = setting(3, low=1, high=MAX_STEPS)
+    # a labelled set (as `evaluate --train` takes) scored by kNN and a linear probe every probe_every steps
+    probe: str | None = setting(None, kind=str, flag="--probe", help="null: no online probe")
+    probe_every: int | None = setting(None, kind=int, low=1, high=MAX_STEPS, help="null: 5 x health_every")
 
 
 @dataclass

@@ -16,15 +16,17 @@ from ..config import RunConfig, validate
 from ..encoders import build_encoder, check_encoder_settings
 from ..errors import SelfSupError
 from ..modalities import get_modality, get_modality_info, modality_infos
+from ..probe import check_probe, load_probe, loaded_in_training
 from ..registry import get_method
 from ..runtime import resolve_precision, retain_freed_memory
 from ..teachers import adopt_teacher_data, build_teacher, parameter_count, save_teacher_record
 from ..trackers import check_tracker
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, check_resume, load_checkpoint, load_run_checkpoint
-from .health import HealthMonitor
+from .health import CollapseStopped, HealthMonitor, HealthRecord, collapse_hints
 from .lock import LOCK_FILE, RunLock
 from .logger import log_settings, run_loggers
 from .module import NonFiniteLossError, PretrainModule
+from .online_probe import OnlineProbe
 from .optimizers import choose_optimizer, default_lr_and_decay
 from .pretrained import encoder_lr_scale, frozen_norm_stats
 from .sources import TrainData
@@ -54,6 +56,8 @@ def resolve(config: RunConfig) -> RunConfig:
     config.optim.optimizer = choose_optimizer(info.cls, config.optim.optimizer)
     check_encoder_settings(config.encoder)  # fail on a typo or a bad number before any data is read
     check_tracker(config.trainer.logger)  # --logger's extra installed
+    if config.trainer.probe:
+        check_probe(modality.name, config.trainer.probe)
     if info.cls.teacher_from_init:  # before the data is prepared: the student reads the teacher's inputs
         adopt_teacher_data(config, info.cls)
     return config
@@ -186,8 +190,16 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
                                f"{config.data.modality} data does not offer yet")
         fit_to_data(method, data.examples, _fit_device(tc.accelerator))
     tc.precision = resolve_precision(tc.precision, tc.accelerator)  # resolved, for config.yaml
+    callbacks = []
+    if tc.probe:  # read before training starts: a bad labels file fails here, in one line
+        probe = load_probe(loaded_in_training(config, method.encoder, run_dir), tc.probe,
+                           getattr(config.data, "encoding", "utf-8"), tc.seed)
+        callbacks.append(OnlineProbe(probe, tc.probe_every or 5 * tc.health_every))
     run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints = RunCheckpoint(run_dir / CHECKPOINT_DIR, tc.checkpoint_every)
+    health = HealthRecord.read(run_dir) if resume else HealthRecord()
+    health.stop = tc.on_collapse == "stop"
+    monitor = HealthMonitor(tc.health_every, tc.collapse_patience, run_dir, health)
+    checkpoints = RunCheckpoint(run_dir / CHECKPOINT_DIR, tc.checkpoint_every, health)
     trainer = pl.Trainer(
         max_epochs=tc.epochs,
         max_time=timedelta(minutes=tc.max_minutes) if tc.max_minutes else None,
@@ -199,7 +211,7 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
         strategy=tc.strategy,
         sync_batchnorm=tc.sync_batchnorm and tc.accelerator != "cpu" and torch.cuda.is_available(),
         logger=run_loggers(run_dir, tc.logger, flush_every=tc.log_every * 5),
-        callbacks=[checkpoints, HealthMonitor(tc.health_every)],
+        callbacks=[monitor, checkpoints, *callbacks],  # a step's health check comes before its checkpoint
         plugins=[AtomicCheckpointIO()],
         log_every_n_steps=tc.log_every,
         enable_checkpointing=False,
@@ -213,6 +225,7 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
     global_batch = batch_size * trainer.world_size
     lr, weight_decay = default_lr_and_decay(type(method), config.optim, global_batch)
     config.optim.lr, config.optim.weight_decay = lr, weight_decay  # resolved, for config.yaml
+    monitor.hints = collapse_hints(method, lr, weight_decay)
     module = PretrainModule(method, config.data.modality, config.optim, lr, weight_decay,
                             pretext_in_loader=data.pretext_in_loader,
                             encoder_scale=encoder_lr_scale(config.optim, method.encoder.config),
@@ -244,4 +257,8 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
                 f"{exc}; training stopped, {where}. Lower the learning rate and run the same command "
                 f"again to resume: --set optim.lr={lr / 10:.2g}{precision}"
             ) from None
+    if trainer.is_global_zero:
+        health.write(run_dir)
+    if health.stopped_at is not None:
+        raise CollapseStopped(health.summary(run_dir))
     return checkpoints.last_path
