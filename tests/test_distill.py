@@ -392,6 +392,32 @@ def test_image_student_smaller_than_its_teacher(tmp_path, write_images):
     assert {r.encoder for r in rows} == {"pretrained", "teacher"}
 
 
+def test_an_image_size_given_at_its_default_is_kept(tmp_path):
+    """``--image-size 32`` is the default's value, but given: a timm folder teacher pretrained at its own size does
+    not replace it (it does when the size is left out)."""
+    import timm
+    from timm.models import save_for_hf
+
+    from selfsup.config import RunConfig, set_value
+    from selfsup.registry import get_method
+    from selfsup.teachers import adopt_teacher_data
+
+    folder = tmp_path / "timm_folder"
+    save_for_hf(timm.create_model("test_resnet", num_classes=0), str(folder),
+                model_config={"architecture": "test_resnet"}, safe_serialization=True)
+    native = timm.create_model("test_resnet").pretrained_cfg["input_size"][-1]
+    assert native != 32
+    sizes = {}
+    for given in (False, True):
+        config = RunConfig()
+        set_value(config, "method.teacher", str(folder))
+        if given:
+            set_value(config, "data.image_size", 32, source="--image-size")
+        adopt_teacher_data(config, get_method("distill", "image").cls)
+        sizes[given] = config.data.image_size
+    assert sizes == {False: native, True: 32}
+
+
 def test_teacher_input_size_is_for_images_only(ws, tmp_path):
     code, _, err = run_cli(["pretrain", ws["root"] / "corpus.txt", "--modality", "text", "--method", "distill",
                             "--set", f"method.teacher={ws['teacher']}", "--set", "method.teacher_input_size=64",

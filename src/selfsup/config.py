@@ -259,6 +259,16 @@ def set_value(config: RunConfig, dotted: str, value: Any, source: str = "--set")
         )
     spec = spec_of(declared[key])
     setattr(target, key, coerce_setting(value, getattr(target, key), setting_label(section, key, spec), source, spec))
+    target.__dict__.setdefault(GIVEN, set()).add(key)  # not a field: never saved, kept by copies
+
+
+GIVEN = "_given_settings"
+
+
+def was_given(section: Any, key: str) -> bool:
+    """Whether ``key`` of the settings ``section`` (e.g. ``config.data``) was set by the user (a flag, ``--set``, a
+    config file), even to its default value."""
+    return key in section.__dict__.get(GIVEN, ())
 
 
 COMMAND_SETTINGS: dict[str, Setting] = {

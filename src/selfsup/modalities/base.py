@@ -119,8 +119,10 @@ def sample_of(items: Iterable, limit: int, seed: int) -> tuple[list, int]:
 
 def given(config: RunConfig, key: str) -> bool:
     """Whether the data setting ``key`` of ``config`` was changed from its default (given as a flag or in a
-    config file): such a setting is checked against a checkpoint's, not replaced by it."""
-    return getattr(config.data, key) != getattr(type(config.data)(), key)
+    config file, even at its default value): such a setting is checked against a checkpoint's, not replaced by it."""
+    from ..config import was_given
+
+    return was_given(config.data, key) or getattr(config.data, key) != getattr(type(config.data)(), key)
 
 
 class Modality:
