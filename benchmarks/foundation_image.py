@@ -90,6 +90,9 @@ def main() -> None:
     p.add_argument("--test-subset", type=int, default=1000)
     p.add_argument("--image-size", type=int, default=64,
                    help="every run and the evaluation (the students' CIFAR stems cost 16x at 128 px)")
+    p.add_argument("--student-size", type=int, default=0,
+                   help="the distilled students' image size (the teacher reads their views at --image-size: "
+                        "method.teacher_input_size); 0: --image-size")
     p.add_argument("--minutes", type=float, default=4.0, help="training budget of every run")
     p.add_argument("--batch-size", type=int, default=64)
     add_label_arguments(p, fractions="0.01,0.1,1.0", finetune_steps=50, protocols="linear")
@@ -110,18 +113,21 @@ def main() -> None:
             plan.append((f"effnet+{method}", method, {"encoder": ARCH, "init": weights},
                          "init,scratch,pixels" if first else "none"))
             first = False
+    student_size = args.student_size or args.image_size
     if "distill" in rows:
         for student in args.students.split(","):
             plan.append((f"distill->{student}", "distill",
-                         {"encoder": student, "overrides": [f"method.teacher={teacher}"]}, "none"))
+                         {"encoder": student, "image_size": student_size,
+                          "overrides": [f"method.teacher={teacher}", f"method.teacher_input_size={args.image_size}"]},
+                         "none"))
 
     results: dict[str, list[dict]] = {}
     timing: dict[str, tuple[float, int]] = {}
     for label, method, extra, baseline in plan:
         run = work / f"run-{label.replace('+', '-').replace('->', '-')}"
         t0 = time.time()
-        selfsup.pretrain(train, method, run, image_size=args.image_size, max_minutes=args.minutes, epochs=100,
-                         batch_size=args.batch_size, seed=args.seed, progress_bar=sys.stderr.isatty(), **extra)
+        selfsup.pretrain(train, method, run, **{"image_size": args.image_size, **extra}, max_minutes=args.minutes,
+                         epochs=100, batch_size=args.batch_size, seed=args.seed, progress_bar=sys.stderr.isatty())
         steps = global_steps(run)
         timing[label] = (time.time() - t0, steps)
         scores = selfsup.evaluate(run, train, test, protocols=protocols, label_fractions=fractions,
@@ -138,10 +144,10 @@ def main() -> None:
 
         first = work / f"run-distill-{args.students.split(',')[0]}"
         reference = images_per_second(rebuild_teacher(first, teacher_record(first)), args.image_size)
-        speeds.append(f"teacher EfficientNet-Lite0 {reference:.0f} images/s")
+        speeds.append(f"teacher EfficientNet-Lite0 at {args.image_size} px {reference:.0f} images/s")
         for student in args.students.split(","):
-            rate = images_per_second(load(work / f"run-distill-{student}").encoder, args.image_size)
-            speeds.append(f"{student} {rate:.0f} images/s ({rate / reference:.2f}x)")
+            rate = images_per_second(load(work / f"run-distill-{student}").encoder, student_size)
+            speeds.append(f"{student} at {student_size} px {rate:.0f} images/s ({rate / reference:.2f}x)")
 
     lines = [f"\n## Foundation starting point on images (CIFAR-10 subset, EfficientNet-Lite0) — "
              f"{dt.date.today().isoformat()}\n",
@@ -151,7 +157,7 @@ def main() -> None:
              f"upsampled to {args.image_size} px; every run {args.minutes:g} min, batch {args.batch_size}",
              "- runs: " + "; ".join(f"{label} {sec / 60:.1f} min, {steps} steps" for label, (sec, steps) in timing.items())]
     if speeds:
-        lines.append(f"- inference speed at {args.image_size} px (batches of 64): " + ", ".join(speeds))
+        lines.append("- inference speed (batches of 64, one process): " + ", ".join(speeds))
     lines += ["", table(results, protocols, fractions)]
     append_results(args.results, lines, work, {"results": results, "timing": timing})
 

@@ -54,7 +54,7 @@ def pretrain(corpus: Path, run: Path, method: str, args: argparse.Namespace, **e
     """One pretraining run (whole call timed); returns (seconds, optimiser steps)."""
     t0 = time.time()
     selfsup.pretrain(corpus, method, run, modality="text", epochs=args.epochs, max_minutes=args.minutes,
-                     batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
+                     max_steps=args.max_steps or None, batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
                      progress_bar=sys.stderr.isatty(), **extra)
     seconds = time.time() - t0
     steps = global_steps(run)
@@ -62,7 +62,7 @@ def pretrain(corpus: Path, run: Path, method: str, args: argparse.Namespace, **e
     return seconds, steps
 
 
-def sentences_per_second(run: Path, texts: list[str], teacher: bool = False, repeats: int = 2) -> float:
+def sentences_per_second(run: Path, texts: list[str], teacher: bool = False, repeats: int = 5) -> float:
     """Pooled embeddings of ``texts`` per second (batches of 64, best of ``repeats``, after one warm-up batch):
     the run's encoder, or (``teacher``) the distilled run's teacher, rebuilt as its training did."""
     from selfsup.artifacts import load
@@ -115,7 +115,11 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--max-steps", type=int, default=0,
+                   help="also stop every run after this many steps (a budget other processes on the CPU do not change)")
     p.add_argument("--student", default="bert_mini")
+    p.add_argument("--student-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="the student's encoder settings, e.g. encoder.num_layers=3 (repeatable)")
     p.add_argument("--train-subset", type=int, default=0, help="labeled training rows per task (0: all)")
     p.add_argument("--test-subset", type=int, default=0, help="test rows per task (0: all)")
     p.add_argument("--finetune-rows", default="init,minilm+simcse,distill,scratch,bert_tiny+mlm",
@@ -144,7 +148,8 @@ def main() -> None:
             plan.append((f"minilm+{method}", method, {"init": checkpoint}, "init" if init_rows else "none"))
             init_rows = False
     if "distill" in rows:
-        plan.append(("distill", "distill", {"encoder": args.student, "overrides": [f"method.teacher={checkpoint}"]},
+        plan.append(("distill", "distill", {"encoder": args.student,
+                                                 "overrides": [f"method.teacher={checkpoint}", *args.student_set]},
                      "teacher" if init_rows else "none"))
 
     results: dict[str, dict[str, list[dict]]] = {task: {} for task in tasks}
@@ -176,8 +181,9 @@ def main() -> None:
                       tasks["SST-2"][1].read_text(encoding="utf-8").splitlines() if "\t" in line]
         student = sentences_per_second(work / "run-distill", test_texts)
         teacher = sentences_per_second(work / "run-distill", test_texts, teacher=True)
-        speed = (f"- inference speed on the {len(test_texts)} SST-2 test sentences (batches of 64, best of 2, "
+        speed = (f"- inference speed on the {len(test_texts)} SST-2 test sentences (batches of 64, best of 5, "
                  f"after a warm-up): teacher MiniLM {teacher:.0f} sentences/s, student {args.student} "
+                 f"{' '.join(args.student_set)} "
                  f"{student:.0f} sentences/s: {student / teacher:.2f}x")
         print(speed, flush=True)
 

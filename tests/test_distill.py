@@ -362,6 +362,69 @@ def test_image_teacher_from_a_selfsup_run(tmp_path, write_images):
     assert {r.encoder for r in rows} == {"pretrained", "teacher", "pixels"}
 
 
+def test_image_student_smaller_than_its_teacher(tmp_path, write_images):
+    """``method.teacher_input_size``: the student learns at 8 px from a teacher that reads the same views at its own
+    16 px (a stored ViT, whose position table fixes its size); the run keeps the student's size, and the rebuilt
+    teacher (``--baseline teacher``) reads the run's images at its own size too."""
+    from torchvision.transforms.v2.functional import resize
+
+    data, train_dir, test_dir = (write_images(tmp_path / name, n, seed=s)
+                                 for name, n, s in (("data", 6, 0), ("train", 4, 1), ("test", 3, 2)))
+    source = tmp_path / "vit"
+    quiet = ["--no-progress", "--batch-size", "8"]
+    assert run_cli(["pretrain", data, "--method", "simclr", "--encoder", "vit_micro", "--image-size", "16",
+                    "--max-steps", "1", "--out", source, *quiet])[0] == 0
+    run = tmp_path / "small"
+    argv = ["pretrain", data, "--method", "distill", "--encoder", "tiny_cnn", "--image-size", "8", "--set",
+            f"method.teacher={source}", "--max-steps", "6", *quiet]
+    code, _, err = run_cli([*argv, "--out", tmp_path / "same-size"])  # the 16 px ViT cannot read 8 px views
+    assert_one_line_error(code, err, "model.pos_embed", "--set method.teacher_input_size=SIZE")
+    code, _, err = run_cli([*argv, "--set", "method.teacher_input_size=16", "--out", run])
+    assert code == 0, err
+    assert api.load(run).config["image_size"] == 8
+    losses = logged_losses(run)
+    assert all(map(math.isfinite, losses))
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(rebuild_teacher(run, teacher_record(run)).embed(images),
+                                   api.load(source).eval().embed(resize(images, [16, 16], antialias=True)))
+    rows = api.evaluate(run, train_dir, test_dir, protocols=["linear"], label_fractions=[1.0], baseline="teacher")
+    assert {r.encoder for r in rows} == {"pretrained", "teacher"}
+
+
+def test_an_image_size_given_at_its_default_is_kept(tmp_path):
+    """``--image-size 32`` is the default's value, but given: a timm folder teacher pretrained at its own size does
+    not replace it (it does when the size is left out)."""
+    import timm
+    from timm.models import save_for_hf
+
+    from selfsup.config import RunConfig, set_value
+    from selfsup.registry import get_method
+    from selfsup.teachers import adopt_teacher_data
+
+    folder = tmp_path / "timm_folder"
+    save_for_hf(timm.create_model("test_resnet", num_classes=0), str(folder),
+                model_config={"architecture": "test_resnet"}, safe_serialization=True)
+    native = timm.create_model("test_resnet").pretrained_cfg["input_size"][-1]
+    assert native != 32
+    sizes = {}
+    for given in (False, True):
+        config = RunConfig()
+        set_value(config, "method.teacher", str(folder))
+        if given:
+            set_value(config, "data.image_size", 32, source="--image-size")
+        adopt_teacher_data(config, get_method("distill", "image").cls)
+        sizes[given] = config.data.image_size
+    assert sizes == {False: native, True: 32}
+
+
+def test_teacher_input_size_is_for_images_only(ws, tmp_path):
+    code, _, err = run_cli(["pretrain", ws["root"] / "corpus.txt", "--modality", "text", "--method", "distill",
+                            "--set", f"method.teacher={ws['teacher']}", "--set", "method.teacher_input_size=64",
+                            "--max-steps", "1", "--no-progress", "--out", tmp_path / "run"])
+    assert_one_line_error(code, err, "method.teacher_input_size=64", "leave it at 0")
+
+
 def test_speech_teacher_from_a_hugging_face_folder(tmp_path):
     """Audio, end to end: a tiny HuBERT folder as teacher, wav2vec2_tiny as student: their frames line up (stride
     320, window 400 samples at 16 kHz), so the student regresses the teacher's layers frame by frame."""

@@ -1,4 +1,4 @@
-"""The Python face of selfsup: pretrain, evaluate, embed, export, load.
+"""The Python face of selfsup: pretrain, evaluate, embed, inspect, export, load, report.
 
 Each function assembles inputs and calls the layer that does the work; the CLI calls these.
 """
@@ -51,13 +51,15 @@ def pretrain(
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
     progress_bar: bool | None = None,
     init: str | Path | None = None,
+    logger: str | None = None,
     probe: str | Path | None = None,
     on_collapse: str | None = None,
 ) -> Path:
     """Pretrain an encoder on unlabeled data into the run folder ``out`` (resumes if it exists).
 
     Settings are layered: defaults < ``config`` (YAML path or dict) < keyword arguments <
-    ``overrides`` (``{"optim.lr": 1e-3}`` or ``["optim.lr=1e-3"]``). Returns the run folder.
+    ``overrides`` (``{"optim.lr": 1e-3}`` or ``["optim.lr=1e-3"]``). Returns the run folder, which ends with
+    ``report.html`` (:func:`report`; a failure to write it is a warning).
 
     ``method="auto"``: pilot the modality's shortlist of methods on a share of the budget, score each without labels
     (RankMe, α-ReQ; with ``trainer.probe`` also the probe's kNN accuracy) and continue the best into ``out``
@@ -70,6 +72,8 @@ def pretrain(
     architecture, weights, wav2vec 2.0 quantiser and feature extractor, whose sample rate the run takes;
     images: a vision model folder, or a weights file with ``encoder`` naming its timm architecture).
 
+    ``logger``: ``"csv"`` (default: ``metrics.csv`` only), or ``"tensorboard"``, ``"mlflow"``, ``"wandb"``, each
+    writing offline into ``out`` beside ``metrics.csv`` (see ``selfsup.train.logger``).
     ``probe``: a labelled set (as ``evaluate`` takes for ``train``) scored by kNN and a linear probe while training
     (``probe/knn``, ``probe/linear`` in metrics.csv); ``on_collapse``: ``"warn"`` (default) or ``"stop"`` when the
     health metrics show collapse (``RUN/health.json``; see :mod:`selfsup.train.health`).
@@ -89,7 +93,7 @@ def pretrain(
         "trainer.num_nodes": num_nodes, "trainer.strategy": strategy, "trainer.num_workers": num_workers,
         "data.modality": modality, "data.encoding": encoding, "data.tokenizer": tokenizer,
         "data.vocab_size": vocab_size, "data.max_length": max_length, "data.sample_rate": sample_rate,
-        "data.clip_seconds": clip_seconds,
+        "data.clip_seconds": clip_seconds, "trainer.logger": logger,
         "trainer.probe": None if probe is None else str(probe), "trainer.on_collapse": on_collapse,
     }
     for key, value in flags.items():
@@ -108,7 +112,19 @@ def pretrain(
         items = parse_overrides([overrides] if isinstance(overrides, str) else list(overrides or []))
     for key, value in items:
         set_value(cfg, key, value)
-    pretrain_run(cfg, out)
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from .train.health import CollapseStopped
+
+    stopped: CollapseStopped | None = None
+    try:
+        pretrain_run(cfg, out)
+    except CollapseStopped as exc:  # --on-collapse stop: the report shows why, then the one-line error
+        stopped = exc
+    if rank_zero_only.rank == 0:  # every DDP process runs this function; one writes the report
+        report(out, quiet=True)
+    if stopped is not None:
+        raise stopped
     return Path(out)
 
 
@@ -148,11 +164,13 @@ def evaluate(
     ``protocols=["similarity"]`` scores the sentence pairs in ``test`` (``train`` may be None). For a sequence
     run, ``protocols=["ranking"]`` is leave-one-out next-item ranking on the run's own log (no files; a
     popularity baseline is always added), and ``train``/``test`` are ``user,label`` files for user attributes.
-    Writes ``json_path`` (default ``RUN/eval.json``) and ``RUN/plots/label_efficiency.png``;
+    Writes ``json_path`` (default ``RUN/eval.json``) and ``RUN/plots/label_efficiency.png``, keeps a sample of the
+    test embeddings for the report (``RUN/embedding_sample.npz``) and refreshes ``RUN/report.html``;
     returns the list of :class:`selfsup.evaluation.EvalResult`.
     """
     from .artifacts import load as load_stored
     from .evaluation import plot_label_efficiency, write_json
+    from .report.embeddings import SAMPLE_FILE
     from .encoders import starts_from_checkpoint
     from .evaluation.downstream import check_request, evaluate_labeled, evaluate_pairwise
     from .modalities import get_modality_info
@@ -180,11 +198,21 @@ def evaluate(
     else:
         results = evaluate_labeled(loaded, train, test, protocols, [float(f) for f in label_fractions], baselines,
                                    seed, _device(device), encoding=encoding, finetune_steps=finetune_steps,
-                                   progress=progress, teacher=teacher)
+                                   progress=progress, teacher=teacher, sample_to=run / SAMPLE_FILE)
     write_json(results, Path(json_path) if json_path else run / "eval.json")
     if any(r.n_labels > 0 for r in results):
         plot_label_efficiency(results, run / "plots" / "label_efficiency.png")
+    report(run, quiet=True)
     return results
+
+
+def report(run: str | Path, *, device: str | None = None, quiet: bool = False) -> Path | None:
+    """Write ``RUN/report.html`` (settings, data quality, curves and health, method choice, label efficiency, an
+    embedding map and nearest neighbours) and return its path. ``quiet``: a failure is a warning and None (what
+    ``pretrain`` and ``evaluate`` do at their end), not an error."""
+    from .report import refresh_report, write_report
+
+    return refresh_report(run) if quiet else write_report(run, device=device)
 
 
 def embed(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int = 256,
@@ -209,6 +237,26 @@ def embed_files(run: str | Path, data: str | Path, out: str | Path, *, batch_siz
     loaded = load_stored(run)
     return get_modality(loaded.modality).embed(loaded, data, out, batch_size, _device(device), strict=strict,
                                                encoding=encoding, text_field=text_field)
+
+
+def inspect(data: str | Path, *, run: str | Path | None = None, against: str | Path | None = None,
+            modality: str | None = None, json_path: str | Path | None = None, write_clean: str | Path | None = None,
+            threshold: float | None = None, outlier_k: int = 5, max_outliers: int = 20, block: int = 1024,
+            encoding: str | None = None, batch_size: int = 256, device: str | None = None):
+    """Data quality of ``data`` (any modality): unreadable items, exact duplicates (content digest), near-duplicates
+    (cosine of the ``run``'s encoder embeddings, else a cheap default: perceptual hash for images, MinHash of word
+    shingles for text, log-mel for audio, MinHash of item sets for sequences; ``threshold`` overrides its default),
+    leaks into ``against`` (a test set), outliers (1 - cosine to the ``outlier_k``-th neighbour), class balance and
+    distributions. Writes ``json_path``, ``RUN/inspection.json`` with a run, and ``write_clean`` (the items to keep,
+    one per line). Returns :class:`selfsup.inspection.Findings` (``.to_json()``: the JSON document)."""
+    from .inspection import Settings, inspect_data
+
+    check_arguments("inspect", threshold=threshold, batch_size=batch_size, outlier_k=outlier_k, max_outliers=max_outliers, block=block)
+    settings = Settings(threshold=threshold, outlier_k=outlier_k, max_outliers=max_outliers, block=block)
+    findings, _ = inspect_data(data, run=run, against=against, modality=modality, json_path=json_path,
+                               clean_path=write_clean, settings=settings, encoding=encoding, device=_device(device),
+                               batch_size=batch_size)
+    return findings
 
 
 EXPORT_FORMATS = ("safetensors", "huggingface")

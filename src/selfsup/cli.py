@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. --set optim.lr=0.001 --set method.temperature=0.2")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--logger", help="csv (default: metrics.csv only), or tensorboard, mlflow, wandb beside it, "
+                                    "written offline into RUN_DIR (each an extra: pip install 'selfsup[NAME]')")
     p.add_argument("--probe", metavar="LABELED", help="a few labelled samples (as evaluate --train takes them): kNN "
                                                       "and linear-probe accuracy logged while training (probe/knn, "
                                                       "probe/linear in metrics.csv)")
@@ -115,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--finetune-steps", type=int, help="optimisation steps for finetune (same for both encoders)")
 
+    r = sub.add_parser("report", help="rebuild RUN_DIR/report.html: settings, data quality, curves and health, method "
+                                      "choice, label efficiency, embedding map, nearest neighbours (one file, no network)")
+    r.add_argument("run", metavar="RUN_DIR")
+
     m = sub.add_parser("methods", help="list the registered methods")
     m.add_argument("--modality", choices=[info.name for info in modalities])
     m.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -127,6 +133,34 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "sequences: users here, items in FILE's NAME.items.EXT")
     b.add_argument("--batch-size", type=int, default=256)
     b.add_argument("--encoding", default="utf-8", help="text files' encoding (default utf-8)")
+
+    i = sub.add_parser("inspect", help="data quality: unreadable files, duplicates, near-duplicates, train/test "
+                                       "leaks, outliers, class balance, sizes and lengths")
+    i.add_argument("data", metavar="DATA", help="what pretrain reads (" + "; ".join(info.data_help for info in modalities) + ")")
+    i.add_argument("--run", metavar="RUN_DIR", help="compare items by this run's encoder (cosine of embeddings) instead "
+                                                   "of the cheap default, and write RUN_DIR/inspection.json")
+    i.add_argument("--against", metavar="OTHER", help="data of the same kind (e.g. the test set): its items with a "
+                                                      "near-duplicate in DATA are leaks")
+    i.add_argument("--modality", choices=[info.name for info in modalities], help="what DATA holds (default: the "
+                                                                                  "run's, else image)")
+    i.add_argument("--json", metavar="OUT.json", help="write every finding (keys unreadable, exact_duplicates, "
+                                                      "near_duplicates, leaks, outliers, plus counts, thresholds, "
+                                                      "distributions, class_balance)")
+    i.add_argument("--write-clean", metavar="LIST", help="write the items to keep, one per line (paths; texts for "
+                                                         "text; user ids for sequences): all readable items but later "
+                                                         "exact copies, the second of each near-duplicate pair and "
+                                                         "DATA items that leak into --against")
+    i.add_argument("--threshold", type=float, help="near-duplicate from this cosine similarity (default: 0.8125 for "
+                                                  "perceptual hashes, i.e. at most 6 of 64 bits differ; 0.5 estimated "
+                                                  "Jaccard for text MinHash; 0.98 for audio log-mel; 0.8 for sequence "
+                                                  "item sets; 0.95 with --run)")
+    i.add_argument("--outlier-k", type=int, default=5, help="outlier score: 1 - cosine to the k-th nearest distinct "
+                                                            "item (default 5); listed when above the median by 3.5 scaled MADs")
+    i.add_argument("--max-outliers", type=int, default=20, help="outliers listed at most (default 20)")
+    i.add_argument("--block", type=int, default=1024, help="items per block of the similarity search (memory: "
+                                                           "block x block similarities at a time; default 1024)")
+    i.add_argument("--encoding", help="text files' encoding (default: the run's, else utf-8)")
+    i.add_argument("--batch-size", type=int, default=256, help="items per encoder batch with --run")
 
     x = sub.add_parser("export", help="export a run's encoder")
     x.add_argument("run", metavar="RUN_DIR")
@@ -178,7 +212,7 @@ def _run(args: argparse.Namespace) -> None:
             strict=args.strict, cache=args.cache, accelerator=args.accelerator, devices=args.devices,
             num_nodes=args.num_nodes, strategy=args.strategy, num_workers=args.num_workers,
             config=args.config, overrides=args.overrides,
-            progress_bar=False if args.no_progress else None, init=args.init,
+            progress_bar=False if args.no_progress else None, init=args.init, logger=args.logger,
             probe=args.probe, on_collapse=args.on_collapse,
         )
         from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -202,6 +236,16 @@ def _run(args: argparse.Namespace) -> None:
         written = api.embed_files(args.run, args.data, args.out, batch_size=args.batch_size, encoding=args.encoding)
         for label, path in written.items():
             print(f"{label}: {path}")
+    elif args.command == "report":
+        print(f"report: {api.report(args.run)}")
+    elif args.command == "inspect":
+        from .inspection import summary_lines
+
+        findings = api.inspect(args.data, run=args.run, against=args.against, modality=args.modality,
+                               json_path=args.json, write_clean=args.write_clean, threshold=args.threshold,
+                               outlier_k=args.outlier_k, max_outliers=args.max_outliers, block=args.block,
+                               encoding=args.encoding, batch_size=args.batch_size)
+        print("\n".join(summary_lines(findings)))
     elif args.command == "export":
         print(f"exported: {api.export(args.run, args.out, format=args.format)}")
     elif args.command == "demo":

@@ -23,6 +23,7 @@ import yaml
 from .errors import SelfSupError, did_you_mean
 from .modalities.image import MAX_IMAGE_SIZE  # noqa: F401  (image sizes anywhere: encoders, crops)
 from .settings import SETTING, Setting, check_fields, format_bytes, setting, setting_label, spec_of  # noqa: F401
+from .trackers import LOGGERS
 
 CACHE_MODES = ("auto", "memory", "stream")
 OPTIMIZERS = ("adamw", "sgd", "lars")
@@ -156,6 +157,8 @@ class TrainerConfig:
     health_every: int = setting(50, low=1, high=MAX_STEPS)
     checkpoint_every: int = setting(200, low=1, high=MAX_STEPS)
     progress_bar: bool = setting(True)
+    # where metrics go besides metrics.csv (always written): TensorBoard, MLflow or Weights & Biases, offline in RUN
+    logger: str = setting("csv", choices=LOGGERS, flag="--logger")
     # collapse alarms (train/health.py): warn, or stop keeping the last healthy checkpoint, after this many checks
     on_collapse: str = setting("warn", choices=("warn", "stop"), flag="--on-collapse")
     collapse_patience: int = setting(3, low=1, high=MAX_STEPS)
@@ -262,6 +265,16 @@ def set_value(config: RunConfig, dotted: str, value: Any, source: str = "--set")
         )
     spec = spec_of(declared[key])
     setattr(target, key, coerce_setting(value, getattr(target, key), setting_label(section, key, spec), source, spec))
+    target.__dict__.setdefault(GIVEN, set()).add(key)  # not a field: never saved, kept by copies
+
+
+GIVEN = "_given_settings"
+
+
+def was_given(section: Any, key: str) -> bool:
+    """Whether ``key`` of the settings ``section`` (e.g. ``config.data``) was set by the user (a flag, ``--set``, a
+    config file), even to its default value."""
+    return key in section.__dict__.get(GIVEN, ())
 
 
 COMMAND_SETTINGS: dict[str, Setting] = {
@@ -271,6 +284,11 @@ COMMAND_SETTINGS: dict[str, Setting] = {
     "evaluate.seed": Setting(int, 0, 2**32 - 1, flag="--seed"),
     "evaluate.finetune_steps": Setting(int, 1, 10**7, optional=True, flag="--finetune-steps"),
     "embed.batch_size": Setting(int, 1, 2**20, flag="--batch-size"),
+    "inspect.threshold": Setting(float, -1, 1, optional=True, flag="--threshold", help="a cosine similarity"),
+    "inspect.batch_size": Setting(int, 1, 2**20, flag="--batch-size"),
+    "inspect.outlier_k": Setting(int, 1, 1000, flag="--outlier-k"),
+    "inspect.max_outliers": Setting(int, 0, 10**6, flag="--max-outliers"),
+    "inspect.block": Setting(int, 1, 2**20, flag="--block"),
 }
 
 

@@ -77,8 +77,9 @@ def load_probe(loaded: LoadedEncoder, path: str | Path, encoding: str = "utf-8",
     modality = get_modality(loaded.modality)
     try:
         labeled = modality.read_labeled(loaded, path, None, encoding)
-    except SelfSupError as exc:
-        raise SelfSupError(f"--probe {path}: {exc}") from None
+    except SelfSupError as exc:  # the reader's message names the file, or is given the path here
+        named = str(Path(path).expanduser()) in str(exc)
+        raise SelfSupError(f"--probe {exc}" if named else f"--probe {path}: {exc}") from None
     _, eval_transform = modality.eval_transforms(loaded)
     labels = labeled.labels.reshape(-1).long()
     if len(set(labels.tolist())) < 2:
@@ -120,7 +121,8 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
-def probe_scores(encoder: nn.Module, probe: ProbeSet, device: str | torch.device, batch_size: int = 256) -> dict[str, float]:
+def probe_scores(encoder: nn.Module, probe: ProbeSet, device: str | torch.device,
+                 batch_size: int = 256) -> dict[str, float]:
     """``{"knn": accuracy, "linear": accuracy}`` of ``encoder``'s detached features on the held-out half of
     ``probe``: weighted kNN (Wu et al. 2018, k = 20) and logistic regression fitted on the other half."""
     from .evaluation.features import extract_features

@@ -16,7 +16,7 @@ import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .config import RunConfig, set_value
 from .encoders import Encoder, build_encoder
@@ -109,17 +109,46 @@ def adopt_teacher_data(config: RunConfig, method: type[Method]) -> None:
         set_value(config, key, value, source=f"method.{teacher.setting}")
 
 
+class ResizedTeacher(Encoder):
+    """A teacher that reads every batch at its own input size (``method.teacher_input_size``): ``resize`` (the
+    modality's :meth:`~selfsup.modalities.base.Modality.resized_inputs`) runs before each of its passes, so a small
+    student learns at its own size from a teacher at the size it was pretrained for; the view itself (crop, flip,
+    colours) stays the one both see."""
+
+    def __init__(self, encoder: Encoder, resize: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.resize = resize
+        self.dim = encoder.dim
+        self.config = encoder.config
+
+    def forward(self, inputs: Any) -> Any:
+        return self.encoder(self.resize(inputs))
+
+    def pool(self, tokens: Any, mask: Any = None) -> Any:
+        return self.encoder.pool(tokens, mask)
+
+    def embed(self, inputs: Any) -> Any:
+        return self.encoder.embed(self.resize(inputs))
+
+
 def build_teacher(config: RunConfig, method: type[Method], fill_ins: dict[str, Any]) -> Encoder:
     """The teacher of ``config``'s ``method``, in eval mode: the encoder the modality's ``init_settings``
-    describe, given the training data's ``fill_ins`` (``TrainData.encoder_kwargs``)."""
+    describe, given the training data's ``fill_ins`` (``TrainData.encoder_kwargs``), at its own input size when
+    ``method.teacher_input_size`` gives one (:class:`ResizedTeacher`)."""
     teacher = TeacherSource.of(config, method)
     encoder = {key.partition(".")[2]: value for key, value in teacher.settings(config).items()
                if key.startswith("encoder.")}
+    size = int(config.method.get("teacher_input_size") or 0)
+    resize = None
+    if size:
+        resize, fill_ins = get_modality(config.data.modality).resized_inputs(size, fill_ins)
     try:
         built = build_encoder({**encoder, **fill_ins})
     except SelfSupError as exc:
-        raise SelfSupError(f"{teacher.label}: {exc}") from None
-    return built.eval()
+        sized = "" if size else "; an image teacher pretrained at another size: --set method.teacher_input_size=SIZE"
+        raise SelfSupError(f"{teacher.label}: {exc}{sized}") from None
+    return (ResizedTeacher(built, resize) if resize is not None else built).eval()
 
 
 def save_teacher_record(run_dir: Path, source: str, teacher: Encoder, student: Encoder,

@@ -35,12 +35,14 @@ class TokenBatch:
 
 @dataclass
 class Labeled:
-    """Inputs the encoder takes (after ``transform``), integer labels, and the raw texts (text only)."""
+    """Inputs the encoder takes (after ``transform``), integer labels, the raw texts (text only), and what each
+    input is for the run report (a file path or a text: :meth:`~selfsup.modalities.base.Modality.report_items`)."""
 
     inputs: Tensor
     labels: Tensor
     classes: list[str]
     texts: list[str] | None = None
+    references: list[str] | None = None
 
 
 def check_request(modality: str, protocols: list[str], baselines: list[str], train: str | Path | None,
@@ -105,9 +107,10 @@ def evaluate_pairwise(loaded, test: str | Path | None, baselines: list[str], see
 def evaluate_labeled(loaded, train: str | Path, test: str | Path, protocols: list[str], fractions: list[float],
                      baselines: list[str], seed: int, device: str, encoding: str = "utf-8",
                      finetune_steps: int | None = None, progress: Callable[[str], None] | None = None,
-                     teacher: Encoder | None = None) -> list[EvalResult]:
+                     teacher: Encoder | None = None, sample_to: Path | None = None) -> list[EvalResult]:
     """Label efficiency of ``loaded`` (and the baselines; ``teacher``: a distilled run's teacher) on labeled
-    train/test files."""
+    train/test files. ``sample_to``: where the run report's sample of the pretrained encoder's test embeddings is
+    kept (:func:`selfsup.report.embeddings.save_test_sample`)."""
     modality = get_modality(loaded.modality)
     encoders = _encoders(loaded, baselines, seed, teacher)
     own = modality.evaluate_labeled(loaded, encoders, train, test, protocols, fractions, baselines, seed, device,
@@ -123,6 +126,10 @@ def evaluate_labeled(loaded, train: str | Path, test: str | Path, protocols: lis
         seed=seed, device=device, finetune_kwargs={"steps": finetune_steps} if finetune_steps else None,
         progress=progress,
     )
+    if sample_to is not None:
+        from ..report.embeddings import save_test_sample
+
+        save_test_sample(sample_to, loaded.encoder, test_set, eval_transform, device, seed)
     for name in baselines:
         if name in modality.info.baselines:
             accuracy = modality.baseline_scores(name, loaded, train_set, test_set, seed)

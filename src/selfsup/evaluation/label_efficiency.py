@@ -116,12 +116,8 @@ def _unique(items) -> list:
     return list(dict.fromkeys(items))
 
 
-def format_table(results: Sequence[EvalResult]) -> str:
-    """Fixed-width table: one row per (protocol, metric, fraction, n_labels), one column per encoder,
-    plus ``gain`` = pretrained − scratch, ``gain_init`` = pretrained − init (the checkpoint a run started
-    from: did the domain pretraining beat it?) and ``gain_teacher`` = pretrained − teacher (what a distilled student
-    gives up) when both are present, and a ``metric`` column when a metric
-    other than accuracy appears."""
+def table_cells(results: Sequence[EvalResult]) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows of :func:`format_table`, as text cells (the run report shows them as HTML)."""
     encoders = _unique(r.encoder for r in results)
     protocols = _unique(r.protocol for r in results)
     cells = {(r.protocol, r.metric, r.label_fraction, r.n_labels, r.encoder): r.value for r in results}
@@ -143,6 +139,16 @@ def format_table(results: Sequence[EvalResult]) -> str:
             p, s = cells.get((*row, "pretrained")), cells.get((*row, ref))
             line.append("-" if p is None or s is None else f"{p - s:+.4f}")
         body.append(line)
+    return header, body
+
+
+def format_table(results: Sequence[EvalResult]) -> str:
+    """Fixed-width table: one row per (protocol, metric, fraction, n_labels), one column per encoder,
+    plus ``gain`` = pretrained − scratch, ``gain_init`` = pretrained − init (the checkpoint a run started
+    from: did the domain pretraining beat it?) and ``gain_teacher`` = pretrained − teacher (what a distilled student
+    gives up) when both are present, and a ``metric`` column when a metric
+    other than accuracy appears."""
+    header, body = table_cells(results)
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
 
     def fmt(row: list[str]) -> str:
@@ -199,11 +205,16 @@ def curves(results: Sequence[EvalResult]) -> list[tuple[list[int], list[float], 
 
 def plot_label_efficiency(results: Sequence[EvalResult], path: str | Path) -> None:
     """PNG of accuracy against the number of labels (log x), the :func:`curves` of ``results``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg, no pyplot global state
-    from matplotlib.figure import Figure
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    label_efficiency_figure(results).savefig(path, format="png")
+
+
+def label_efficiency_figure(results: Sequence[EvalResult]):
+    """The matplotlib Figure of :func:`plot_label_efficiency` (Agg canvas, no pyplot global state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(8.4, 4.4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -217,4 +228,4 @@ def plot_label_efficiency(results: Sequence[EvalResult], path: str | Path) -> No
     if ax.get_legend_handles_labels()[0]:  # beside the axes: with several baselines it would hide the lines
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    return fig

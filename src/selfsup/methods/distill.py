@@ -18,7 +18,9 @@ Pooled target (``method.target=pooled``), on one augmented view of each sample::
 using Knowledge Distillation" (EMNLP, Eq. 1), which also matches the teacher's norms; the default compares
 directions only, as lightly-train's distillation does with its student head to the teacher's width. Teacher and
 student see the same augmented view: the "consistent teaching" of Beyer et al. 2022, "Knowledge distillation:
-A good teacher is patient and consistent" (CVPR); the student's dropout is its only extra noise.
+A good teacher is patient and consistent" (CVPR); the student's dropout is its only extra noise. Images: with
+``method.teacher_input_size=S`` the teacher sees that same view resized to S × S (its pretraining resolution),
+the student at ``--image-size`` (a small, fast student: a 32 px CIFAR network under a 224 px ImageNet teacher).
 
 Layer targets (``method.target=layers``; speech by default), DistilHuBERT (Chang, Yang, Lee 2022,
 "DistilHuBERT: Speech Representation Learning by Layer-wise Distillation of Hidden-Unit BERT", ICASSP)::
@@ -77,6 +79,7 @@ class DistillHparams(Hparams):
     normalize: bool = setting(True)  # pooled: compare unit vectors (2 - 2 cos); false: Reimers & Gurevych's MSE
     cosine_weight: float = loss_weight(1.0)  # layers/tokens: lambda of DistilHuBERT's -log sigmoid(cos) term
     cache_teacher: bool = setting(True)  # reuse the teacher's pooled embedding of a sample seen before (text)
+    teacher_input_size: int = count(0, 4096, low=0)  # images: the teacher sees each view at this side (0: --image-size)
     crop_min_scale: float = scale(0.08)  # images: RandomResizedCrop scale (crop_min_scale, 1) of the one view
     flip_p: float = probability(0.5)
 

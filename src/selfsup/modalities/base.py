@@ -17,6 +17,11 @@ A modality provides:
   (:attr:`ModalityInfo.prepared_files`);
 - **evaluation**: its baselines (tfidf, mfcc, pixels, popularity), its label-free protocol (similarity, ranking),
   the transforms that feed an encoder while fine-tuning and extracting features;
+- **the run report** (``RUN/report.html``): a sample of its data embedded (:meth:`report_sample`) and how one
+  sample is shown (:meth:`report_items`: a thumbnail, a snippet, a waveform, a history);
+- **inspection** (``selfsup inspect``): its items read once with a content digest, a cheap embedding (or a run's
+  encoder's), statistics and labels (:meth:`Modality.inspect_items`); duplicates, leaks and outliers are found
+  by the modality-free engine in :mod:`selfsup.inspection`;
 - **what generic methods ask for**: two views of a batch (:meth:`two_views`: SimCLR, SimCSE, COLA), one view
   (:meth:`one_view`: distillation), the
   masked student input and the teacher's target normalisation (:meth:`masked_inputs`,
@@ -25,7 +30,8 @@ A modality provides:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..artifacts import LoadedEncoder, StoredEncoder
     from ..config import DataConfig, RunConfig
     from ..evaluation.label_efficiency import EvalResult
+    from ..inspection.items import InspectedItems
     from ..train.sources import TrainData
 
 DEFAULT_KIND = "any"
@@ -80,10 +87,44 @@ class ModalityInfo:
 Pretext = Callable[..., dict]
 
 
+@dataclass
+class ItemView:
+    """How the run report shows one sample: a caption (plain text; the report escapes it) and, where the modality
+    has a picture of it, ``picture``: uint8 [H, W, 3] (an image's thumbnail, a recording's waveform)."""
+
+    caption: str
+    picture: Any = None
+
+
+@dataclass
+class DataSample:
+    """A sample of a run's data embedded with its encoder (:meth:`Modality.report_sample`): ``features`` [N, D],
+    the reference of each row (a path, a text, a user id: what :meth:`Modality.report_items` shows) and how many
+    samples the data holds in all."""
+
+    features: torch.Tensor
+    references: list[str]
+    total: int
+
+
+def sample_of(items: Iterable, limit: int, seed: int) -> tuple[list, int]:
+    """At most ``limit`` of ``items`` drawn uniformly in one pass (reservoir sampling, Vitter 1985: memory does not
+    grow with the data), in their original order, and how many there were."""
+    rng, kept, total = random.Random(seed), [], 0
+    for total, item in enumerate(items, start=1):
+        if len(kept) < limit:
+            kept.append((total, item))
+        elif (slot := rng.randrange(total)) < limit:
+            kept[slot] = (total, item)
+    return [item for _, item in sorted(kept, key=lambda pair: pair[0])], total
+
+
 def given(config: RunConfig, key: str) -> bool:
     """Whether the data setting ``key`` of ``config`` was changed from its default (given as a flag or in a
-    config file): such a setting is checked against a checkpoint's, not replaced by it."""
-    return getattr(config.data, key) != getattr(type(config.data)(), key)
+    config file, even at its default value): such a setting is checked against a checkpoint's, not replaced by it."""
+    from ..config import was_given
+
+    return was_given(config.data, key) or getattr(config.data, key) != getattr(type(config.data)(), key)
 
 
 class Modality:
@@ -205,6 +246,28 @@ class Modality:
         main one under ``"embeddings"``."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ the run report
+    def report_sample(self, loaded: LoadedEncoder, data: str | Path, limit: int, seed: int, settings: dict[str, Any],
+                      device: str) -> DataSample:
+        """At most ``limit`` samples of the training data ``data`` (drawn with ``seed``) embedded with the run's
+        encoder, for the report's embedding map and neighbours; ``settings`` is the run's data section
+        (encoding, text field, columns)."""
+        raise self._lacks("a report sample")
+
+    def report_items(self, loaded: LoadedEncoder, references: list[str], settings: dict[str, Any]) -> list[ItemView]:
+        """How the report shows the samples ``references`` (from :meth:`report_sample` or an evaluation's test set):
+        by default the reference itself."""
+        return [ItemView(str(reference)) for reference in references]
+
+    # ------------------------------------------------------------------ data inspection
+    def inspect_items(self, data: str | Path, settings: DataConfig, loaded: LoadedEncoder | None, device: str,
+                      batch_size: int) -> InspectedItems:
+        """Every item under ``data`` read once for ``selfsup inspect``: its name as given on the command line, a
+        digest of its content, its embedding (``loaded``'s encoder when given, else the modality's cheap default:
+        a perceptual hash, MinHash, log-mel), statistics, class when ``data`` is labelled, and the unreadable
+        items with the reason. ``settings`` are the data settings (encoding, sample rate, log columns)."""
+        raise self._lacks("data inspection")
+
     # ------------------------------------------------------------------ what generic methods ask for
     def two_views(self, input_size: int, settings: Any) -> Pretext:
         """A pretext giving two views of every sample of a batch: ``{"view1", "view2"}``. ``settings`` are the
@@ -223,6 +286,12 @@ class Modality:
             return {"view": views(batch, generator)["view1"]}
 
         return pretext
+
+    def resized_inputs(self, size: int, fill_ins: dict[str, Any]) -> tuple[Callable[[Any], Any], dict[str, Any]]:
+        """What a teacher with its own input size needs (``distill``'s ``method.teacher_input_size``): a function
+        giving a batch of views at ``size``, and the encoder settings the data fills in (``fill_ins``) at that size."""
+        raise SelfSupError(f"method.teacher_input_size={size}: {self.name} views have no size to change; leave it at 0 "
+                           "(the teacher reads the student's inputs)")
 
     def masked_inputs(self, encoder, input_size: int, settings: Any) -> Pretext:
         """A pretext for masked prediction with an EMA teacher (data2vec): ``{"student": encoder input with

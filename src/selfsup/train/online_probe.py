@@ -12,6 +12,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 
 from ..probe import ProbeSet, probe_scores
+from .logger import log_to_all
 
 
 class OnlineProbe(pl.Callback):
@@ -25,10 +26,10 @@ class OnlineProbe(pl.Callback):
 
     def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         step = trainer.global_step - 1  # the step of the batch just trained, like the loss rows
-        if trainer.logger is None or not trainer.is_global_zero or step == self._last_step:
+        if not trainer.loggers or not trainer.is_global_zero or step == self._last_step:
             return
         scores = probe_scores(pl_module.method.encoder, self.probe, pl_module.device)
-        trainer.logger.log_metrics({f"probe/{name}": value for name, value in scores.items()}, step=step)
+        log_to_all(trainer, {f"probe/{name}": value for name, value in scores.items()}, step=step)
         self._last_step = step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

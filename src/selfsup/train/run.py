@@ -20,10 +20,11 @@ from ..probe import check_probe, load_probe, loaded_in_training
 from ..registry import get_method
 from ..runtime import resolve_precision, retain_freed_memory
 from ..teachers import adopt_teacher_data, build_teacher, parameter_count, save_teacher_record
+from ..trackers import check_tracker
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, check_resume, load_checkpoint, load_run_checkpoint
-from .health import HealthMonitor
+from .health import CollapseStopped, HealthMonitor, HealthRecord, collapse_hints
 from .lock import LOCK_FILE, RunLock
-from .logger import RunCSVLogger
+from .logger import log_settings, run_loggers
 from .module import NonFiniteLossError, PretrainModule
 from .online_probe import OnlineProbe
 from .optimizers import choose_optimizer, default_lr_and_decay
@@ -54,6 +55,7 @@ def resolve(config: RunConfig) -> RunConfig:
     config.encoder = {"name": info.cls.encoder_for(modality.name), **config.encoder}
     config.optim.optimizer = choose_optimizer(info.cls, config.optim.optimizer)
     check_encoder_settings(config.encoder)  # fail on a typo or a bad number before any data is read
+    check_tracker(config.trainer.logger)  # --logger's extra installed
     if config.trainer.probe:
         check_probe(modality.name, config.trainer.probe)
     if info.cls.teacher_from_init:  # before the data is prepared: the student reads the teacher's inputs
@@ -199,7 +201,10 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
                            getattr(config.data, "encoding", "utf-8"), tc.seed)
         callbacks.append(OnlineProbe(probe, tc.probe_every or 5 * tc.health_every))
     run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints = RunCheckpoint(run_dir / CHECKPOINT_DIR, tc.checkpoint_every)
+    health = HealthRecord.read(run_dir) if resume else HealthRecord()
+    health.stop = tc.on_collapse == "stop"
+    monitor = HealthMonitor(tc.health_every, tc.collapse_patience, run_dir, health)
+    checkpoints = RunCheckpoint(run_dir / CHECKPOINT_DIR, tc.checkpoint_every, health)
     trainer = pl.Trainer(
         max_epochs=tc.epochs,
         max_time=timedelta(minutes=tc.max_minutes) if tc.max_minutes else None,
@@ -210,8 +215,8 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
         num_nodes=tc.num_nodes,
         strategy=tc.strategy,
         sync_batchnorm=tc.sync_batchnorm and tc.accelerator != "cpu" and torch.cuda.is_available(),
-        logger=RunCSVLogger(str(run_dir), flush_logs_every_n_steps=tc.log_every * 5),
-        callbacks=[checkpoints, HealthMonitor(tc.health_every), *callbacks],
+        logger=run_loggers(run_dir, tc.logger, flush_every=tc.log_every * 5),
+        callbacks=[monitor, checkpoints, *callbacks],  # a step's health check comes before its checkpoint
         plugins=[AtomicCheckpointIO()],
         log_every_n_steps=tc.log_every,
         enable_checkpointing=False,
@@ -225,12 +230,14 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
     global_batch = batch_size * trainer.world_size
     lr, weight_decay = default_lr_and_decay(type(method), config.optim, global_batch)
     config.optim.lr, config.optim.weight_decay = lr, weight_decay  # resolved, for config.yaml
+    monitor.hints = collapse_hints(method, lr, weight_decay)
     module = PretrainModule(method, config.data.modality, config.optim, lr, weight_decay,
                             pretext_in_loader=data.pretext_in_loader,
                             encoder_scale=encoder_lr_scale(config.optim, method.encoder.config),
                             frozen_norm_stats=frozen_norm_stats(tc, method.encoder.config))
     if trainer.is_global_zero:
         config.save(run_dir / CONFIG_FILE)
+        log_settings(trainer.loggers, config.to_dict())
         if type(method).teacher_from_init:  # what --baseline teacher rebuilds it with, and the parameter counts
             save_teacher_record(run_dir, config.method[type(method).teacher_setting], method.teacher,
                                 method.encoder, data.encoder_kwargs)
@@ -255,4 +262,8 @@ def _pretrain_locked(config: RunConfig, run_dir: Path) -> Path:
                 f"{exc}; training stopped, {where}. Lower the learning rate and run the same command "
                 f"again to resume: --set optim.lr={lr / 10:.2g}{precision}"
             ) from None
+    if trainer.is_global_zero:
+        health.write(run_dir)
+    if health.stopped_at is not None:
+        raise CollapseStopped(health.summary(run_dir))
     return checkpoints.last_path

@@ -86,7 +86,8 @@ class AudioModality(Modality):
 
         data = load_labeled_audio(path, loaded.encoder.sample_rate, loaded.input_size, classes=classes)
         order = torch.argsort((~torch.isnan(data.waves)).sum(1))
-        return Labeled(data.waves[order], data.labels[order], data.classes)
+        return Labeled(data.waves[order], data.labels[order], data.classes,
+                       references=[str(data.paths[i]) for i in order.tolist()])
 
     def eval_transforms(self, loaded):
         """Fine-tuning adds light noise; features from the clips as they are."""
@@ -114,6 +115,35 @@ class AudioModality(Modality):
         feats = extract_features(loaded.encoder, waves, WaveBatch(), batch_size=batch_size, device=device)
         return {"embeddings": write_embeddings(feats, paths, out)}
 
+    # ------------------------------------------------------------------ the run report
+    def report_sample(self, loaded, data, limit, seed, settings, device):
+        """Up to ``limit`` recordings of ``data``, centre-cropped to the run's clip length, embedded."""
+        from ...evaluation.features import extract_features
+        from ..base import DataSample, sample_of
+        from .readers import decode_clips, find_audio_files
+
+        files, total = sample_of(find_audio_files(data), limit, seed)
+        clips = decode_clips(files, loaded.encoder.sample_rate, progress=False, max_samples=loaded.input_size)
+        feats = extract_features(loaded.encoder, clips.padded(), WaveBatch(), device=device)
+        return DataSample(feats, [str(path) for path in clips.paths], total)
+
+    def report_items(self, loaded, references, settings):
+        """Each recording's name and duration, with its waveform (:func:`.waveform.waveform_picture`)."""
+        from ..base import ItemView
+        from .readers import AudioReadError, read_audio
+        from .waveform import waveform_picture
+
+        views = []
+        for reference in references:
+            path, rate = Path(reference), loaded.encoder.sample_rate
+            try:
+                wave = read_audio(path, rate).numpy()
+            except AudioReadError:
+                views.append(ItemView(f"{path.parent.name}/{path.name} (unreadable now)"))
+                continue
+            views.append(ItemView(f"{path.parent.name}/{path.name} · {len(wave) / rate:.2f} s", waveform_picture(wave)))
+        return views
+
     # ------------------------------------------------------------------ what generic methods ask for
     def two_views(self, input_size: int, settings: Any) -> Pretext:
         """COLA's positives (Saeed et al. 2021): two random crops of each recording with random gain and noise."""
@@ -135,3 +165,11 @@ class AudioModality(Modality):
         from ...encoders.audio import standardize_over_time
 
         return standardize_over_time(states.float(), batch["valid"], eps=1e-5)
+
+    # ------------------------------------------------------------------ data inspection
+    def inspect_items(self, data, settings, loaded, device, batch_size):
+        """Recordings: BLAKE2b of the file's bytes, a volume-free log-mel embedding (or the run's encoder),
+        duration, sample rate and channels, the class subfolder when DATA has one per class."""
+        from .inspection import inspect_audio
+
+        return inspect_audio(data, settings.sample_rate, loaded, device, batch_size)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,15 @@ from ..base import Modality, Pretext, given
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...config import RunConfig
+
+
+def resize_views(views: torch.Tensor, size: int) -> torch.Tensor:
+    """A batch of views [B, 3, H, W] at ``size`` × ``size`` (torchvision's bilinear resize, antialiased)."""
+    if views.shape[-2:] == (size, size):
+        return views
+    from torchvision.transforms.v2.functional import resize
+
+    return resize(views, [size, size], antialias=True)
 
 
 class ImageModality(Modality):
@@ -78,7 +88,7 @@ class ImageModality(Modality):
         from .readers import load_labeled
 
         data = load_labeled(path, loaded.input_size, classes=classes)
-        return Labeled(data.images, data.labels, data.classes)
+        return Labeled(data.images, data.labels, data.classes, references=[str(p) for p in data.paths])
 
     def eval_transforms(self, loaded):
         """Fine-tuning: light crop (0.5-1) + flip; features: resize + normalise."""
@@ -106,6 +116,33 @@ class ImageModality(Modality):
                                  batch_size=batch_size, device=device)
         return {"embeddings": write_embeddings(feats, dataset.paths, out)}
 
+    # ------------------------------------------------------------------ the run report
+    def report_sample(self, loaded, data, limit, seed, settings, device):
+        """Up to ``limit`` images of ``data`` decoded at the run's size (unreadable ones left out) and embedded."""
+        from ...evaluation.features import extract_features
+        from ..base import DataSample, sample_of
+        from .readers import find_images, read_images
+
+        paths, total = sample_of(find_images(data), limit, seed)
+        images, kept, _ = read_images(paths, loaded.input_size, progress=False)
+        feats = extract_features(loaded.encoder, images, eval_transform(loaded.input_size), device=device)
+        return DataSample(feats, [str(paths[i]) for i in kept], total)
+
+    def report_items(self, loaded, references, settings):
+        """A 64 px thumbnail of each image file, captioned with its class folder and name."""
+        from ..base import ItemView
+        from .readers import read_image
+
+        views = []
+        for reference in references:
+            path = Path(reference)
+            caption = f"{path.parent.name}/{path.name}"
+            try:
+                views.append(ItemView(caption, read_image(path, 64).permute(1, 2, 0).numpy()))
+            except ValueError:
+                views.append(ItemView(f"{caption} (unreadable now)"))
+        return views
+
     # ------------------------------------------------------------------ what generic methods ask for
     @staticmethod
     def _augment(input_size: int, settings: Any):
@@ -122,6 +159,11 @@ class ImageModality(Modality):
         """SimCLR's augmentation once."""
         augment = self._augment(input_size, settings)
         return lambda images, generator=None: {"view": augment(images, generator=generator)}
+
+    def resized_inputs(self, size: int, fill_ins: dict[str, Any]) -> tuple[Callable[[Any], Any], dict[str, Any]]:
+        """Views resized to ``size`` × ``size`` (bilinear, antialiased when shrinking): a teacher that reads larger
+        images than its student (a 32 px CIFAR student of a teacher pretrained at 224 px)."""
+        return partial(resize_views, size=size), {**fill_ins, "image_size": size}
 
     def masked_inputs(self, encoder, input_size: int, settings: Any) -> Pretext:
         """data2vec for vision (BEiT-style): a light crop + flip, then blocks of
@@ -140,3 +182,11 @@ class ImageModality(Modality):
     def normalize_targets(self, states: torch.Tensor, batch: dict) -> torch.Tensor:
         """Parameter-less layer norm per patch (data2vec §3.3, vision)."""
         return F.layer_norm(states.float(), states.shape[-1:])
+
+    # ------------------------------------------------------------------ data inspection
+    def inspect_items(self, data, settings, loaded, device, batch_size):
+        """Images: BLAKE2b of the file's bytes, a 64-bit perceptual hash (or the run's encoder), width, height and
+        file size, the class subfolder when DATA has one per class."""
+        from .inspection import inspect_images
+
+        return inspect_images(data, loaded, device, batch_size)

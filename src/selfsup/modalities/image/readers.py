@@ -13,7 +13,7 @@ import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -238,11 +238,12 @@ def load_unlabeled(path: str | Path, size: int, strict: bool = False, progress: 
 
 @dataclass
 class LabeledImages:
-    """A labeled split: uint8 images [N, 3, S, S], labels [N] in 0..C-1, class names."""
+    """A labeled split: uint8 images [N, 3, S, S], labels [N] in 0..C-1, class names, the file of each image."""
 
     images: torch.Tensor
     labels: torch.Tensor
     classes: list[str]
+    paths: list[Path] = field(default_factory=list)
 
 
 def load_labeled(path: str | Path, size: int, classes: list[str] | None = None,
@@ -268,4 +269,5 @@ def load_labeled(path: str | Path, size: int, classes: list[str] | None = None,
     if not files:
         raise SelfSupError(f"{root}: the class subfolders hold no images")
     images, kept, _ = read_images(files, size, strict=strict, progress=progress)
-    return LabeledImages(images, torch.tensor([labels[i] for i in kept], dtype=torch.long), list(classes))
+    return LabeledImages(images, torch.tensor([labels[i] for i in kept], dtype=torch.long), list(classes),
+                         [files[i] for i in kept])

@@ -53,8 +53,29 @@ class SequenceModality(Modality):
 
         return evaluate_ranking(loaded, encoders, device)
 
+    # ------------------------------------------------------------------ the run report
+    def report_sample(self, loaded, data, limit, seed, settings, device):
+        """Users of the log embedded from their histories (:mod:`.report`)."""
+        from .report import report_sample
+
+        return report_sample(loaded, data, limit, seed, device)
+
+    def report_items(self, loaded, references, settings):
+        """Each user as the ids of their most recent items (:mod:`.report`)."""
+        from .report import report_items
+
+        return report_items(loaded, references)
+
     def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text"):
         """One row per user of the log ``data`` (its pooled history), and one per item next to it."""
         from .evaluation import embed_log
 
         return embed_log(loaded, data, out, batch_size, device, strict=strict)
+
+    # ------------------------------------------------------------------ data inspection
+    def inspect_items(self, data, settings, loaded, device, batch_size):
+        """Users of the log (named by their ids): their history's digest, MinHash of their set of items (or the
+        run's encoder), history length; malformed rows are reported as unreadable."""
+        from .inspection import inspect_log
+
+        return inspect_log(data, settings, loaded, device, batch_size)

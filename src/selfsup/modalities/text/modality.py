@@ -76,7 +76,7 @@ class TextModality(Modality):
         from .readers import load_labeled_text
 
         data = load_labeled_text(path, encoding=encoding, classes=classes)
-        return Labeled(self._encode(loaded, data.texts), data.labels, data.classes, data.texts)
+        return Labeled(self._encode(loaded, data.texts), data.labels, data.classes, data.texts, references=data.texts)
 
     def eval_transforms(self, loaded):
         """Padded ids -> the encoder's input dict, both ways (dropout is the fine-tuning noise)."""
@@ -127,6 +127,27 @@ class TextModality(Modality):
                                  TokenBatch(loaded.encoder.spec.pad_token_id), batch_size=batch_size, device=device)
         return {"embeddings": write_embeddings(feats, texts, out, key="text")}
 
+    # ------------------------------------------------------------------ the run report
+    def report_sample(self, loaded, data, limit, seed, settings, device):
+        """Up to ``limit`` texts of ``data`` (one pass over the files, whatever their size), embedded."""
+        from ...evaluation.downstream import TokenBatch
+        from ...evaluation.features import extract_features
+        from ..base import DataSample, sample_of
+        from .readers import find_text_files, iter_texts
+
+        texts, total = sample_of(iter_texts(find_text_files(data), encoding=settings.get("encoding", "utf-8"),
+                                            text_field=settings.get("text_field", "text")), limit, seed)
+        feats = extract_features(loaded.encoder, self._encode(loaded, texts),
+                                 TokenBatch(loaded.encoder.spec.pad_token_id), device=device)
+        return DataSample(feats, texts, total)
+
+    def report_items(self, loaded, references, settings):
+        """A snippet of each text: its first 240 characters, white space collapsed."""
+        from ..base import ItemView
+
+        snippets = (" ".join(str(text).split()) for text in references)
+        return [ItemView(s if len(s) <= 240 else s[:239] + "…") for s in snippets]
+
     # ------------------------------------------------------------------ what generic methods ask for
     def two_views(self, input_size: int, settings: Any) -> Pretext:
         """SimCSE's views: the same sentences twice, made different by the encoder's dropout."""
@@ -153,3 +174,11 @@ class TextModality(Modality):
     def normalize_targets(self, states: torch.Tensor, batch: dict) -> torch.Tensor:
         """Parameter-less layer norm per token (data2vec §3.3, text)."""
         return F.layer_norm(states.float(), states.shape[-1:])
+
+    # ------------------------------------------------------------------ data inspection
+    def inspect_items(self, data, settings, loaded, device, batch_size):
+        """Texts (``FILE:LINE``): BLAKE2b of the text, MinHash of its words and word pairs (or the run's encoder),
+        words and characters, the label column or field when the files have one."""
+        from .inspection import inspect_texts
+
+        return inspect_texts(self, data, settings.encoding, settings.text_field, loaded, device, batch_size)

@@ -124,14 +124,17 @@ def _csv_reader(file: Path, encoding: str) -> Iterator[list[str]]:
     return csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
 
 
-def _texts_plain(file: Path, encoding: str) -> Iterator[str]:
-    for _, line in _iter_lines(file, encoding):
+Located = tuple[int, str, "str | None"]  # (line, text, label): a text, its line and its label if the file has one
+
+
+def _texts_plain(file: Path, encoding: str) -> Iterator[Located]:
+    for lineno, line in _iter_lines(file, encoding):
         line = line.strip()
         if line:
-            yield line
+            yield lineno, line, None
 
 
-def _texts_jsonl(file: Path, encoding: str, text_field: str) -> Iterator[str]:
+def _texts_jsonl(file: Path, encoding: str, text_field: str) -> Iterator[Located]:
     for lineno, line in _iter_lines(file, encoding):
         if not line.strip():
             continue
@@ -151,10 +154,11 @@ def _texts_jsonl(file: Path, encoding: str, text_field: str) -> Iterator[str]:
             continue
         text = (value if isinstance(value, str) else str(value)).strip()
         if text:
-            yield text
+            label = record.get("label")
+            yield lineno, text, None if label is None else str(label)
 
 
-def _texts_table(file: Path, encoding: str, text_field: str) -> Iterator[str]:
+def _texts_table(file: Path, encoding: str, text_field: str) -> Iterator[Located]:
     reader = _csv_reader(file, encoding)
     header = next(reader, None)
     if header is None:
@@ -166,11 +170,12 @@ def _texts_table(file: Path, encoding: str, text_field: str) -> Iterator[str]:
             "pass --set data.text_field=NAME"
         )
     index = columns.index(text_field)
+    label = columns.index("label") if "label" in columns else None
     for row in reader:
         if index < len(row):
             text = row[index].strip()
             if text:
-                yield text
+                yield reader.line_num, text, row[label].strip() if label is not None and label < len(row) else None
 
 
 def iter_texts(files: Iterable[str | Path], encoding: str = "utf-8", text_field: str = "text") -> Iterator[str]:
@@ -179,14 +184,20 @@ def iter_texts(files: Iterable[str | Path], encoding: str = "utf-8", text_field:
     ``.jsonl``: field ``text_field`` of each object; ``.csv``/``.tsv``: column ``text_field`` (header row
     required); anything else: one text per line."""
     for file in files:
-        file = Path(file)
-        suffix = file.suffix.lower()
-        if suffix == ".jsonl":
-            yield from _texts_jsonl(file, encoding, text_field)
-        elif suffix in (".csv", ".tsv"):
-            yield from _texts_table(file, encoding, text_field)
-        else:
-            yield from _texts_plain(file, encoding)
+        for _, text, _ in located_texts(file, encoding, text_field):
+            yield text
+
+
+def located_texts(file: str | Path, encoding: str = "utf-8", text_field: str = "text") -> Iterator[Located]:
+    """The texts of one file as :func:`iter_texts` reads them, each with its line number (a CSV row's last
+    line: a quoted field may span lines) and its label when the file has one (a ``label`` column or field)."""
+    file = Path(file)
+    suffix = file.suffix.lower()
+    if suffix == ".jsonl":
+        return _texts_jsonl(file, encoding, text_field)
+    if suffix in (".csv", ".tsv"):
+        return _texts_table(file, encoding, text_field)
+    return _texts_plain(file, encoding)
 
 
 # --------------------------------------------------------------------------------------- tables
