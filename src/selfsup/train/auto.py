@@ -1,10 +1,10 @@
 """``--method auto``: pilot a shortlist of methods, score them without labels, continue the best.
 
 Each candidate of the modality's shortlist (``ModalityInfo.auto_methods``, one method per family, all on the same
-default encoder and batch) trains a pilot run, ``RUN/pilots/NAME``, through the normal engine, on an equal share of
+default encoder and batch; sequences: bert4rec on bert4rec_tiny, the bidirectional twin of sasrec_tiny) trains a pilot run, ``RUN/pilots/NAME``, through the normal engine, on an equal share of
 :data:`PILOT_SHARE` of the budget (``--max-minutes``, ``--max-steps`` and ``--epochs`` each count the pilots).
 Each pilot's encoder then embeds a fixed, seeded sample of up to :data:`SAMPLE_SIZE` inputs of DATA (the same
-inputs for every pilot; clean, in eval mode) and is scored by RankMe (Garrido et al. 2023) and α-ReQ (Agrawal et al.
+inputs for every pilot; clean, in eval mode; drawn from the training data, not held out of the pilots' training) and is scored by RankMe (Garrido et al. 2023) and α-ReQ (Agrawal et al.
 2022; ``evaluation/label_free.py``). The candidates are ranked on each score (RankMe: higher is better; α-ReQ: α
 closer to 1 on a log scale is better) and the ranks averaged. With ``trainer.probe`` (``--probe LABELED``, a few
 labelled samples) the probe's kNN accuracy joins with the weight of both label-free scores together.
