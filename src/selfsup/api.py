@@ -239,6 +239,25 @@ def embed_files(run: str | Path, data: str | Path, out: str | Path, *, batch_siz
                                                encoding=encoding, text_field=text_field)
 
 
+def shard(data: str | Path, out: str | Path, *, shard_size: str | int = "512MB", modality: str | None = None,
+          encoding: str = "utf-8", text_field: str = "text", progress: bool = True) -> dict[str, Any]:
+    """Write the samples under ``data`` (a folder, file list, text file or log of ``modality``, default image) into
+    shards of at most ``shard_size`` in the new folder ``out``: WebDataset tar shards of the original files (images,
+    audio) or parquet shards (texts, logs), labels kept, and ``shards.json``. ``selfsup pretrain``, ``evaluate``
+    and ``embed`` read the folder, a pattern of its shards or their URLs. Returns a summary (folder, shards,
+    samples, classes)."""
+    from . import __version__
+    from .config import DataConfig
+    from .modalities import get_modality
+    from .shards.write import parse_size, write_shards
+
+    name = modality or DataConfig().modality
+    max_bytes = shard_size if isinstance(shard_size, int) else parse_size(shard_size)
+    source = get_modality(name).shard_source(data, encoding=encoding, text_field=text_field)
+    return write_shards(source, out, max_bytes, {"modality": name, "source": str(data), "format": source.format,
+                                                 "selfsup": __version__}, progress=progress)
+
+
 def inspect(data: str | Path, *, run: str | Path | None = None, against: str | Path | None = None,
             modality: str | None = None, json_path: str | Path | None = None, write_clean: str | Path | None = None,
             threshold: float | None = None, outlier_k: int = 5, max_outliers: int = 20, block: int = 1024,

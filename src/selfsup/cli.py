@@ -162,6 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--encoding", help="text files' encoding (default: the run's, else utf-8)")
     i.add_argument("--batch-size", type=int, default=256, help="items per encoder batch with --run")
 
+    s = sub.add_parser("shard", help="write DATA into shards (tar for images and audio, parquet for texts and logs) "
+                                     "that pretrain, evaluate and embed stream")
+    s.add_argument("data", metavar="DATA", help="a folder, file list, text file or log (class folders and a label "
+                                                "column are kept as labels)")
+    s.add_argument("--out", required=True, metavar="DIR", help="a new folder: train-0000.tar ... (or .parquet) and "
+                                                               "shards.json")
+    s.add_argument("--shard-size", default="512MB", help="at most this much per shard (default 512MB)")
+    s.add_argument("--modality", choices=[info.name for info in modalities], help="what DATA holds (default image)")
+    s.add_argument("--encoding", default="utf-8", help="text files' encoding (default utf-8)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     x = sub.add_parser("export", help="export a run's encoder")
     x.add_argument("run", metavar="RUN_DIR")
     x.add_argument("--format", default="safetensors", choices=["safetensors", "huggingface"],
@@ -246,6 +257,11 @@ def _run(args: argparse.Namespace) -> None:
                                outlier_k=args.outlier_k, max_outliers=args.max_outliers, block=args.block,
                                encoding=args.encoding, batch_size=args.batch_size)
         print("\n".join(summary_lines(findings)))
+    elif args.command == "shard":
+        done = api.shard(args.data, args.out, shard_size=args.shard_size, modality=args.modality,
+                         encoding=args.encoding, progress=not args.no_progress)
+        labels = f", {len(done['classes'])} classes" if done["classes"] else ""
+        print(f"wrote {done['samples']} samples into {done['shards']} shard(s){labels}: {done['folder']}")
     elif args.command == "export":
         print(f"exported: {api.export(args.run, args.out, format=args.format)}")
     elif args.command == "demo":

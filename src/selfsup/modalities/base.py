@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import DataConfig, RunConfig
     from ..evaluation.label_efficiency import EvalResult
     from ..inspection.items import InspectedItems
+    from ..shards.write import ShardSource
     from ..train.sources import TrainData
 
 DEFAULT_KIND = "any"
@@ -146,6 +147,12 @@ class Modality:
     def load_train_data(self, data: DataConfig, run_dir: Path, progress: bool = True) -> TrainData:
         """The unlabeled training data of ``data`` (reader, cache or stream, loader factory)."""
         raise NotImplementedError
+
+    def shard_source(self, data: str | Path, encoding: str = "utf-8", text_field: str = "text") -> ShardSource:
+        """The samples under ``data`` for ``selfsup shard`` (:mod:`selfsup.shards.write`): tar samples of the
+        original file bytes, or parquet rows; labels kept when ``data`` is labelled. Training from the shards is
+        :meth:`load_train_data`'s, which recognises shard DATA (:func:`selfsup.shards.sources.shard_set`)."""
+        raise self._lacks("sharding")
 
     def input_size(self, data: dict[str, Any]) -> int:
         """What a run's method and encoder were built with (image side, tokens per text, samples per clip, items

@@ -66,7 +66,7 @@ class ReportingLoader(DataLoader):
     ``strict_error(path, reason)`` one-liner at the first one under ``strict``. ``skipped`` maps every
     unreadable path met so far to its reason."""
 
-    def __init__(self, dataset: SkipUnreadable, *, unit: str, strict: bool,
+    def __init__(self, dataset: Dataset, *, unit: str, strict: bool,
                  strict_error: Callable[[str, str], SelfSupError], **kwargs: Any) -> None:
         super().__init__(dataset, **kwargs)
         self.unit = unit

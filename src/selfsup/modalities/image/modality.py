@@ -35,6 +35,12 @@ class ImageModality(Modality):
 
         return load_image_data(data, progress=progress)
 
+    def shard_source(self, data, encoding="utf-8", text_field="text"):
+        from ...shards.write import file_source
+        from .readers import find_images
+
+        return file_source(data, find_images(data))
+
     def input_size(self, data: dict[str, Any]) -> int:
         return int(data["image_size"])
 

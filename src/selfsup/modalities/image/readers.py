@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ def find_images(path: str | Path) -> list[Path]:
     return find_files(path, IMAGE_EXTENSIONS, "images")
 
 
-def read_image(path: Path, size: int) -> torch.Tensor:
+def read_image(path: Path | BinaryIO, size: int, name: str | None = None) -> torch.Tensor:
     """Decode one image to uint8 RGB [3, size, size] (shorter side resized, centre crop), with Pillow.
 
     - Camera photos are turned upright by their EXIF orientation tag (as every photo viewer shows them).
@@ -55,8 +56,10 @@ def read_image(path: Path, size: int) -> torch.Tensor:
     - 16-bit and floating-point images are scaled into 0..255 (:func:`_to_rgb`), not clipped.
     - Animated images give their first frame.
 
+    ``path`` may be an open binary file (a sample of a shard), named ``name`` in messages.
     Raises ``ValueError`` naming the file when it cannot be read.
     """
+    name = name or str(path)
     try:
         with Image.open(path) as pil:
             if pil.format in ("JPEG", "MPO"):  # MPO: the multi-picture JPEG some cameras write
@@ -64,9 +67,9 @@ def read_image(path: Path, size: int) -> torch.Tensor:
             ImageOps.exif_transpose(pil, in_place=True)
             image = _to_rgb(pil)
     except Image.DecompressionBombError as exc:
-        raise ValueError(f"{path}: cannot decode image, too large ({exc}); downscale the file") from exc
+        raise ValueError(f"{name}: cannot decode image, too large ({exc}); downscale the file") from exc
     except _DECODE_ERRORS as exc:
-        raise ValueError(f"{path}: cannot decode image ({exc.__class__.__name__})") from exc
+        raise ValueError(f"{name}: cannot decode image ({exc.__class__.__name__})") from exc
     if image.shape[-2:] != (size, size):
         image = TF.resize(image, size, antialias=True)
         image = TF.center_crop(image, [size, size])

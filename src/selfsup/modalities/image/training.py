@@ -37,12 +37,15 @@ from ...methods.base import Pretext
 from ...train.data import check_cache_mode, check_fits, decide_cache
 from ...train.sources import TrainData
 from ...train.streaming import ReportingLoader, SkipUnreadable, skipping_collate
+from ...shards.sources import ShardSet, shard_set
 from .readers import (
+    IMAGE_EXTENSIONS,
     ImageFileDataset,
     ImageTensorDataset,
     decode_unlabeled,
     find_images,
     open_unlabeled,
+    read_image,
     unreadable_error,
 )
 
@@ -113,7 +116,13 @@ def train_loader(dataset: ImageTensorDataset | ImageFileDataset, pretext: Pretex
 
 
 def load_image_data(data: DataConfig, progress: bool = True) -> TrainData:
-    """The unlabeled images of ``data`` as :class:`TrainData` (memory cache or stream, see the module doc)."""
+    """The unlabeled images of ``data`` as :class:`TrainData` (memory cache or stream, see the module doc; tar
+    shards are streamed, :func:`load_image_shards`)."""
+    from ...shards.tar import SUFFIXES, count_tar
+
+    shards = shard_set(data.path, SUFFIXES, count_tar, data.strict)
+    if shards is not None:
+        return load_image_shards(data, shards)
     dataset = load_train_data(data, progress=progress)
 
     def make_loader(pretext: Pretext, batch_size: int, trainer: TrainerConfig, world_size: int) -> DataLoader:
@@ -123,3 +132,37 @@ def load_image_data(data: DataConfig, progress: bool = True) -> TrainData:
 
     return TrainData(len(dataset), data.image_size, {"image_size": data.image_size}, make_loader,
                      pretext_in_loader=isinstance(dataset, ImageFileDataset), unit="images")
+
+
+def image_of_sample(sample: dict, size: int) -> torch.Tensor:
+    """The image of a WebDataset sample (its first member with an image extension), as ``read_image`` reads a file."""
+    import io
+
+    name = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
+    for key, value in sample.items():
+        if f".{key.lower()}" in IMAGE_EXTENSIONS:
+            return read_image(io.BytesIO(value), size, name=f"{name}.{key}")
+    raise ValueError(f"{name}: no image in this sample (members: {', '.join(k for k in sample if not k.startswith('__'))})")
+
+
+def load_image_shards(data: DataConfig, shards: ShardSet) -> TrainData:
+    """Images streamed from tar shards (``selfsup shard``, or any WebDataset shards): each decoded and pretexted
+    alone in a loader worker, as the ``stream`` path does with files (:mod:`selfsup.shards`: shard order per epoch,
+    a shuffle buffer, every sample once per epoch across DDP processes and workers)."""
+    from functools import partial
+
+    from ...shards.dataset import ShardedSamples
+    from ...shards.loader import shard_loader
+    from ...shards.tar import tar_samples
+
+    def make_loader(pretext: Pretext, batch_size: int, trainer: TrainerConfig, world_size: int) -> DataLoader:
+        check_fits(batch_size * VIEW_BYTES * cache_bytes(1, data.image_size), f"one batch of {batch_size} images at "
+                   f"{data.image_size} px (uint8 + two float32 views each)", "lower --batch-size or --image-size")
+        samples = ShardedSamples(shards, tar_samples, partial(image_of_sample, size=data.image_size), (ValueError,),
+                                 batch_size, world_size, transform=lambda image: pretext(image[None], None))
+        return shard_loader(samples, stack_copy_major, trainer.num_workers, unit="image", strict=data.strict,
+                            strict_error=lambda path, reason: unreadable_error(f"{path}: {reason}"), fork=True,
+                            pin_memory=torch.cuda.is_available() and trainer.accelerator != "cpu")
+
+    return TrainData(shards.total, data.image_size, {"image_size": data.image_size}, make_loader,
+                     pretext_in_loader=True, unit="images")

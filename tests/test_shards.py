@@ -1,0 +1,186 @@
+"""Sharded input (issue 20): `selfsup shard`, shard patterns and URLs, the epoch plan, bad shards, and every sample
+read exactly once per epoch by 2 gloo processes x 2 loader workers on shards of uneven sizes."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import logging
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfsup import api
+from selfsup.errors import SelfSupError
+from selfsup.shards.dataset import ShardedSamples
+from selfsup.shards.loader import shard_loader
+from selfsup.shards.plan import per_process, worker_pieces
+from selfsup.shards.sources import expand, shard_set
+from selfsup.shards.tar import SUFFIXES, count_tar, tar_samples
+
+UNEVEN = (5, 1, 9, 3, 7)  # samples per shard: 25 in all
+WORLD, WORKERS, BATCH = 2, 2, 3
+
+
+def write_tars(folder: Path, sizes=UNEVEN) -> list[Path]:
+    """Tar shards of ``sizes`` samples, sample n holding ``n.id`` (its number) and ``n.txt``."""
+    from webdataset import TarWriter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, n = [], 0
+    for i, size in enumerate(sizes):
+        path = folder / f"train-{i:04d}.tar"
+        with TarWriter(str(path)) as writer:
+            for _ in range(size):
+                writer.write({"__key__": f"{n:06d}", "id": str(n), "txt": f"sample {n}"})
+                n += 1
+        paths.append(path)
+    return paths
+
+
+def sample_id(raw: dict) -> int:
+    return int(raw["id"])
+
+
+# ------------------------------------------------------------------ the epoch plan
+
+
+@pytest.mark.parametrize("counts,world,workers,batch", [(UNEVEN, 2, 2, 3), ((1, 40, 2), 3, 4, 4), ((8,), 1, 1, 8),
+                                                         ((2, 2, 2, 2, 3), 2, 3, 2)])
+def test_plan_reads_every_sample_once_in_equal_batches(counts, world, workers, batch):
+    total = sum(counts)
+    starts = [sum(counts[:i]) for i in range(len(counts))]
+    for epoch in range(3):
+        seen: list[int] = []
+        for rank in range(world):
+            for worker in range(workers):
+                for piece in worker_pieces(counts, epoch, 7, world, rank, workers, worker, batch):
+                    assert 0 <= piece.start < piece.stop <= counts[piece.shard]
+                    seen += range(starts[piece.shard] + piece.start, starts[piece.shard] + piece.stop)
+        assert len(seen) == len(set(seen)) == world * per_process(total, world, batch)
+        assert total - len(seen) < world * 2  # only what cannot be shared equally is left out
+
+
+# ------------------------------------------------------------------ patterns, URLs, bad shards
+
+
+def test_patterns_globs_folders_and_urls_name_the_same_shards(tmp_path):
+    paths = [str(p) for p in write_tars(tmp_path / "sh")]
+    assert expand(str(tmp_path / "sh/train-{0000..0004}.tar"), SUFFIXES) == paths
+    assert expand(str(tmp_path / "sh/train-*.tar"), SUFFIXES) == paths
+    assert expand(str(tmp_path / "sh"), SUFFIXES) == paths
+    assert expand(paths[2], SUFFIXES) == [paths[2]]
+    assert expand(f"file://{tmp_path}/sh/train-{{0000..0001}}.tar", SUFFIXES) == [f"file://{p}" for p in paths[:2]]
+    assert expand(str(tmp_path), SUFFIXES) is None  # no shards: the modality's own reader takes it
+    with pytest.raises(SelfSupError, match="matches no shards"):
+        expand(str(tmp_path / "sh/valid-*.tar"), SUFFIXES)
+
+
+def test_memory_urls_are_read_and_counted(tmp_path):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    for path in write_tars(tmp_path / "sh", (2, 3)):
+        fs.pipe(f"/i20/{path.name}", path.read_bytes())
+    shards = shard_set("memory://i20/train-{0000..0001}.tar", SUFFIXES, count_tar, strict=False)
+    assert shards.urls == ["memory://i20/train-0000.tar", "memory://i20/train-0001.tar"]
+    assert shards.counts == [2, 3]
+    assert [sample_id(s) for s in tar_samples(shards.urls[1])] == [2, 3, 4]
+
+
+def test_truncated_tar_is_skipped_with_a_warning_and_strict_stops(tmp_path, caplog):
+    paths = write_tars(tmp_path / "sh")
+    data = paths[2].read_bytes()
+    paths[2].write_bytes(data[: len(data) // 2])  # cut in the middle of a member
+    with caplog.at_level(logging.WARNING, logger="selfsup"):
+        shards = shard_set(str(tmp_path / "sh"), SUFFIXES, count_tar, strict=False)
+    assert shards.urls == [str(p) for i, p in enumerate(paths) if i != 2]
+    assert shards.counts == [5, 1, 3, 7]
+    assert f"skipping bad shard {paths[2]}" in caplog.text and "skipped 1 bad shard(s) of 5" in caplog.text
+    with pytest.raises(SelfSupError, match=rf"{paths[2].name}: unreadable shard .*drop --strict"):
+        shard_set(str(tmp_path / "sh"), SUFFIXES, count_tar, strict=True)
+
+
+# ------------------------------------------------------------------ 2 gloo processes x 2 workers
+
+
+def _read_epochs(rank: int, init_file: str, folder: str) -> None:
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
+                                         timeout=datetime.timedelta(seconds=60))
+    try:
+        shards = shard_set(os.path.join(folder, "sh/train-*.tar"), SUFFIXES, count_tar, strict=False)
+        samples = ShardedSamples(shards, tar_samples, sample_id, (KeyError,), BATCH, WORLD, buffer=4, seed=3)
+        loader = shard_loader(samples, list, WORKERS, unit="sample", strict=True,
+                              strict_error=lambda path, reason: SelfSupError(path), fork=True)
+        epochs = []
+        for epoch in range(2):
+            loader.sampler.set_epoch(epoch)  # what Lightning calls at the start of each epoch
+            epochs.append([batch for batch in loader])
+        with open(os.path.join(folder, f"rank{rank}.json"), "w") as fh:
+            json.dump({"epochs": epochs, "len": len(loader)}, fh)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_processes_two_workers_read_every_sample_once_per_epoch(tmp_path):
+    write_tars(tmp_path / "sh")
+    torch.multiprocessing.spawn(_read_epochs, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
+    share = per_process(sum(UNEVEN), WORLD, BATCH)  # 12 of 25: one sample cannot be shared equally
+    orders = []
+    for epoch in range(2):
+        batches = [rank["epochs"][epoch] for rank in ranks]
+        assert [len(b) for b in batches[0]] == [len(b) for b in batches[1]] == [BATCH] * (share // BATCH)
+        assert all(len(b) == ranks[0]["len"] for b in batches)  # the loader's length is what it yields
+        ids = [i for rank in batches for batch in rank for i in batch]
+        assert len(ids) == len(set(ids)) == WORLD * share and set(ids) <= set(range(sum(UNEVEN)))
+        orders.append(ids)
+    assert orders[0] != orders[1]  # a new shard order and buffer each epoch
+
+
+# ------------------------------------------------------------------ selfsup shard + pretrain
+
+
+def test_shard_images_keeps_labels_and_pretrain_reads_the_shards(write_images, tmp_path, capsys):
+    from selfsup.cli import main
+
+    write_images(tmp_path / "images", per_class=4, seed=0)
+    assert main(["shard", str(tmp_path / "images"), "--out", str(tmp_path / "sh"), "--shard-size", "3KB",
+                 "--no-progress"]) == 0
+    assert "wrote 12 samples into" in capsys.readouterr().out
+    index = json.loads((tmp_path / "sh/shards.json").read_text())
+    assert index["classes"] == ["blob", "hstripes", "vstripes"] and len(index["shards"]) > 2
+    samples = [s for p in sorted((tmp_path / "sh").glob("*.tar")) for s in tar_samples(str(p))]
+    assert sum(e["samples"] for e in index["shards"]) == len(samples) == 12
+    for sample in samples:  # the original bytes, the class of its folder, its path
+        path = tmp_path / "images" / sample["path"].decode()
+        assert sample["png"] == path.read_bytes()
+        assert index["classes"][int(sample["cls"])] == Path(sample["path"].decode()).parts[0]
+
+    run = api.pretrain(f"file://{tmp_path}/sh/train-*.tar", "simclr", tmp_path / "run", encoder="tiny_cnn",
+                       image_size=16, batch_size=4, epochs=2, progress_bar=False, seed=0)
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[-1].split(",")[0] == "1"  # two epochs of 12 / 4 = 3 steps
+    assert torch.load(run / "checkpoints/last.ckpt", weights_only=False)["global_step"] == 6
+    # resumed with more epochs: continues at epoch 2, the step count intact
+    api.pretrain(f"file://{tmp_path}/sh/train-*.tar", "simclr", tmp_path / "run", encoder="tiny_cnn", image_size=16,
+                 batch_size=4, epochs=3, progress_bar=False, seed=0)
+    assert torch.load(run / "checkpoints/last.ckpt", weights_only=False)["global_step"] == 9
+
+
+def test_shard_errors_are_one_line(write_images, tmp_path):
+    write_images(tmp_path / "images", per_class=2, seed=0)
+    with pytest.raises(SelfSupError, match="512MB"):
+        api.shard(tmp_path / "images", tmp_path / "sh", shard_size="lots")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full/x").write_text("x")
+    with pytest.raises(SelfSupError, match="not empty"):
+        api.shard(tmp_path / "images", tmp_path / "full")
+    with pytest.raises(SelfSupError, match="matches no shards"):
+        api.pretrain(str(tmp_path / "none-{0000..0003}.tar"), "simclr", tmp_path / "run", encoder="tiny_cnn",
+                     image_size=16, progress_bar=False)
