@@ -184,3 +184,21 @@ def test_shard_errors_are_one_line(write_images, tmp_path):
     with pytest.raises(SelfSupError, match="matches no shards"):
         api.pretrain(str(tmp_path / "none-{0000..0003}.tar"), "simclr", tmp_path / "run", encoder="tiny_cnn",
                      image_size=16, progress_bar=False)
+
+
+def test_audio_shards_decode_as_the_files_do_and_pretrain(tmp_path):
+    from cli_checks import global_step, run_cli
+    from test_audio_cli import AUDIO, RATE, write_classes
+
+    from selfsup.modalities.audio.readers import audio_of_sample, read_audio
+
+    write_classes(tmp_path / "clips", per_class=4, seed=1)
+    done = api.shard(tmp_path / "clips", tmp_path / "sh", shard_size="20KB", modality="audio", progress=False)
+    assert done["classes"] == ["high", "low"] and done["samples"] == 8 and done["shards"] > 1
+    for url in sorted(str(p) for p in (tmp_path / "sh").glob("*.tar")):
+        for sample in tar_samples(url):
+            file = tmp_path / "clips" / sample["path"].decode()
+            assert torch.equal(audio_of_sample(sample, RATE), read_audio(file, RATE))
+    code, _, err = run_cli(["pretrain", tmp_path / "sh", "--out", tmp_path / "run", "--max-steps", "2", *AUDIO])
+    assert code == 0, err
+    assert global_step(tmp_path / "run") == 2

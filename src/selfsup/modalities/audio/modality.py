@@ -39,6 +39,12 @@ class AudioModality(Modality):
 
         return load_audio_data(data, progress=progress)
 
+    def shard_source(self, data, encoding="utf-8", text_field="text"):
+        from ...shards.write import file_source
+        from .readers import find_audio_files
+
+        return file_source(data, find_audio_files(data))
+
     def input_size(self, data: dict[str, Any]) -> int:
         """Samples per clip: ``clip_seconds`` at ``sample_rate``."""
         return int(round(float(data["clip_seconds"]) * int(data["sample_rate"])))

@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -107,10 +108,12 @@ def _reason(exc: BaseException) -> str:
     return text.strip().rstrip(".")
 
 
-def _read(path: Path, sample_rate: int, max_samples: int | None = None) -> np.ndarray:
-    """``path`` as float32 mono at ``sample_rate`` (numpy); see :func:`read_audio`."""
+def _read(path: Path | BinaryIO, sample_rate: int, max_samples: int | None = None) -> np.ndarray:
+    """``path`` (or an open binary file, named by its ``name``) as float32 mono at ``sample_rate`` (numpy); see
+    :func:`read_audio`."""
+    where = path if isinstance(path, Path) else Path(getattr(path, "name", "?"))
     try:
-        with sf.SoundFile(str(path)) as fh:
+        with sf.SoundFile(str(path) if isinstance(path, Path) else path) as fh:
             rate, frames = fh.samplerate, fh.frames
             if max_samples is not None and frames > 0:
                 # a pathological (hours-long) file: read only the centre part that survives the crop,
@@ -124,12 +127,12 @@ def _read(path: Path, sample_rate: int, max_samples: int | None = None) -> np.nd
                     frames = need
             data = fh.read(frames, dtype="float32", always_2d=True)
     except _SOUNDFILE_ERRORS as exc:
-        raise AudioReadError.of(path, _reason(exc)) from None
+        raise AudioReadError.of(where, _reason(exc)) from None
     if data.shape[0] == 0:
-        raise AudioReadError.of(path, "empty: 0 samples")
+        raise AudioReadError.of(where, "empty: 0 samples")
     wave = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else np.ascontiguousarray(data[:, 0])
     if not np.isfinite(wave).all():
-        raise AudioReadError.of(path, "holds NaN or infinite samples")
+        raise AudioReadError.of(where, "holds NaN or infinite samples")
     wave = resample(wave, rate, sample_rate)
     if max_samples is not None:
         wave = _centre_crop(wave, max_samples)
@@ -144,6 +147,20 @@ def read_audio(path: str | Path, sample_rate: int, max_samples: int | None = Non
     :class:`AudioReadError` naming the file when it is unreadable or corrupt, empty, or holds
     non-finite samples."""
     return torch.from_numpy(_read(Path(path), sample_rate, max_samples))
+
+
+def audio_of_sample(sample: dict, sample_rate: int, max_samples: int | None = None) -> torch.Tensor:
+    """The recording of a WebDataset sample (its first member with an audio extension), as :func:`read_audio`
+    reads a file; raises :class:`AudioReadError` naming the shard and key."""
+    import io
+
+    name = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
+    for key, value in sample.items():
+        if f".{key.lower()}" in AUDIO_EXTENSIONS:
+            stream = io.BytesIO(value)
+            stream.name = f"{name}.{key}"  # what an error names
+            return torch.from_numpy(_read(stream, sample_rate, max_samples))
+    raise AudioReadError.of(Path(name), "no audio in this sample")
 
 
 def audio_duration(path: str | Path) -> float | None:

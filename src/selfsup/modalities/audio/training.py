@@ -23,13 +23,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ...config import DataConfig, TrainerConfig
-from .readers import (AudioFileDataset, AudioReadError, ClipCollator, audio_duration,
+from .readers import (AudioFileDataset, AudioReadError, ClipCollator, audio_duration, audio_of_sample,
                           decode_clips, find_audio_files)
 from ...errors import SelfSupError
 from ...methods.base import Pretext
 from ...train.data import decide_cache
 from ...train.sources import TrainData
 from ...train.streaming import ReportingLoader, SkipUnreadable, skipping_collate
+from ...shards.sources import ShardSet, shard_set
+from ...shards.tar import SUFFIXES as TAR_SUFFIXES
+from ...shards.tar import count_tar
 
 log = logging.getLogger("selfsup")
 
@@ -72,8 +75,12 @@ def _check(data: DataConfig) -> tuple[int, int]:
 
 
 def load_audio_data(data: DataConfig, progress: bool = True) -> TrainData:
-    """The unlabeled recordings of ``data`` as :class:`TrainData`: decoded in memory, or streamed."""
+    """The unlabeled recordings of ``data`` as :class:`TrainData`: decoded in memory, or streamed (tar shards
+    always, :func:`load_audio_shards`)."""
     crop, longest = _check(data)
+    shards = shard_set(data.path, TAR_SUFFIXES, count_tar, data.strict)
+    if shards is not None:
+        return load_audio_shards(data, shards, crop, longest)
     files = find_audio_files(data.path)
     seconds = torch.tensor([min(audio_duration(f) or 0.0, data.max_seconds) for f in files])
     need = int(seconds.sum() * data.sample_rate * 4)
@@ -119,3 +126,24 @@ def load_audio_data(data: DataConfig, progress: bool = True) -> TrainData:
     return TrainData(len(clips), crop, encoder_kwargs, make_loader, pretext_in_loader=False, unit="recordings",
                      examples=examples)
 
+
+
+def load_audio_shards(data: DataConfig, shards: ShardSet, crop: int, longest: int) -> TrainData:
+    """Recordings streamed from tar shards (``selfsup shard``, or any WebDataset shards of audio files): decoded in
+    loader workers, batched as random crops like the file stream (:mod:`selfsup.shards`: shard order per epoch, a
+    shuffle buffer, every recording once per epoch across DDP processes and workers). Batches are not grouped by
+    length (a shard's lengths are unknown before it is read)."""
+    from functools import partial
+
+    from ...shards.dataset import ShardedSamples
+    from ...shards.loader import shard_loader
+    from ...shards.tar import tar_samples
+
+    def make_loader(pretext: Pretext, batch_size: int, trainer: TrainerConfig, world_size: int) -> DataLoader:
+        clips = ShardedSamples(shards, tar_samples, partial(audio_of_sample, sample_rate=data.sample_rate,
+                                                            max_samples=longest), (AudioReadError,), batch_size, world_size)
+        return shard_loader(clips, ClipCollator(crop, random_crop=True), trainer.num_workers, unit="audio",
+                            strict=data.strict, strict_error=lambda path, reason: AudioReadError.of(path, reason))
+
+    return TrainData(shards.total, crop, {"sample_rate": data.sample_rate}, make_loader, pretext_in_loader=False,
+                     unit="recordings")
