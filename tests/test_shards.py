@@ -202,3 +202,27 @@ def test_audio_shards_decode_as_the_files_do_and_pretrain(tmp_path):
     code, _, err = run_cli(["pretrain", tmp_path / "sh", "--out", tmp_path / "run", "--max-steps", "2", *AUDIO])
     assert code == 0, err
     assert global_step(tmp_path / "run") == 2
+
+
+def test_text_shards_keep_labels_and_pretrain_reads_parquet_and_jsonl(tmp_path):
+    import pyarrow.parquet as pq
+    from cli_checks import global_step, run_cli
+    from test_text_cli import TEXT, write_corpus
+
+    texts = write_corpus(tmp_path / "corpus.txt", n=60)
+    lines = [f"{'animal' if i % 2 else 'place'},{text}" for i, text in enumerate(texts)]
+    (tmp_path / "labeled.csv").write_text("label,text\n" + "\n".join(lines) + "\n")
+    done = api.shard(tmp_path / "labeled.csv", tmp_path / "sh", shard_size="1KB", modality="text", progress=False)
+    assert done["classes"] == ["animal", "place"] and done["shards"] > 1
+    rows = [r for p in sorted((tmp_path / "sh").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert [r["text"] for r in rows] == texts and rows[1]["label"] == "animal"
+    code, _, err = run_cli(["pretrain", f"{tmp_path}/sh/train-*.parquet", "--method", "mlm", "--out", tmp_path / "run",
+                            "--epochs", "2", *TEXT])
+    assert code == 0, err
+    assert global_step(tmp_path / "run") == 2 * (len(texts) // 16 + (len(texts) % 16 > 1))
+    (tmp_path / "js").mkdir()
+    for i in range(2):  # JSONL shards, no index: counted
+        (tmp_path / f"js/part-{i}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[i::2]))
+    code, _, err = run_cli(["pretrain", tmp_path / "js", "--method", "mlm", "--out", tmp_path / "run2",
+                            "--max-steps", "2", *TEXT])
+    assert code == 0, err

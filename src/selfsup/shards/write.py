@@ -23,7 +23,8 @@ UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KI
 @dataclass
 class ShardSource:
     """What a modality shards: ``format`` ``tar`` or ``table``, the ``samples`` (WebDataset dicts or rows),
-    their number (for the progress bar) and the class names of labelled data (labels index them)."""
+    their number (for the progress bar, None when unknown) and the class names of labelled data (labels of tar
+    samples index them; a table source may fill the list while its rows are read)."""
 
     format: str
     samples: Iterable[dict[str, Any]]
@@ -40,7 +41,7 @@ def parse_size(text: str) -> int:
         size = int(float(number) * UNITS[unit])
     except (ValueError, KeyError):
         raise SelfSupError(f"--shard-size {text}: expected a size such as 512MB, 1GB or 64MiB") from None
-    if size < 1024:
+    if size < UNITS["KB"]:
         raise SelfSupError(f"--shard-size {text}: a shard needs at least 1KB; e.g. 512MB")
     return size
 
@@ -81,9 +82,10 @@ def write_shards(source: ShardSource, out: str | Path, max_bytes: int, info: dic
     if not writer.counts:
         raise SelfSupError(f"nothing to shard: DATA gave no samples")
     names = sorted(writer.counts)
-    write_index(str(folder), names, [writer.counts[n] for n in names], source.classes, info)
+    classes = sorted(set(source.classes)) if source.classes else None  # a table source collects them as it goes
+    write_index(str(folder), names, [writer.counts[n] for n in names], classes, info)
     return {"folder": str(folder), "shards": len(names), "samples": sum(writer.counts.values()),
-            "classes": list(source.classes) if source.classes else None, "index": str(folder / INDEX_FILE)}
+            "classes": classes, "index": str(folder / INDEX_FILE)}
 
 
 def file_source(data: str | Path, files: Sequence[Path]) -> ShardSource:

@@ -33,6 +33,11 @@ class TextModality(Modality):
 
         return load_text_data(data, run_dir, progress=progress)
 
+    def shard_source(self, data, encoding="utf-8", text_field="text"):
+        from .shards import text_shard_source
+
+        return text_shard_source(data, encoding, text_field)
+
     def input_size(self, data: dict[str, Any]) -> int:
         return int(data["max_length"])
 

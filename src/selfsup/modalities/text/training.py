@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from torch.utils.data import DataLoader
@@ -32,6 +32,9 @@ from ...methods.base import Pretext
 from ...train.data import decide_cache
 from ...distributed import launched_as_other_rank
 from ...train.sources import TrainData
+from ...shards.sources import shard_set
+from ...shards.table import SUFFIXES as TABLE_SUFFIXES
+from ...shards.table import count_rows
 
 log = logging.getLogger("selfsup")
 
@@ -44,8 +47,8 @@ def _saved(folder: Path) -> bool:
     return (folder / "tokenizer.json").exists() or (folder / "tokenizer_config.json").exists()
 
 
-def prepare_tokenizer(data: DataConfig, files: list[Path], run_dir: Path):
-    """The run's tokenizer: ``RUN/tokenizer`` when it exists, else trained on ``files`` or loaded from
+def prepare_tokenizer(data: DataConfig, texts: Iterable[str], run_dir: Path):
+    """The run's tokenizer: ``RUN/tokenizer`` when it exists, else trained on ``texts`` (read only then) or loaded from
     ``data.tokenizer``, and saved there (atomically, by the first process only)."""
     saved = run_dir / TOKENIZER_DIR
     if _saved(saved):
@@ -59,7 +62,7 @@ def prepare_tokenizer(data: DataConfig, files: list[Path], run_dir: Path):
         return load_tokenizer(saved)
     if data.tokenizer in TOKENIZER_KINDS:
         log.info("training a %s tokenizer (vocabulary %d) on %s", data.tokenizer, data.vocab_size, data.path)
-        tokenizer = train_tokenizer(iter_texts(files, data.encoding, data.text_field), kind=data.tokenizer,
+        tokenizer = train_tokenizer(texts, kind=data.tokenizer,
                                     vocab_size=data.vocab_size, lowercase=data.lowercase)
     else:
         tokenizer = load_tokenizer(Path(data.tokenizer).expanduser())
@@ -108,13 +111,19 @@ class TextStreamLoader(DataLoader):
 
 
 def load_text_data(data: DataConfig, run_dir: Path, progress: bool = True) -> TrainData:
-    """The unlabeled texts of ``data`` as :class:`TrainData`: tokenized in memory, or streamed."""
-    files = find_text_files(data.path)
+    """The unlabeled texts of ``data`` as :class:`TrainData`: tokenized in memory, or streamed (parquet / JSONL
+    shards always, :mod:`.shards`)."""
     if data.max_length < 8:
         raise SelfSupError(f"data.max_length={data.max_length} is too short; use at least 8 tokens (default 128)")
+    shards = shard_set(data.path, TABLE_SUFFIXES, count_rows, data.strict)
+    if shards is not None:
+        from .shards import load_text_shards
+
+        return load_text_shards(data, shards, run_dir)
+    files = find_text_files(data.path)
     if next(iter_texts(files, data.encoding, data.text_field), None) is None:
         raise SelfSupError(f"{data.path}: no text found (empty lines are skipped); point DATA at your text files")
-    tokenizer = prepare_tokenizer(data, files, run_dir)
+    tokenizer = prepare_tokenizer(data, iter_texts(files, data.encoding, data.text_field), run_dir)
     spec = token_spec(tokenizer)
     need = text_bytes(files) // CHARS_PER_TOKEN * BYTES_PER_TOKEN
     what = f"the texts of {len(files)} file(s)"
