@@ -226,3 +226,16 @@ def test_text_shards_keep_labels_and_pretrain_reads_parquet_and_jsonl(tmp_path):
     code, _, err = run_cli(["pretrain", tmp_path / "js", "--method", "mlm", "--out", tmp_path / "run2",
                             "--max-steps", "2", *TEXT])
     assert code == 0, err
+
+
+def test_log_shards_read_as_the_log_they_came_from(tmp_path):
+    from test_sequence_training import write_log
+
+    from selfsup.modalities.sequence.readers import read_interactions
+
+    log = write_log(tmp_path / "log.csv")
+    done = api.shard(log, tmp_path / "sh", shard_size="2KB", modality="sequence", progress=False)
+    assert done["shards"] > 1 and done["samples"] == len(log.read_text().splitlines()) - 1
+    whole, sharded = read_interactions(log), read_interactions(f"{tmp_path}/sh/train-{{0000..{done['shards'] - 1:04d}}}.parquet")
+    assert sharded.users == whole.users and sharded.item_map == whole.item_map
+    assert all((a == b).all() for a, b in zip(sharded.histories, whole.histories))

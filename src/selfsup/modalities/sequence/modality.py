@@ -14,6 +14,11 @@ class SequenceModality(Modality):
 
         return load_sequence_data(data, run_dir)
 
+    def shard_source(self, data, encoding="utf-8", text_field="text"):
+        from .readers import log_shard_source
+
+        return log_shard_source(data)
+
     def input_size(self, data: dict[str, Any]) -> int:
         return int(data["max_length"])
 

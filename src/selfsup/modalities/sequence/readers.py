@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import SelfSupError, did_you_mean
+from ...shards.sources import expand
 
 log = logging.getLogger("selfsup")
 
@@ -159,12 +160,15 @@ def _table_rows(path: Path, columns: LogColumns) -> Iterator[tuple[int, list[Any
             raise SelfSupError(f"{path}:{reader.line_num}: not a valid {suffix[1:]} row ({err})") from None
 
 
-def _parquet_rows(path: Path, columns: LogColumns) -> Iterator[tuple[int, list[Any] | None]]:
-    """``(row index + 2, [user, item, timestamp(, rating)])`` of a parquet table, in record batches."""
+def _parquet_rows(path: Path | str, columns: LogColumns) -> Iterator[tuple[int, list[Any] | None]]:
+    """``(row index + 2, [user, item, timestamp(, rating)])`` of a parquet table (a path, or the URL of a shard), in
+    record batches."""
     import pyarrow.parquet as pq
 
+    from ...shards.sources import open_shard
+
     try:
-        table = pq.ParquetFile(path)
+        table = pq.ParquetFile(path if isinstance(path, Path) else open_shard(path))
     except Exception as err:  # noqa: BLE001 - pyarrow raises several types for unreadable files
         raise SelfSupError(f"{path}: not a readable parquet file ({type(err).__name__}: {err}); re-export it, "
                            "or give the log as .csv/.tsv") from None
@@ -188,6 +192,10 @@ def read_interactions(path: str | Path, columns: LogColumns = LogColumns(), min_
     With ``columns.rating`` and ``min_rating``, only rows rated >= ``min_rating`` are kept (implicit
     feedback, as in SASRec/BERT4Rec preprocessing). A malformed row (missing field, empty user or
     item, unparsable timestamp or rating) is skipped and counted; ``strict`` raises at the first."""
+    shards = None if Path(path).expanduser().is_file() else expand(str(path), (".parquet",))
+    if shards is not None:  # parquet shards (`selfsup shard --modality sequence`): their rows one after another
+        rows = (row for url in shards for row in _parquet_rows(url, columns))
+        return _histories(rows, str(path), columns, min_rating, strict)
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if suffix not in SEQUENCE_EXTENSIONS:
@@ -198,6 +206,12 @@ def read_interactions(path: str | Path, columns: LogColumns = LogColumns(), min_
         raise SelfSupError(f"{path}: a minimum rating needs a rating column; name it with --set data.rating_column=NAME")
 
     rows = _parquet_rows(path, columns) if suffix == ".parquet" else _table_rows(path, columns)
+    return _histories(rows, path, columns, min_rating, strict)
+
+
+def _histories(rows: Iterator[tuple[int, list[Any] | None]], path: Path | str, columns: LogColumns,
+               min_rating: float | None, strict: bool) -> InteractionLog:
+    """The per-user histories of a log's ``rows`` (see :func:`read_interactions`)."""
     user_code: dict[str, int] = {}
     item_code: dict[str, int] = {}
     users, items, times = array("q"), array("q"), array("d")
@@ -442,6 +456,29 @@ def load_user_labels(path: str | Path, log: InteractionLog, user_column: str = "
         raise SelfSupError(f"{path}: no labeled user is in the interaction log ({unknown} unknown, {empty} empty); "
                            f"check that column {user_column!r} holds the log's user ids")
     return np.asarray(indices, dtype=np.int64), labels
+
+
+def log_shard_source(path: str | Path):
+    """Every row of the log ``path`` (.csv/.tsv values as text, .parquet as typed), all columns, in file order,
+    for parquet shards (``selfsup shard --modality sequence``); pretraining reads such shards as one log."""
+    from ...shards.write import ShardSource
+
+    path = Path(path).expanduser()
+    if not path.is_file() or path.suffix.lower() not in SEQUENCE_EXTENSIONS:
+        raise SelfSupError(f"{path}: give an interaction log file ({', '.join(SEQUENCE_EXTENSIONS)}) to shard")
+
+    def rows() -> Iterator[dict[str, Any]]:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=_PARQUET_BATCH):
+                yield from batch.to_pylist()
+            return
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            delimiter = "," if path.suffix.lower() == ".csv" else "\t"
+            yield from csv.DictReader(fh, delimiter=delimiter)
+
+    return ShardSource("table", rows(), None)
 
 
 def read_log(data) -> InteractionLog:
