@@ -223,7 +223,7 @@ def test_text_shards_keep_labels_and_pretrain_reads_parquet_and_jsonl(tmp_path):
     (tmp_path / "js").mkdir()
     for i in range(2):  # JSONL shards, no index: counted
         (tmp_path / f"js/part-{i}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[i::2]))
-    code, _, err = run_cli(["pretrain", tmp_path / "js", "--method", "mlm", "--out", tmp_path / "run2",
+    code, _, err = run_cli(["pretrain", f"{tmp_path}/js/part-*.jsonl", "--method", "mlm", "--out", tmp_path / "run2",
                             "--max-steps", "2", *TEXT])
     assert code == 0, err
 

@@ -53,17 +53,21 @@ def _join(url: str, fs, path: str) -> str:
     return fs.unstrip_protocol(path) if "://" in url else path
 
 
-def expand(data: str, suffixes: Collection[str]) -> list[str] | None:
+def expand(data: str, suffixes: Collection[str], pattern_only: Collection[str] = ()) -> list[str] | None:
     """The shard URLs ``data`` names, or None when ``data`` is not shards (a folder of loose files, a list file).
 
     A pattern with ``{a..b}`` braces is expanded (WebDataset's ``braceexpand``), one with ``* ? [`` globbed, a
     folder (or URL of one) holding files ending in ``suffixes`` directly gives those, a file ending in one of
-    them is one shard. An empty pattern or folder of a URL is a one-line error."""
+    them is one shard. An empty pattern or folder of a URL is a one-line error. Files ending in ``pattern_only``
+    are shards only when a pattern, glob or URL names them (a local folder or file of them is the modality's
+    own input, e.g. a JSONL corpus)."""
     from braceexpand import braceexpand
 
     data = str(data)
     is_url = "://" in data
     is_pattern = "{" in data and ".." in data
+    if is_url or is_pattern or any(c in data for c in GLOB_CHARS):
+        suffixes = (*suffixes, *pattern_only)
     fs, root = _filesystem(data if is_url or not is_pattern else data.split("{", 1)[0] or ".")
     if is_pattern or any(c in data for c in GLOB_CHARS):
         urls: list[str] = []
@@ -135,12 +139,13 @@ def bad_shard_error(url: str, reason: str) -> SelfSupError:
     return SelfSupError(f"{url}: unreadable shard ({reason}); replace or remove it, or drop --strict to skip bad shards")
 
 
-def shard_set(data: str, suffixes: Collection[str], count: Callable[[str], int], strict: bool) -> ShardSet | None:
+def shard_set(data: str, suffixes: Collection[str], count: Callable[[str], int], strict: bool,
+              pattern_only: Collection[str] = ()) -> ShardSet | None:
     """The shards ``data`` names with their sample counts (from ``shards.json`` when it lists them all, else
     ``count(url)`` for each, a pass over the shard's headers or metadata), or None when ``data`` is not shards.
     A shard that cannot be counted (truncated tar, damaged parquet) or holds no sample is left out with a warning
-    naming it and a count at the end; ``strict`` stops at the first."""
-    urls = expand(data, suffixes)
+    naming it and a count at the end; ``strict`` stops at the first. ``pattern_only``: see :func:`expand`."""
+    urls = expand(data, suffixes, pattern_only)
     if urls is None:
         return None
     index = read_index(urls)

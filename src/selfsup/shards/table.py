@@ -9,7 +9,8 @@ from typing import Any
 from ..errors import SelfSupError
 from .sources import open_shard
 
-SUFFIXES = (".parquet", ".jsonl")
+SUFFIXES = (".parquet",)
+JSONL = (".jsonl",)  # shards when a pattern, glob or URL names them; a local .jsonl file or folder is a text corpus
 ROWS_PER_BATCH = 1024
 
 

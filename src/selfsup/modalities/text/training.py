@@ -34,7 +34,7 @@ from ...distributed import launched_as_other_rank
 from ...train.sources import TrainData
 from ...shards.sources import shard_set
 from ...shards.table import SUFFIXES as TABLE_SUFFIXES
-from ...shards.table import count_rows
+from ...shards.table import JSONL, count_rows
 
 log = logging.getLogger("selfsup")
 
@@ -115,7 +115,7 @@ def load_text_data(data: DataConfig, run_dir: Path, progress: bool = True) -> Tr
     shards always, :mod:`.shards`)."""
     if data.max_length < 8:
         raise SelfSupError(f"data.max_length={data.max_length} is too short; use at least 8 tokens (default 128)")
-    shards = shard_set(data.path, TABLE_SUFFIXES, count_rows, data.strict)
+    shards = shard_set(data.path, TABLE_SUFFIXES, count_rows, data.strict, pattern_only=JSONL)
     if shards is not None:
         from .shards import load_text_shards
 
