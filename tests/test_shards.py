@@ -239,3 +239,21 @@ def test_log_shards_read_as_the_log_they_came_from(tmp_path):
     whole, sharded = read_interactions(log), read_interactions(f"{tmp_path}/sh/train-{{0000..{done['shards'] - 1:04d}}}.parquet")
     assert sharded.users == whole.users and sharded.item_map == whole.item_map
     assert all((a == b).all() for a, b in zip(sharded.histories, whole.histories))
+
+
+def test_evaluate_and_embed_read_labelled_image_shards(labeled_pair, tmp_path):
+    import numpy as np
+
+    train, test = labeled_pair
+    for name, folder in (("train", train), ("test", test)):
+        api.shard(folder, tmp_path / f"{name}-sh", shard_size="4KB", progress=False)
+    run = api.pretrain(train, "simclr", tmp_path / "run", encoder="tiny_cnn", image_size=16, batch_size=8,
+                       max_steps=2, progress_bar=False, seed=0)
+    from_shards = api.evaluate(run, tmp_path / "train-sh", f"file://{tmp_path}/test-sh/train-*.tar", protocols=["knn"],
+                               label_fractions=[1.0], seed=0)
+    from_folders = api.evaluate(run, train, test, protocols=["knn"], label_fractions=[1.0], seed=0)
+    assert [r.value for r in from_shards] == [r.value for r in from_folders]  # the same images, labels and classes
+    api.embed(run, tmp_path / "test-sh", tmp_path / "shards.npy")
+    api.embed(run, test, tmp_path / "folder.npy")
+    np.testing.assert_allclose(np.sort(np.load(tmp_path / "shards.npy"), axis=0),
+                               np.sort(np.load(tmp_path / "folder.npy"), axis=0), atol=1e-6)

@@ -96,6 +96,17 @@ def _to_rgb(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(image if image.mode == "RGB" else image.convert("RGB"))).permute(2, 0, 1)
 
 
+def image_of_sample(sample: dict, size: int) -> torch.Tensor:
+    """The image of a WebDataset sample (its first member with an image extension), as ``read_image`` reads a file."""
+    import io
+
+    name = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
+    for key, value in sample.items():
+        if f".{key.lower()}" in IMAGE_EXTENSIONS:
+            return read_image(io.BytesIO(value), size, name=f"{name}.{key}")
+    raise ValueError(f"{name}: no image in this sample (members: {', '.join(k for k in sample if not k.startswith('__'))})")
+
+
 def unreadable_error(exc: ValueError | str) -> SelfSupError:
     """The one-line ``--strict`` error for an unreadable file (``exc`` names it, as ``read_image``'s do)."""
     return SelfSupError(f"{exc}; remove or replace the file, or drop --strict to skip unreadable files")
@@ -235,8 +246,38 @@ def open_unlabeled(files: Sequence[Path], size: int, strict: bool = False) -> Im
 
 
 def load_unlabeled(path: str | Path, size: int, strict: bool = False, progress: bool = True) -> ImageTensorDataset:
-    """Every image under ``path`` (labels, if any, ignored), decoded at ``size``."""
+    """Every image under ``path`` (labels, if any, ignored), decoded at ``size``; tar shards too."""
+    from_shards = _shard_images(path, size, strict)
+    if from_shards is not None:
+        images, references, _ = from_shards
+        return ImageTensorDataset(images, references)
     return decode_unlabeled(find_images(path), size, strict=strict, progress=progress)
+
+
+def _shard_images(path: str | Path, size: int, strict: bool) -> tuple[torch.Tensor, list, list] | None:
+    """(images [N, 3, S, S], references, class names or None) of every sample of tar shard DATA (undecodable
+    ones skipped with a warning; ``strict`` stops); None when ``path`` is not shards."""
+    from ...shards.labelled import label_name, reference, shard_items
+    from ...shards.sources import shard_set
+    from ...shards.tar import SUFFIXES, count_tar, tar_samples
+
+    shards = shard_set(str(path), SUFFIXES, count_tar, strict)
+    if shards is None:
+        return None
+    images, references, names = [], [], []
+    for url, raw in shard_items(shards, tar_samples, strict):
+        try:
+            images.append(image_of_sample(raw, size))
+        except ValueError as exc:
+            if strict:
+                raise unreadable_error(exc) from None
+            log.warning("skipping unreadable image (%s)", exc)
+            continue
+        references.append(reference(url, raw))
+        names.append(label_name(raw, shards.classes))
+    if not images:
+        raise SelfSupError(f"{path}: no readable image in the shards; check them")
+    return torch.stack(images), references, names
 
 
 @dataclass
@@ -256,6 +297,13 @@ def load_labeled(path: str | Path, size: int, classes: list[str] | None = None,
     ``classes`` fixes the class order (pass the train split's to read the test split); a class
     folder not in it is an error.
     """
+    from_shards = _shard_images(path, size, strict)
+    if from_shards is not None:
+        from ...shards.labelled import label_indices
+
+        images, references, names = from_shards
+        labels, order = label_indices(names, classes, str(path))
+        return LabeledImages(images, labels, order, references)
     root = Path(path).expanduser()
     found = class_folders(root, "images")
     if classes is None:

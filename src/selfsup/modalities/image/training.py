@@ -39,13 +39,12 @@ from ...train.sources import TrainData
 from ...train.streaming import ReportingLoader, SkipUnreadable, skipping_collate
 from ...shards.sources import ShardSet, shard_set
 from .readers import (
-    IMAGE_EXTENSIONS,
     ImageFileDataset,
     ImageTensorDataset,
     decode_unlabeled,
     find_images,
     open_unlabeled,
-    read_image,
+    image_of_sample,
     unreadable_error,
 )
 
@@ -132,17 +131,6 @@ def load_image_data(data: DataConfig, progress: bool = True) -> TrainData:
 
     return TrainData(len(dataset), data.image_size, {"image_size": data.image_size}, make_loader,
                      pretext_in_loader=isinstance(dataset, ImageFileDataset), unit="images")
-
-
-def image_of_sample(sample: dict, size: int) -> torch.Tensor:
-    """The image of a WebDataset sample (its first member with an image extension), as ``read_image`` reads a file."""
-    import io
-
-    name = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
-    for key, value in sample.items():
-        if f".{key.lower()}" in IMAGE_EXTENSIONS:
-            return read_image(io.BytesIO(value), size, name=f"{name}.{key}")
-    raise ValueError(f"{name}: no image in this sample (members: {', '.join(k for k in sample if not k.startswith('__'))})")
 
 
 def load_image_shards(data: DataConfig, shards: ShardSet) -> TrainData:
