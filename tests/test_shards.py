@@ -202,6 +202,17 @@ def test_audio_shards_decode_as_the_files_do_and_pretrain(tmp_path):
     code, _, err = run_cli(["pretrain", tmp_path / "sh", "--out", tmp_path / "run", "--max-steps", "2", *AUDIO])
     assert code == 0, err
     assert global_step(tmp_path / "run") == 2
+    import numpy as np  # embed and evaluate read the shards as the folder they came from
+
+    api.embed(tmp_path / "run", tmp_path / "sh", tmp_path / "shards.npy")
+    api.embed(tmp_path / "run", tmp_path / "clips", tmp_path / "folder.npy")
+    np.testing.assert_allclose(np.sort(np.load(tmp_path / "shards.npy"), axis=0),
+                               np.sort(np.load(tmp_path / "folder.npy"), axis=0), atol=1e-5)
+    from_shards = api.evaluate(tmp_path / "run", tmp_path / "sh", tmp_path / "sh", protocols=["knn"],
+                               label_fractions=[1.0], baseline=None, seed=0)
+    from_folder = api.evaluate(tmp_path / "run", tmp_path / "clips", tmp_path / "clips", protocols=["knn"],
+                               label_fractions=[1.0], baseline=None, seed=0)
+    assert [r.value for r in from_shards] == [r.value for r in from_folder]
 
 
 def test_text_shards_keep_labels_and_pretrain_reads_parquet_and_jsonl(tmp_path):
@@ -220,6 +231,13 @@ def test_text_shards_keep_labels_and_pretrain_reads_parquet_and_jsonl(tmp_path):
                             "--epochs", "2", *TEXT])
     assert code == 0, err
     assert global_step(tmp_path / "run") == 2 * (len(texts) // 16 + (len(texts) % 16 > 1))
+    from_shards = api.evaluate(tmp_path / "run", tmp_path / "sh", tmp_path / "sh", protocols=["knn"],
+                               label_fractions=[1.0], baseline=None, seed=0)
+    from_file = api.evaluate(tmp_path / "run", tmp_path / "labeled.csv", tmp_path / "labeled.csv", protocols=["knn"],
+                             label_fractions=[1.0], baseline=None, seed=0)
+    assert [r.value for r in from_shards] == [r.value for r in from_file]
+    api.embed(tmp_path / "run", tmp_path / "sh", tmp_path / "shards.parquet")
+    assert pq.read_table(tmp_path / "shards.parquet").column("text").to_pylist() == texts
     (tmp_path / "js").mkdir()
     for i in range(2):  # JSONL shards, no index: counted
         (tmp_path / f"js/part-{i}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[i::2]))

@@ -60,3 +60,30 @@ def label_indices(names: Sequence[str | None], classes: Sequence[str] | None, wh
                            "class names in both")
     lookup = {name: i for i, name in enumerate(order)}
     return torch.tensor([lookup[name] for name in names], dtype=torch.long), order  # type: ignore[index]
+
+
+def decode_all(data: str, suffixes: Sequence[str], count: Callable[[str], int], read: Callable[[str], Iterator[Any]],
+               decode: Callable[[Any], Any], errors: tuple[type[BaseException], ...], strict: bool,
+               strict_error: Callable[[BaseException], SelfSupError], unit: str
+               ) -> tuple[list[Any], list[str], list[str | None]] | None:
+    """Every sample of shard DATA decoded, with its reference and class name; None when ``data`` is not shards.
+    A sample that does not decode (``errors``) is skipped with a warning, ``strict`` stops with ``strict_error``."""
+    from .sources import shard_set
+
+    shards = shard_set(str(data), suffixes, count, strict)
+    if shards is None:
+        return None
+    samples, references, names = [], [], []
+    for url, raw in shard_items(shards, read, strict):
+        try:
+            samples.append(decode(raw))
+        except errors as exc:
+            if strict:
+                raise strict_error(exc) from None
+            log.warning("skipping unreadable %s (%s)", unit, exc)
+            continue
+        references.append(reference(url, raw))
+        names.append(label_name(raw, shards.classes))
+    if not samples:
+        raise SelfSupError(f"{data}: no readable {unit} in the shards; check them")
+    return samples, references, names

@@ -443,6 +443,13 @@ def load_labeled_audio(path: str | Path, sample_rate: int, max_samples: int | No
     table's folder). Clips longer than ``max_samples`` are centre-cropped; all are NaN-padded to the
     longest. ``classes`` fixes the class order (pass the train split's to read the test split); a
     label not in it is an error. Unusable files are skipped with a warning (``strict`` raises)."""
+    from_shards = _shard_clips(path, sample_rate, max_samples, strict)
+    if from_shards is not None:
+        from ...shards.labelled import label_indices
+
+        clips, names = from_shards
+        labels, order = label_indices(names, classes, str(path))
+        return LabeledAudio(waves=clips.padded(), labels=labels, classes=order, paths=clips.paths)
     root = Path(path).expanduser()
     if root.is_dir():
         files, names, found = _labeled_folder(root, classes)
@@ -468,6 +475,24 @@ def load_labeled_audio(path: str | Path, sample_rate: int, max_samples: int | No
 def unlabeled_waves(path: str | Path, sample_rate: int, max_samples: int | None, strict: bool = False,
                     progress: bool = True) -> tuple[torch.Tensor, list[Path]]:
     """Every audio file under ``path`` (:func:`find_audio_files`) as one NaN-padded float32 tensor
-    [N, L] (clips centre-cropped to ``max_samples``), and the file of each row."""
+    [N, L] (clips centre-cropped to ``max_samples``), and the file of each row; tar shards too."""
+    from_shards = _shard_clips(path, sample_rate, max_samples, strict)
+    if from_shards is not None:
+        return from_shards[0].padded(), from_shards[0].paths
     clips = decode_clips(find_audio_files(path), sample_rate, strict=strict, progress=progress, max_samples=max_samples)
     return clips.padded(), clips.paths
+
+
+def _shard_clips(path: str | Path, sample_rate: int, max_samples: int | None, strict: bool
+                 ) -> tuple[AudioClips, list[str | None]] | None:
+    """The recordings of tar shard DATA (referenced by their stored paths) and their class names; None when
+    ``path`` is not shards."""
+    from functools import partial
+
+    from ...shards.labelled import decode_all
+    from ...shards.tar import SUFFIXES, count_tar, tar_samples
+
+    found = decode_all(str(path), SUFFIXES, count_tar, tar_samples,
+                       partial(audio_of_sample, sample_rate=sample_rate, max_samples=max_samples), (AudioReadError,),
+                       strict, lambda exc: exc, "audio")
+    return None if found is None else (AudioClips.from_clips(found[0], found[1]), found[2])

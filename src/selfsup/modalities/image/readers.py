@@ -257,27 +257,14 @@ def load_unlabeled(path: str | Path, size: int, strict: bool = False, progress: 
 def _shard_images(path: str | Path, size: int, strict: bool) -> tuple[torch.Tensor, list, list] | None:
     """(images [N, 3, S, S], references, class names or None) of every sample of tar shard DATA (undecodable
     ones skipped with a warning; ``strict`` stops); None when ``path`` is not shards."""
-    from ...shards.labelled import label_name, reference, shard_items
-    from ...shards.sources import shard_set
+    from functools import partial
+
+    from ...shards.labelled import decode_all
     from ...shards.tar import SUFFIXES, count_tar, tar_samples
 
-    shards = shard_set(str(path), SUFFIXES, count_tar, strict)
-    if shards is None:
-        return None
-    images, references, names = [], [], []
-    for url, raw in shard_items(shards, tar_samples, strict):
-        try:
-            images.append(image_of_sample(raw, size))
-        except ValueError as exc:
-            if strict:
-                raise unreadable_error(exc) from None
-            log.warning("skipping unreadable image (%s)", exc)
-            continue
-        references.append(reference(url, raw))
-        names.append(label_name(raw, shards.classes))
-    if not images:
-        raise SelfSupError(f"{path}: no readable image in the shards; check them")
-    return torch.stack(images), references, names
+    found = decode_all(str(path), SUFFIXES, count_tar, tar_samples, partial(image_of_sample, size=size), (ValueError,),
+                       strict, unreadable_error, "image")
+    return None if found is None else (torch.stack(found[0]), found[1], found[2])
 
 
 @dataclass

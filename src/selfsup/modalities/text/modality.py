@@ -80,6 +80,14 @@ class TextModality(Modality):
         from ...evaluation.downstream import Labeled
         from .readers import load_labeled_text
 
+        from .shards import shard_rows
+
+        rows = shard_rows(path)
+        if rows is not None:  # parquet / JSONL shards with a label column
+            from ...shards.labelled import label_indices
+
+            labels, order = label_indices(rows[1], classes, str(path))
+            return Labeled(self._encode(loaded, rows[0]), labels, order, rows[0], references=rows[0])
         data = load_labeled_text(path, encoding=encoding, classes=classes)
         return Labeled(self._encode(loaded, data.texts), data.labels, data.classes, data.texts, references=data.texts)
 
@@ -127,7 +135,11 @@ class TextModality(Modality):
         from ...evaluation.features import extract_features
         from .readers import find_text_files, iter_texts
 
-        texts = list(iter_texts(find_text_files(data), encoding=encoding, text_field=text_field))
+        from .shards import shard_rows
+
+        rows = shard_rows(data, text_field)
+        texts = rows[0] if rows is not None else list(iter_texts(find_text_files(data), encoding=encoding,
+                                                                 text_field=text_field))
         feats = extract_features(loaded.encoder, self._encode(loaded, texts),
                                  TokenBatch(loaded.encoder.spec.pad_token_id), batch_size=batch_size, device=device)
         return {"embeddings": write_embeddings(feats, texts, out, key="text")}

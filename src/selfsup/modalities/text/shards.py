@@ -95,3 +95,25 @@ def load_text_shards(data: DataConfig, shards: ShardSet, run_dir: Path) -> Train
 
     return TrainData(shards.total, data.max_length, {**spec.to_dict(), "max_length": data.max_length}, make_loader,
                      pretext_in_loader=False, unit="texts")
+
+
+def shard_rows(data: str | Path, text_field: str = "text") -> tuple[list[str], list[str | None]] | None:
+    """The texts of parquet (or, by pattern or URL, JSONL) shard DATA in order, with each row's ``label`` (None
+    without one); rows without text are left out; None when ``data`` is not shards."""
+    from ...shards.labelled import decode_all, label_name
+    from ...shards.table import JSONL, SUFFIXES, count_rows, table_rows
+    from ...shards.sources import expand
+
+    if expand(str(data), SUFFIXES, JSONL) is None:
+        return None
+
+    def text_of(row: dict[str, Any]) -> tuple[str, str | None]:
+        text = row.get(text_field)
+        if text is None or not str(text).strip():
+            raise EmptyText("no text")
+        return str(text).strip(), label_name(row, None)
+
+    found = decode_all(str(data), SUFFIXES, count_rows, table_rows, text_of, (EmptyText,), False,
+                       lambda exc: SelfSupError(str(exc)), "text")
+    assert found is not None
+    return [text for text, _ in found[0]], [label for _, label in found[0]]
