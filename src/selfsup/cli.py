@@ -164,9 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="export a run's encoder")
     x.add_argument("run", metavar="RUN_DIR")
-    x.add_argument("--format", default="safetensors", choices=["safetensors", "huggingface"],
-                   help="safetensors (any encoder; sequences add item_map.json) or huggingface (text, audio and "
-                        "sequences: a folder AutoModel and AutoTokenizer / AutoFeatureExtractor load)")
+    x.add_argument("--format", default="safetensors", choices=["safetensors", "huggingface", "onnx"],
+                   help="safetensors (any encoder; sequences add item_map.json), huggingface (text, audio and "
+                        "sequences: a folder AutoModel and AutoTokenizer / AutoFeatureExtractor load) or onnx (any "
+                        "encoder: model.onnx from raw inputs to the embedding; pip install 'selfsup[onnx]')")
     x.add_argument("--out", required=True, metavar="DIR")
 
     d = sub.add_parser("demo", help="pretrain + label-efficiency evaluation on scikit-learn's handwritten digits (a few minutes on a CPU)")

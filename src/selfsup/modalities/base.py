@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import DataConfig, RunConfig
     from ..evaluation.label_efficiency import EvalResult
     from ..inspection.items import InspectedItems
+    from ..onnx_export import OnnxGraph
     from ..train.sources import TrainData
 
 DEFAULT_KIND = "any"
@@ -211,6 +212,12 @@ class Modality:
 
     def save_extras(self, loaded: LoadedEncoder, out: Path) -> None:
         """Write the files that travel with the weights into the export folder ``out``."""
+
+    def onnx_graph(self, loaded: LoadedEncoder) -> OnnxGraph:
+        """The encoder as ``--format onnx`` exports it (:mod:`selfsup.onnx_export`): a module from the inputs a
+        user has (the modality's preprocessing on tensors inside it) to (embedding [B, D] as ``selfsup embed``
+        writes it, token states [B, T, D]), an example batch, its dynamic axes and how inputs are prepared."""
+        raise self._lacks("ONNX export")
 
     # ------------------------------------------------------------------ evaluation
     def read_labeled(self, loaded: LoadedEncoder, path: str | Path, classes: list[str] | None, encoding: str):

@@ -105,6 +105,12 @@ class AudioModality(Modality):
         return lambda idx: linear_probe_accuracy(train_feats[idx], train_set.labels[idx], test_feats, test_set.labels,
                                                  seed=seed)
 
+    def onnx_graph(self, loaded):
+        """``waveform`` + ``attention_mask`` at the run's sample rate, per-clip normalisation inside the graph (:mod:`.onnx_graph`)."""
+        from .onnx_graph import audio_graph
+
+        return audio_graph(loaded)
+
     def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text"):
         """One row per recording, centre-cropped to the run's clip length."""
         from ...artifacts import write_embeddings

@@ -106,6 +106,12 @@ class ImageModality(Modality):
         return lambda idx: linear_probe_accuracy(train_feats[idx], train_set.labels[idx], test_feats, test_set.labels,
                                                  seed=seed)
 
+    def onnx_graph(self, loaded):
+        """uint8 ``pixels`` [B, 3, S, S], normalised inside the graph (:mod:`.onnx_graph`)."""
+        from .onnx_graph import image_graph
+
+        return image_graph(loaded)
+
     def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text"):
         from ...artifacts import write_embeddings
         from ...evaluation.features import extract_features

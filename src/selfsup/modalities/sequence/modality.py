@@ -38,6 +38,12 @@ class SequenceModality(Modality):
 
         save_item_map(loaded.item_map, out / ITEM_MAP_FILE)
 
+    def onnx_graph(self, loaded):
+        """``item_ids`` from the exported item map, 0 = padding (:mod:`.onnx_graph`)."""
+        from .onnx_graph import sequence_graph
+
+        return sequence_graph(loaded)
+
     # ------------------------------------------------------------------ evaluation
     def evaluate_labeled(self, loaded, encoders, train, test, protocols, fractions, baselines, seed, device,
                          encoding="utf-8", finetune_steps=None, progress=None):

@@ -65,6 +65,12 @@ class TextModality(Modality):
     def save_extras(self, loaded, out: Path) -> None:
         loaded.tokenizer.save_pretrained(str(out))
 
+    def onnx_graph(self, loaded):
+        """``input_ids`` + ``attention_mask`` from the exported tokenizer (:mod:`.onnx_graph`)."""
+        from .onnx_graph import text_graph
+
+        return text_graph(loaded)
+
     # ------------------------------------------------------------------ evaluation
     def _encode(self, loaded, texts: list[str]) -> torch.Tensor:
         from .readers import encode_texts
