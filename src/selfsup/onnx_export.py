@@ -129,7 +129,7 @@ def export_onnx(loaded: LoadedEncoder, out: str | Path) -> Path:
     with torch.no_grad():
         expected = graph.module(*graph.inputs.values())
     tmp, failures, exporter = out / (MODEL_FILE + ".tmp"), [], None
-    quiet = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    quiet = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")]
     levels = [logger.level for logger in quiet]
     for logger in quiet:
         logger.setLevel(logging.ERROR)
