@@ -27,6 +27,7 @@ from conftest import CLASSES, make_pattern
 from selfsup.artifacts import LoadedEncoder, export_safetensors, load as load_stored
 from selfsup.encoders import build_encoder
 from selfsup.modalities.text.tokenizer import token_spec, train_tokenizer
+from selfsup.pretext.image_ops import normalize
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -107,6 +108,7 @@ def exported(ws, tmp_path: Path, name: str) -> tuple[Path, Path, dict]:
     code, out, err = run_cli(["export", run, "--format", "onnx", "--out", tmp_path / "onnx"])
     assert code == 0, err
     assert (tmp_path / "onnx" / "model.onnx").is_file()
+    print(f"{name}: exporter", json.loads((tmp_path / "onnx" / "selfsup.json").read_text())["onnx"]["exporter"])
     return run, tmp_path / "onnx", json.loads((tmp_path / "onnx" / "selfsup.json").read_text())
 
 
@@ -199,3 +201,34 @@ def test_without_the_extra_it_is_one_line(ws, tmp_path, monkeypatch):
     code, _, err = run_cli(["export", run, "--format", "onnx", "--out", tmp_path / "onnx"])
     assert_one_line_error(code, err, "onnxruntime", "pip install 'selfsup[onnx]'")
     assert not (tmp_path / "onnx").exists()
+
+
+def test_the_torchscript_exporter_takes_over_when_dynamo_fails(ws, tmp_path, monkeypatch):
+    import selfsup.onnx_export as onnx_export
+
+    export = onnx_export._export
+
+    def dynamo_fails(graph, path, dynamo):
+        if dynamo:
+            raise RuntimeError("unsupported operator\nmore detail")
+        export(graph, path, dynamo)
+
+    run = export_safetensors(encoder_case(ws, "tiny_cnn"), tmp_path / "run")
+    monkeypatch.setattr(onnx_export, "_export", dynamo_fails)
+    code, _, err = run_cli(["export", run, "--format", "onnx", "--out", tmp_path / "onnx"])
+    assert code == 0, err
+    assert json.loads((tmp_path / "onnx" / "selfsup.json").read_text())["onnx"]["exporter"] == "torchscript"
+    pixels = torch.randint(0, 256, (3, 3, SIDE, SIDE), dtype=torch.uint8)
+    with torch.no_grad():
+        own = load_stored(run).encoder.embed(normalize(pixels))  # selfsup's own normalisation
+    np.testing.assert_allclose(run_onnx(tmp_path / "onnx" / "model.onnx", {"pixels": pixels})[0], own.numpy(),
+                               atol=ATOL, rtol=0)
+
+    def both_fail(graph, path, dynamo):
+        raise RuntimeError(f"{'dynamo' if dynamo else 'tracing'} cannot do this")
+
+    monkeypatch.setattr(onnx_export, "_export", both_fail)
+    code, _, err = run_cli(["export", run, "--format", "onnx", "--out", tmp_path / "again"])
+    assert_one_line_error(code, err, "'tiny_cnn' could not be exported", "dynamo cannot do this", "tracing cannot",
+                          "--format safetensors")
+    assert not (tmp_path / "again" / "model.onnx").exists()
