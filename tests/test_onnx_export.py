@@ -129,6 +129,8 @@ def check_batches(model: Path, batches: list[dict[str, torch.Tensor]], expected:
         assert embedding.shape == (size, dim) and tokens.ndim == 3 and tokens.shape[::2] == (size, dim)
         row += size
     assert row == len(expected)
+    last = {name: value[-1:] for name, value in batches[-1].items()}  # a batch of one
+    np.testing.assert_allclose(run_onnx(model, last)[0], expected[-1:], atol=ATOL, rtol=0)
 
 
 @pytest.mark.parametrize("name", ["tiny_cnn", "resnet18_cifar", "vit_micro", "timm_image", "hf_image"])
