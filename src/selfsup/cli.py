@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA", help="; ".join(info.data_help for info in modalities))
     p.add_argument("--modality", choices=[info.name for info in modalities], help="what DATA holds (default image)")
     p.add_argument("--method", help="pretext method (see `selfsup methods`), or auto: pilot a shortlist per "
-                                    "modality, keep the best by RankMe and alpha-ReQ (no labels); default "
+                                    "modality, keep the best by RankMe and alpha-ReQ on a held-out part of DATA (no labels); default "
                                     + ", ".join(f"{info.default_method} for {info.unit}" for info in modalities))
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder: config.yaml, checkpoints/, metrics.csv")
     p.add_argument("--init", metavar="SOURCE",

@@ -39,6 +39,13 @@ class AudioModality(Modality):
 
         return load_audio_data(data, progress=progress)
 
+    def hold_out(self, data, limit, seed, folder):
+        """Recordings of DATA held out into ``folder/heldout.txt``, the rest listed in ``folder/train.txt``."""
+        from ..base import hold_out_files
+        from .readers import find_audio_files
+
+        return hold_out_files(find_audio_files(data.path), limit, seed, folder, data.path, self.info.unit)
+
     def input_size(self, data: dict[str, Any]) -> int:
         """Samples per clip: ``clip_seconds`` at ``sample_rate``."""
         return int(round(float(data["clip_seconds"]) * int(data["sample_rate"])))

@@ -35,6 +35,13 @@ class ImageModality(Modality):
 
         return load_image_data(data, progress=progress)
 
+    def hold_out(self, data, limit, seed, folder):
+        """Image files of DATA held out into ``folder/heldout.txt``, the rest listed in ``folder/train.txt``."""
+        from ..base import hold_out_files
+        from .readers import find_images
+
+        return hold_out_files(find_images(data.path), limit, seed, folder, data.path, self.info.unit)
+
     def input_size(self, data: dict[str, Any]) -> int:
         return int(data["image_size"])
 

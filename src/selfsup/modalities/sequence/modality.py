@@ -14,6 +14,13 @@ class SequenceModality(Modality):
 
         return load_sequence_data(data, run_dir)
 
+    def hold_out(self, data, limit, seed, folder):
+        """Whole users of the log held out (all their rows) into ``folder/heldout.<ext>``, the other rows in
+        ``folder/train.<ext>`` (:func:`.readers.hold_out_users`)."""
+        from .readers import hold_out_users
+
+        return hold_out_users(data, limit, seed, folder, self.info.unit)
+
     def input_size(self, data: dict[str, Any]) -> int:
         return int(data["max_length"])
 

@@ -33,6 +33,12 @@ class TextModality(Modality):
 
         return load_text_data(data, run_dir, progress=progress)
 
+    def hold_out(self, data, limit, seed, folder):
+        """Texts of DATA held out into ``folder/heldout.jsonl``, the rest in ``folder/train.jsonl``."""
+        from .readers import hold_out_texts
+
+        return hold_out_texts(data, limit, seed, folder, self.info.unit)
+
     def input_size(self, data: dict[str, Any]) -> int:
         return int(data["max_length"])
 
