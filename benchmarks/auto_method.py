@@ -1,6 +1,7 @@
 """Does `--method auto`'s label-free choice pick good methods? Every candidate of each modality's shortlist is
 pretrained to the same budget on CIFAR-10 (a subset), SST-2, FSDD and MovieLens-100k; each is scored without labels
-(RankMe, α-ReQ, their rank-average: what auto ranks by, on the same fixed sample of the training data) and by its
+(RankMe, α-ReQ, their rank-average: what auto ranks by; here on a fixed sample of the training data, while auto
+itself scores a part of DATA held out of its pilots' training) and by its
 downstream quality (linear-probe accuracy with all labels; HR@10 of leave-one-out next-item ranking for sequences).
 Reported: the Spearman correlation of each label-free score with the downstream figure per dataset, and whether
 `--method auto` run with the same whole budget (pilots included) picks the best or second-best method.

@@ -1,10 +1,14 @@
 """``--method auto`` (train/auto.py) and its label-free scores (evaluation/label_free.py): α-ReQ recovers a known
 decay, collapse scores worse than spread, and a tiny image run pilots every candidate, keeps the best-scoring one
-within the budget, and leaves a normal run of the winner that loads, evaluates and resumes."""
+within the budget, and leaves a normal run of the winner that loads, evaluates and resumes. Every modality holds a
+part of DATA out of the pilots' training (``Modality.hold_out``) and scores the pilots on it."""
 
 from __future__ import annotations
 
+import json
 import math
+import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,12 +18,16 @@ import yaml
 from selfsup import api
 from selfsup.artifacts import load
 from selfsup.cli import main
+from selfsup.config import DataConfig, RunConfig
 from selfsup.errors import SelfSupError
 from selfsup.evaluation.label_free import alpha_quality, alpha_req, combined_scores, rankme
-from selfsup.modalities import get_modality_info, register_modality, unregister_modality
-from selfsup.modalities.base import ModalityInfo
+from selfsup.modalities import get_modality, get_modality_info, register_modality, unregister_modality
+from selfsup.modalities.base import HELD_OUT_MIN, ModalityInfo
 from selfsup.train import auto
 from selfsup.train.checkpoint import load_checkpoint
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+from legacy_data import write_corpus, write_log, write_tones  # noqa: E402
 
 FAST = {"encoder": None, "batch_size": 16, "image_size": 16, "progress_bar": False}
 
@@ -112,6 +120,24 @@ def test_auto_pilots_every_candidate_and_keeps_the_best_scoring(auto_run):
     assert record["pilot_minutes"] > 0
 
 
+def test_auto_trains_on_the_training_part_and_scores_the_held_out_part(auto_run):
+    _, run = auto_run
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    heldout, training = saved["auto"]["heldout"], Path(saved["data"]["path"])
+    assert training == run / "auto" / "train.txt" and heldout == {"path": str(run / "auto" / "heldout.txt"),
+                                                                   "count": HELD_OUT_MIN}  # 48 images: 8 held out
+    for name in saved["auto"]["candidates"]:
+        assert yaml.safe_load((run / "pilots" / name / "config.yaml").read_text())["data"]["path"] == str(training)
+    held = Path(heldout["path"]).read_text().splitlines()
+    assert len(held) == HELD_OUT_MIN and not set(held) & set(training.read_text().splitlines())
+    config = RunConfig.load(run / "pilots" / saved["method"]["name"] / "config.yaml")
+    name = saved["method"]["name"]
+    sample = auto.sample_embeddings(run / "pilots" / name, config, "cpu", sample=heldout["path"])
+    assert sample.shape[0] == HELD_OUT_MIN  # the recorded score is the held-out part's, not the training part's
+    assert saved["auto"]["scores"][name]["rankme"] == pytest.approx(rankme(sample), abs=1e-3)
+    assert rankme(auto.sample_embeddings(run / "pilots" / name, config, "cpu")) != pytest.approx(rankme(sample), abs=1e-3)
+
+
 def test_the_winner_continues_from_its_pilot_within_the_step_budget(auto_run):
     _, run = auto_run
     record = yaml.safe_load((run / "config.yaml").read_text())["auto"]
@@ -138,7 +164,9 @@ def test_the_auto_run_loads_evaluates_and_resumes_its_winner(auto_run, labeled_p
     api.pretrain(data, "auto", run, max_steps=BUDGET_STEPS + 4, **{k: v for k, v in FAST.items() if v})
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == before + 4  # the winner resumed
     assert {p: p.stat().st_mtime for p in (run / "pilots").rglob("last.ckpt")} == pilots_before  # no new pilots
-    assert "auto" in yaml.safe_load((run / "config.yaml").read_text())  # the record survives the resume
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert "auto" in saved  # the record survives the resume
+    assert saved["data"]["path"] == str(run / "auto" / "train.txt")  # on the same training part
     assert auto.describe(run).startswith("--method auto chose")
 
 
@@ -174,3 +202,153 @@ def test_a_probe_set_joins_the_score(image_folder, labeled_pair, tmp_path):
     assert "probe" in record["reason"]
     # with the probe weighted as both label-free scores together, the winner is at least middling on kNN
     assert knn[record["chosen"]] >= sorted(knn.values())[len(knn) // 2 - 1]
+
+
+# ---------------------------------------------------------------------------------------------- held-out samples
+
+
+def split(modality: str, path: Path, folder: Path, limit: int = 2048, **settings):
+    data = DataConfig(path=str(path), modality=modality, **settings)
+    return data, get_modality(modality).hold_out(data, limit, 0, folder)
+
+
+@pytest.mark.parametrize("modality", ["image", "audio"])
+def test_file_data_is_split_into_two_lists_of_its_files(modality, tmp_path, write_images):
+    from selfsup.modalities.audio.readers import find_audio_files
+    from selfsup.modalities.image.readers import find_images
+
+    find = find_images if modality == "image" else find_audio_files
+    data = write_images(tmp_path / "images", 30, 0) if modality == "image" else write_tones(tmp_path / "tones", 45, 0)
+    _, held = split(modality, data, tmp_path / "auto")
+    every = find(data)  # 90 files: 9 (10 %) held out
+    training, held_out = find(held.training), find(held.held_out)
+    assert held.training.suffix == held.held_out.suffix == ".txt" and held.total == len(every) == 90
+    assert len(held_out) == held.count == 9 and not set(training) & set(held_out)
+    assert sorted(training + held_out) == sorted(p.resolve() for p in every)
+    _, again = split(modality, held.training, tmp_path / "again", limit=3)  # a list file as DATA; the limit holds
+    assert again.count == 3 and len(find(again.training)) == 78
+
+
+@pytest.mark.parametrize("layout", ["lines", "jsonl", "csv"])
+def test_a_text_corpus_is_split_into_two_corpora_read_as_it_is(layout, tmp_path):
+    from selfsup.modalities.text.readers import find_text_files, iter_texts
+
+    texts = [f"text {i} with \"quotes\", é and\ta tab" for i in range(40)]
+    if layout == "lines":
+        data = tmp_path / "corpus.txt"
+        data.write_text("\n".join(texts) + "\n\n", encoding="latin-1")
+        settings = {"encoding": "latin-1"}
+    elif layout == "jsonl":  # a line break inside a text, a custom field
+        texts = [t + "\nsecond line" for t in texts]
+        data = tmp_path / "corpus.jsonl"
+        data.write_text("".join(json.dumps({"body": t, "label": "x"}) + "\n" for t in texts), encoding="utf-8")
+        settings = {"text_field": "body"}
+    else:  # a folder with a csv whose quoted field spans lines
+        (tmp_path / "folder").mkdir()
+        data = tmp_path / "folder"
+        texts = [t.replace("\t", " ") + "\nmore" for t in texts]
+        import csv
+        with open(data / "a.csv", "w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows([["id", "text"], *[[i, t] for i, t in enumerate(texts)]])
+        settings = {}
+    config, held = split("text", data, tmp_path / "auto", **settings)
+
+    def read(path):
+        return list(iter_texts(find_text_files(path), config.encoding, config.text_field))
+
+    assert read(data) == texts
+    training, held_out = read(held.training), read(held.held_out)
+    assert len(held_out) == held.count == HELD_OUT_MIN and len(training) == 40 - HELD_OUT_MIN
+    assert Counter(training) + Counter(held_out) == Counter(texts) and not set(training) & set(held_out)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet"])
+def test_a_log_is_split_by_whole_users_with_its_header_and_columns(suffix, tmp_path):
+    from selfsup.modalities.sequence.readers import LogColumns, read_interactions
+
+    rows = [{"who": f"u{u}", "what": f"i{(u * t) % 13}", "when": 100 * u + t, "extra": "a,b"}
+            for u in range(30) for t in range(5 + u % 3)]
+    data = tmp_path / f"log{suffix}"
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), data)
+    else:
+        sep = "," if suffix == ".csv" else "\t"
+        lines = [sep.join(["extra", "when", "what", "who"])] + [
+            sep.join(['"a,b"' if suffix == ".csv" else "a,b", str(r["when"]), r["what"], r["who"]]) for r in rows]
+        data.write_text("\n".join(lines) + "\n")
+    columns = LogColumns("who", "what", "when")
+    _, held = split("sequence", data, tmp_path / "auto", user_column="who", item_column="what", timestamp_column="when")
+    assert held.training.suffix == held.held_out.suffix == suffix and held.total == 30 and held.count == HELD_OUT_MIN
+
+    def histories(path):
+        log = read_interactions(path, columns)
+        names = {i: n for n, i in log.item_map.items()}
+        return {u: [names[i] for i in h] for u, h in zip(log.users, log.histories)}
+
+    every, training, held_out = histories(data), histories(held.training), histories(held.held_out)
+    assert len(held_out) == held.count and not set(training) & set(held_out)
+    assert {**training, **held_out} == every  # whole users, each with their whole history
+    if suffix != ".parquet":
+        assert held.held_out.read_text().splitlines()[0] == data.read_text().splitlines()[0]
+
+
+def test_data_too_small_to_hold_any_out_gets_one_line(tmp_path, write_images):
+    from selfsup.modalities.base import held_out_rows
+
+    assert len(held_out_rows(3, 2048, 0, "DATA", "images")) == 1  # two are always left to train on
+    data = tmp_path / "two.txt"
+    data.write_text("a\nb\n")
+    with pytest.raises(SelfSupError, match=r"two.txt: only 2 texts; --method auto holds some out.*--method"):
+        split("text", data, tmp_path / "auto")
+
+
+@pytest.fixture
+def embedded(monkeypatch):
+    """Every ``Modality.embed`` call while the test runs: (modality, DATA embedded, rows written)."""
+    import numpy as np
+
+    calls = []
+    for name in ("image", "text", "audio", "sequence"):
+        cls = type(get_modality(name))
+
+        def spy(self, loaded, data, out, *args, _embed=cls.embed, **kwargs):
+            written = _embed(self, loaded, data, out, *args, **kwargs)
+            calls.append((self.name, str(data), int(np.load(written["embeddings"]).shape[0])))
+            return written
+
+        monkeypatch.setattr(cls, "embed", spy)
+    return calls
+
+
+@pytest.mark.parametrize("modality", ["text", "audio", "sequence"])
+def test_pilots_train_on_the_training_part_and_are_scored_on_the_held_out_part(modality, tmp_path, embedded):
+    if modality == "text":
+        data, settings = write_corpus(tmp_path / "corpus.txt", 60, 0), {"max_length": 16}
+    elif modality == "audio":
+        data, settings = write_tones(tmp_path / "tones", 12, 0), {}
+    else:  # users u24..u31 alone have items j0..j7: held out, such items are unknown to the run's item map
+        data = write_log(tmp_path / "log.csv", users=24)
+        with data.open("a") as fh:
+            fh.writelines(f"u{u},j{u - 24},{1000 * u + t}\n" for u in range(24, 32) for t in range(3))
+        settings = {"max_length": 8}
+    run = api.pretrain(data, "auto", tmp_path / "run", modality=modality, max_steps=6, batch_size=8,
+                       progress_bar=False, **settings)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    heldout = saved["auto"]["heldout"]
+    training = saved["data"]["path"]
+    assert Path(training).parent == Path(heldout["path"]).parent == run / "auto"
+    for name in saved["auto"]["candidates"]:
+        assert yaml.safe_load((run / "pilots" / name / "config.yaml").read_text())["data"]["path"] == training
+    assert "failed" not in saved["auto"]
+    scored = [call for call in embedded if call[0] == modality]
+    assert len(scored) == len(saved["auto"]["scores"]) and {call[1] for call in scored} == {heldout["path"]}
+    if modality == "sequence":  # a held-out user with only unknown items has no embedding; the others do
+        users = {row.split(",")[0] for row in Path(heldout["path"]).read_text().splitlines()[1:]}
+        known = {u for u in users if int(u[1:]) < 24}
+        assert len(users) == heldout["count"] and 0 < len(known) < len(users)  # the seed holds out both kinds
+        assert {rows for *_, rows in scored} == {len(known)}
+    else:
+        assert {rows for *_, rows in scored} == {heldout["count"]}

@@ -123,6 +123,7 @@ def test_every_section_shows_its_file_when_present(image_run, tmp_path):
         "stopped_at": 4, "healthy_checkpoint": "checkpoints/healthy.ckpt"}))
     config = yaml.safe_load((run / "config.yaml").read_text())
     config["auto"] = {"candidates": ["simclr", "byol"], "chosen": "byol", "reason": "highest RankMe", "pilot_minutes": 1.5,
+                      "heldout": {"path": "RUN/auto/heldout.txt", "count": 8},
                       "scores": {"simclr": {"rankme": 5.0, "alpha_req": 1.1, "probe_knn": None, "score": 0.4},
                                  "byol": {"rankme": 7.0, "alpha_req": 0.9, "probe_knn": None, "score": 0.6}}}
     (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -137,6 +138,7 @@ def test_every_section_shows_its_file_when_present(image_run, tmp_path):
     assert "RankMe below its floor" in training and "Stopped at step 4" in training
     method = section(html, "method")
     assert "Chosen: <b>byol</b>. highest RankMe" in method and "<td>✔ byol</td>" in method and "7.0000" in method
+    assert "Scored on 8 inputs held out of training (RUN/auto/heldout.txt)" in method
 
 
 def test_hostile_text_is_escaped_and_a_run_without_eval_json_survives(tmp_path):

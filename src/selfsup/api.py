@@ -278,16 +278,20 @@ def inspect(data: str | Path, *, run: str | Path | None = None, against: str | P
     return findings
 
 
-EXPORT_FORMATS = ("safetensors", "huggingface")
+EXPORT_FORMATS = ("safetensors", "huggingface", "onnx")
 
 
 def export(run: str | Path, out: str | Path, *, format: str = "safetensors") -> Path:
     """Write the run's encoder in ``format`` to the folder ``out``: ``safetensors`` (any encoder) or
     ``huggingface`` (text and audio encoders: ``transformers.AutoModel`` with ``AutoTokenizer`` /
-    ``AutoFeatureExtractor.from_pretrained(out)``)."""
+    ``AutoFeatureExtractor.from_pretrained(out)``) or ``onnx`` (any encoder: ``model.onnx`` from raw inputs to the
+    embedding, :mod:`selfsup.onnx_export`; needs the ``selfsup[onnx]`` extra)."""
     from .artifacts import export_huggingface, export_safetensors, load as load_stored
+    from .onnx_export import export_onnx, require_onnx
 
     if format not in EXPORT_FORMATS:
         raise SelfSupError(f"export format {format!r} is not supported yet; available: {', '.join(EXPORT_FORMATS)}")
-    writer = export_huggingface if format == "huggingface" else export_safetensors
+    if format == "onnx":
+        require_onnx()  # before the run is loaded
+    writer = {"huggingface": export_huggingface, "onnx": export_onnx}.get(format, export_safetensors)
     return writer(load_stored(run), out)

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA", help="; ".join(info.data_help for info in modalities))
     p.add_argument("--modality", choices=[info.name for info in modalities], help="what DATA holds (default image)")
     p.add_argument("--method", help="pretext method (see `selfsup methods`), or auto: pilot a shortlist per "
-                                    "modality, keep the best by RankMe and alpha-ReQ (no labels); default "
+                                    "modality, keep the best by RankMe and alpha-ReQ on a held-out part of DATA (no labels); default "
                                     + ", ".join(f"{info.default_method} for {info.unit}" for info in modalities))
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder: config.yaml, checkpoints/, metrics.csv")
     p.add_argument("--init", metavar="SOURCE",
@@ -175,9 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="export a run's encoder")
     x.add_argument("run", metavar="RUN_DIR")
-    x.add_argument("--format", default="safetensors", choices=["safetensors", "huggingface"],
-                   help="safetensors (any encoder; sequences add item_map.json) or huggingface (text, audio and "
-                        "sequences: a folder AutoModel and AutoTokenizer / AutoFeatureExtractor load)")
+    x.add_argument("--format", default="safetensors", choices=["safetensors", "huggingface", "onnx"],
+                   help="safetensors (any encoder; sequences add item_map.json), huggingface (text, audio and "
+                        "sequences: a folder AutoModel and AutoTokenizer / AutoFeatureExtractor load) or onnx (any "
+                        "encoder: model.onnx from raw inputs to the embedding; pip install 'selfsup[onnx]')")
     x.add_argument("--out", required=True, metavar="DIR")
 
     d = sub.add_parser("demo", help="pretrain + label-efficiency evaluation on scikit-learn's handwritten digits (a few minutes on a CPU)")

@@ -9,6 +9,7 @@ A modality provides:
 
 - **reading**: unlabeled training data (:meth:`Modality.load_train_data`: readers, cache or stream, the
   loader), labeled evaluation data (:meth:`Modality.read_labeled`), and what is embedded (:meth:`embed`);
+  DATA split into a training part and a held-out part (:meth:`Modality.hold_out`, ``--method auto``'s scoring);
 - **settings**: its defaults (method, encoder per encoder kind) here, its ``data.*`` settings with their
   ranges in its package ``__init__`` (``SETTINGS``), the input size a run was built with
   (:meth:`input_size`);
@@ -30,6 +31,7 @@ A modality provides:
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import DataConfig, RunConfig
     from ..evaluation.label_efficiency import EvalResult
     from ..inspection.items import InspectedItems
+    from ..onnx_export import OnnxGraph
     from ..shards.write import ShardSource
     from ..train.sources import TrainData
 
@@ -120,6 +123,49 @@ def sample_of(items: Iterable, limit: int, seed: int) -> tuple[list, int]:
     return [item for _, item in sorted(kept, key=lambda pair: pair[0])], total
 
 
+HELD_OUT_SHARE = 0.1
+"""Share of DATA's items :meth:`Modality.hold_out` keeps out of training (``--method auto``'s scoring sample)."""
+HELD_OUT_MIN = 8
+"""The fewest items held out of a small DATA (the label-free scores need a few embeddings), training items allowing."""
+HELD_OUT_KEEP = 2
+"""The fewest items a hold-out leaves for training."""
+
+
+@dataclass
+class HeldOut:
+    """DATA split by :meth:`Modality.hold_out`: ``training`` and ``held_out`` are DATA paths the modality reads as it
+    reads DATA (list files, a corpus, a log), ``count`` of DATA's ``total`` items are held out."""
+
+    training: Path
+    held_out: Path
+    count: int
+    total: int
+
+
+def held_out_rows(total: int, limit: int, seed: int, data: str | Path, unit: str) -> list[int]:
+    """The indices (sorted) of the items of DATA that a hold-out keeps out of training, drawn with ``seed``:
+    ``min(limit, max(⌈10 %⌉, 8))`` of the ``total`` items, never more than leaves :data:`HELD_OUT_KEEP` for
+    training; one line when DATA is too small to hold any out."""
+    if total < HELD_OUT_KEEP + 1:
+        raise SelfSupError(f"{data}: only {total} {unit}; --method auto holds some out to score its pilots and needs at "
+                           f"least {HELD_OUT_KEEP + 1}; add data, or name a method with --method")
+    count = min(limit, max(math.ceil(total * HELD_OUT_SHARE), HELD_OUT_MIN), total - HELD_OUT_KEEP)
+    return sorted(random.Random(seed).sample(range(total), count))
+
+
+def hold_out_files(files: list[Path], limit: int, seed: int, folder: Path, data: str | Path, unit: str) -> HeldOut:
+    """:meth:`Modality.hold_out` for file-based data (images, recordings): ``folder/train.txt`` and
+    ``folder/heldout.txt`` list the absolute paths of the files (``files`` as the modality finds them under DATA),
+    one per line, which the modality reads as DATA (:func:`selfsup.files.find_files`)."""
+    held = set(held_out_rows(len(files), limit, seed, data, unit))
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = {"train.txt": [f for i, f in enumerate(files) if i not in held],
+             "heldout.txt": [f for i, f in enumerate(files) if i in held]}
+    for name, part in parts.items():
+        (folder / name).write_text("".join(f"{Path(f).resolve()}\n" for f in part), encoding="utf-8")
+    return HeldOut(folder / "train.txt", folder / "heldout.txt", len(held), len(files))
+
+
 def given(config: RunConfig, key: str) -> bool:
     """Whether the data setting ``key`` of ``config`` was changed from its default (given as a flag or in a
     config file, even at its default value): such a setting is checked against a checkpoint's, not replaced by it."""
@@ -153,6 +199,13 @@ class Modality:
         original file bytes, or parquet rows; labels kept when ``data`` is labelled. Training from the shards is
         :meth:`load_train_data`'s, which recognises shard DATA (:func:`selfsup.shards.sources.shard_set`)."""
         raise self._lacks("sharding")
+
+    def hold_out(self, data: DataConfig, limit: int, seed: int, folder: Path) -> HeldOut:
+        """DATA (``data.path``, read with ``data``'s settings) split for ``--method auto``: a seeded sample of its
+        items (:func:`held_out_rows`: at most ``limit``) written into ``folder`` as a second DATA that no pilot trains
+        on, and the rest as the DATA they train on; both read by this modality exactly as their items are read from
+        DATA (images and recordings: list files; text: a corpus; sequences: whole users' rows of the log)."""
+        raise self._lacks("a held-out sample (--method auto)")
 
     def input_size(self, data: dict[str, Any]) -> int:
         """What a run's method and encoder were built with (image side, tokens per text, samples per clip, items
@@ -218,6 +271,12 @@ class Modality:
 
     def save_extras(self, loaded: LoadedEncoder, out: Path) -> None:
         """Write the files that travel with the weights into the export folder ``out``."""
+
+    def onnx_graph(self, loaded: LoadedEncoder) -> OnnxGraph:
+        """The encoder as ``--format onnx`` exports it (:mod:`selfsup.onnx_export`): a module from the inputs a
+        user has (the modality's preprocessing on tensors inside it) to (embedding [B, D] as ``selfsup embed``
+        writes it, token states [B, T, D]), an example batch, its dynamic axes and how inputs are prepared."""
+        raise self._lacks("ONNX export")
 
     # ------------------------------------------------------------------ evaluation
     def read_labeled(self, loaded: LoadedEncoder, path: str | Path, classes: list[str] | None, encoding: str):

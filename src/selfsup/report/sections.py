@@ -119,6 +119,9 @@ def method_section(config: dict[str, Any]) -> Section:
             + table(["candidate", *keys], rows, numeric_from=1))
     if auto.get("pilot_minutes") is not None:
         body += f"<p>Pilots took {esc(_number(auto['pilot_minutes']))} minutes of the budget.</p>"
+    if isinstance(auto.get("heldout"), dict):
+        body += (f"<p>Scored on {esc(auto['heldout'].get('count'))} inputs held out of training "
+                 f"({esc(auto['heldout'].get('path'))}).</p>")
     return Section("method", "Method choice", body)
 
 

@@ -3,16 +3,23 @@
 Each candidate of the modality's shortlist (``ModalityInfo.auto_methods``, one method per family, all on the same
 default encoder and batch; sequences: bert4rec on bert4rec_tiny, the bidirectional twin of sasrec_tiny) trains a pilot run, ``RUN/pilots/NAME``, through the normal engine, on an equal share of
 :data:`PILOT_SHARE` of the budget (``--max-minutes``, ``--max-steps`` and ``--epochs`` each count the pilots).
-Each pilot's encoder then embeds a fixed, seeded sample of up to :data:`SAMPLE_SIZE` inputs of DATA (the same
-inputs for every pilot; clean, in eval mode; drawn from the training data, not held out of the pilots' training) and is scored by RankMe (Garrido et al. 2023) and α-ReQ (Agrawal et al.
-2022; ``evaluation/label_free.py``). The candidates are ranked on each score (RankMe: higher is better; α-ReQ: α
+Before any pilot, DATA is split (:meth:`Modality.hold_out <selfsup.modalities.base.Modality.hold_out>`, seeded by
+``--seed``): min(:data:`SAMPLE_SIZE`, max(10 %, 8)) of its items (images, recordings, texts; whole users of a log),
+always leaving at least 2 for training, are written to ``RUN/auto/heldout.*`` and the rest to ``RUN/auto/train.*``
+(list files of the images or recordings, a JSON Lines corpus of the texts, a log of the same format and columns).
+Every pilot, and the winner's continuation, trains on the training part: RUN's config.yaml ``data.path`` names it.
+Each pilot's encoder then embeds the held-out part (the same inputs for every pilot, never trained on; clean, in
+eval mode; a log's items that only held-out users have are unknown to the item map and left out of their
+histories) and is scored by RankMe (Garrido et al. 2023) and α-ReQ (Agrawal et al. 2022;
+``evaluation/label_free.py``). The candidates are ranked on each score (RankMe: higher is better; α-ReQ: α
 closer to 1 on a log scale is better) and the ranks averaged. With ``trainer.probe`` (``--probe LABELED``, a few
 labelled samples) the probe's kNN accuracy joins with the weight of both label-free scores together.
 
 The winner's pilot folder is copied into RUN and resumed there, by the normal engine, for the rest of the budget:
 RUN is a run of the winning method (config.yaml ``method.name``), plus the record section ``auto`` (candidates,
 scores, choice, reason, pilot minutes and what the other pilots spent, so that resuming RUN with ``--method
-auto`` resumes the winner within the same whole budget).
+auto`` resumes the winner within the same whole budget; ``heldout``: the held-out part's path and item count).
+Resuming trains the winner on the same training part (config.yaml ``data.path``), whatever DATA is given again.
 """
 
 from __future__ import annotations
@@ -43,7 +50,9 @@ PILOTS = "pilots"
 PILOT_SHARE = 0.4
 """Share of the budget (minutes, steps, epochs) the pilots spend together, split equally between them."""
 SAMPLE_SIZE = 2048
-"""Inputs of DATA each pilot's encoder embeds for its scores (the same seeded sample for every pilot)."""
+"""The most items of DATA held out of training for the pilots' scores (the same held-out sample for every pilot)."""
+HELD_OUT = "heldout"
+"""The ``auto`` record's key of the held-out part: ``{path, count}``."""
 SCORES = ("rankme", "alpha_req")
 
 
@@ -117,16 +126,41 @@ def _continuation(config: RunConfig, winner: str, others: dict[str, float], own:
     return final
 
 
-def sample_embeddings(run_dir: Path, config: RunConfig, device: str, count: int = SAMPLE_SIZE) -> torch.Tensor:
-    """Embeddings, by the encoder of ``run_dir`` in eval mode, of a fixed seeded sample of up to ``count`` inputs of
-    DATA (the modality's own ``embed``: clean inputs, no augmentation)."""
+def hold_out(config: RunConfig, run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
+    """DATA split into ``run_dir/auto`` (:meth:`Modality.hold_out`): ``config`` training on the training part, and
+    the record of the held-out part (``{path, count}``)."""
+    data = config.data
+    split = get_modality(data.modality).hold_out(data, SAMPLE_SIZE, config.trainer.seed, (run_dir / AUTO).resolve())
+    log.info("--method auto: %d of %d %s of %s held out to score the pilots (%s)", split.count, split.total,
+             get_modality_info(data.modality).unit, data.path, split.held_out)
+    training = copy.deepcopy(config)
+    training.data.path = str(split.training)
+    return training, {"path": str(split.held_out), "count": split.count}
+
+
+def _resumed_data(config: RunConfig, run_dir: Path, record: dict[str, Any]) -> RunConfig:
+    """``config`` on the training part an auto run recorded (its config.yaml ``data.path``); a run made before
+    auto held a sample out trains on DATA as given."""
+    if HELD_OUT not in record:
+        return config
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    training = copy.deepcopy(config)
+    training.data.path = str(saved["data"]["path"])
+    return training
+
+
+def sample_embeddings(run_dir: Path, config: RunConfig, device: str, count: int = SAMPLE_SIZE,
+                      sample: str | Path | None = None) -> torch.Tensor:
+    """Embeddings, by the encoder of ``run_dir`` in eval mode, of ``sample`` (DATA as the modality reads it; by
+    default ``config``'s own data: the pilots score the held-out part), at most ``count`` of its inputs drawn with
+    the run's seed (the modality's own ``embed``: clean inputs, no augmentation)."""
     from ..artifacts import load
 
     loaded = load(run_dir)
     data = config.data
     with tempfile.TemporaryDirectory(prefix="selfsup-auto-") as tmp:
         written = get_modality(loaded.modality).embed(
-            loaded, data.path, Path(tmp) / "sample.npy", 256, device, strict=False,
+            loaded, data.path if sample is None else sample, Path(tmp) / "sample.npy", 256, device, strict=False,
             encoding=getattr(data, "encoding", "utf-8"), text_field=getattr(data, "text_field", "text"))
         embeddings = torch.from_numpy(np.load(written["embeddings"])).float()
     generator = torch.Generator().manual_seed(config.trainer.seed)
@@ -134,12 +168,13 @@ def sample_embeddings(run_dir: Path, config: RunConfig, device: str, count: int 
     return embeddings[rows]
 
 
-def score_pilot(run_dir: Path, config: RunConfig, device: str) -> dict[str, float | None]:
-    """RankMe and α-ReQ's α of the pilot's embeddings of the sample; with ``trainer.probe``, the probe's kNN
-    accuracy."""
+def score_pilot(run_dir: Path, config: RunConfig, device: str, sample: str | Path | None = None
+                ) -> dict[str, float | None]:
+    """RankMe and α-ReQ's α of the pilot's embeddings of ``sample`` (the held-out part; by default a sample of
+    ``config``'s data); with ``trainer.probe``, the probe's kNN accuracy."""
     from ..evaluation.label_free import alpha_req, rankme
 
-    embeddings = sample_embeddings(run_dir, config, device)
+    embeddings = sample_embeddings(run_dir, config, device, sample=sample)
     scores: dict[str, float | None] = {"rankme": rankme(embeddings), "alpha_req": alpha_req(embeddings),
                                        "probe_knn": None}
     if config.trainer.probe:
@@ -234,7 +269,10 @@ def auto_run(config: RunConfig, run_dir: str | Path) -> Path:
             raise SelfSupError(f"{run_dir} was made by method {made!r}, not auto; use --method {made} to resume it, or "
                                "a new --out folder")
         if record is None:
-            record = _pilots(config, names, run_dir, started)
+            config, heldout = hold_out(config, run_dir)
+            record = _pilots(config, names, run_dir, started, heldout)
+        else:
+            config = _resumed_data(config, run_dir, record)
         own = _spent(run_dir)  # the winner's pilot, or where its continuation got to
         final = resolve(_continuation(config, record["chosen"], record["spent_by_others"], own))
         if _nothing_left(final, own):  # the pilots (their setup and scoring included) took the whole budget
@@ -252,8 +290,10 @@ def _nothing_left(final: RunConfig, own: dict[str, float]) -> bool:
         (bool(tc.max_steps) and tc.max_steps <= own["steps"]) or tc.epochs <= own["epochs"]
 
 
-def _pilots(config: RunConfig, names: list[str], run_dir: Path, started: float) -> dict[str, Any]:
-    """Train and score every pilot, copy the winner into ``run_dir`` and record the choice there."""
+def _pilots(config: RunConfig, names: list[str], run_dir: Path, started: float, heldout: dict[str, Any]
+            ) -> dict[str, Any]:
+    """Train every pilot on ``config``'s data (the training part), score it on the held-out part ``heldout``, copy
+    the winner into ``run_dir`` and record the choice there."""
     from .run import _pretrain_locked, resolve
 
     scores: dict[str, dict[str, float | None]] = {}
@@ -265,7 +305,7 @@ def _pilots(config: RunConfig, names: list[str], run_dir: Path, started: float) 
         try:
             _pretrain_locked(resolve(_pilot_config(config, name, len(names))), folder)
             spent[name] = _spent(folder)
-            scores[name] = score_pilot(folder, config, _device(config))
+            scores[name] = score_pilot(folder, config, _device(config), sample=heldout["path"])
         except SelfSupError as exc:  # a pilot that diverges or does not fit the data loses; the others go on
             failed[name] = str(exc)
             log.warning("--method auto: pilot %s failed: %s", name, exc)
@@ -285,7 +325,7 @@ def _pilots(config: RunConfig, names: list[str], run_dir: Path, started: float) 
         else:
             shutil.copy2(path, target)
     record = {"candidates": names, "scores": table, "chosen": winner, "reason": reason,
-              "pilot_minutes": round(elapsed, 4), "spent_by_others": others}
+              "pilot_minutes": round(elapsed, 4), "spent_by_others": others, HELD_OUT: heldout}
     if failed:
         record["failed"] = failed
     _write_record(run_dir, record)

@@ -45,6 +45,13 @@ class AudioModality(Modality):
 
         return file_source(data, find_audio_files(data))
 
+    def hold_out(self, data, limit, seed, folder):
+        """Recordings of DATA held out into ``folder/heldout.txt``, the rest listed in ``folder/train.txt``."""
+        from ..base import hold_out_files
+        from .readers import find_audio_files
+
+        return hold_out_files(find_audio_files(data.path), limit, seed, folder, data.path, self.info.unit)
+
     def input_size(self, data: dict[str, Any]) -> int:
         """Samples per clip: ``clip_seconds`` at ``sample_rate``."""
         return int(round(float(data["clip_seconds"]) * int(data["sample_rate"])))
@@ -110,6 +117,12 @@ class AudioModality(Modality):
         train_feats, test_feats = mfcc_statistics(train_set.inputs, rate), mfcc_statistics(test_set.inputs, rate)
         return lambda idx: linear_probe_accuracy(train_feats[idx], train_set.labels[idx], test_feats, test_set.labels,
                                                  seed=seed)
+
+    def onnx_graph(self, loaded):
+        """``waveform`` + ``attention_mask`` at the run's sample rate, per-clip normalisation inside the graph (:mod:`.onnx_graph`)."""
+        from .onnx_graph import audio_graph
+
+        return audio_graph(loaded)
 
     def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text"):
         """One row per recording, centre-cropped to the run's clip length."""

@@ -41,6 +41,13 @@ class ImageModality(Modality):
 
         return file_source(data, find_images(data))
 
+    def hold_out(self, data, limit, seed, folder):
+        """Image files of DATA held out into ``folder/heldout.txt``, the rest listed in ``folder/train.txt``."""
+        from ..base import hold_out_files
+        from .readers import find_images
+
+        return hold_out_files(find_images(data.path), limit, seed, folder, data.path, self.info.unit)
+
     def input_size(self, data: dict[str, Any]) -> int:
         return int(data["image_size"])
 
@@ -111,6 +118,12 @@ class ImageModality(Modality):
         train_feats, test_feats = tiny_pixels(train_set.inputs), tiny_pixels(test_set.inputs)
         return lambda idx: linear_probe_accuracy(train_feats[idx], train_set.labels[idx], test_feats, test_set.labels,
                                                  seed=seed)
+
+    def onnx_graph(self, loaded):
+        """uint8 ``pixels`` [B, 3, S, S], normalised inside the graph (:mod:`.onnx_graph`)."""
+        from .onnx_graph import image_graph
+
+        return image_graph(loaded)
 
     def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text"):
         from ...artifacts import write_embeddings

@@ -19,6 +19,13 @@ class SequenceModality(Modality):
 
         return log_shard_source(data)
 
+    def hold_out(self, data, limit, seed, folder):
+        """Whole users of the log held out (all their rows) into ``folder/heldout.<ext>``, the other rows in
+        ``folder/train.<ext>`` (:func:`.readers.hold_out_users`)."""
+        from .readers import hold_out_users
+
+        return hold_out_users(data, limit, seed, folder, self.info.unit)
+
     def input_size(self, data: dict[str, Any]) -> int:
         return int(data["max_length"])
 
@@ -42,6 +49,12 @@ class SequenceModality(Modality):
         from .readers import ITEM_MAP_FILE, save_item_map
 
         save_item_map(loaded.item_map, out / ITEM_MAP_FILE)
+
+    def onnx_graph(self, loaded):
+        """``item_ids`` from the exported item map, 0 = padding (:mod:`.onnx_graph`)."""
+        from .onnx_graph import sequence_graph
+
+        return sequence_graph(loaded)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate_labeled(self, loaded, encoders, train, test, protocols, fractions, baselines, seed, device,

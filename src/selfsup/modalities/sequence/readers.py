@@ -480,8 +480,61 @@ def log_shard_source(path: str | Path):
 
     return ShardSource("table", rows(), None)
 
+def log_columns(data) -> LogColumns:
+    """The log columns ``data``'s settings name."""
+    return LogColumns(data.user_column, data.item_column, data.timestamp_column, data.rating_column or None)
+
 
 def read_log(data) -> InteractionLog:
     """The interaction log of ``data`` with its column settings."""
-    columns = LogColumns(data.user_column, data.item_column, data.timestamp_column, data.rating_column or None)
-    return read_interactions(data.path, columns, min_rating=data.min_rating, strict=data.strict)
+    return read_interactions(data.path, log_columns(data), min_rating=data.min_rating, strict=data.strict)
+
+
+def hold_out_users(data, limit: int, seed: int, folder: Path, unit: str):
+    """:meth:`Modality.hold_out` for logs: a seeded sample of the log's users (those :func:`read_log` finds) with
+    all their rows in ``folder/heldout.<ext>``, every other row in ``folder/train.<ext>``; both keep the log's
+    format, header and columns. Items that only held-out users have are not in the training part's item map:
+    embedding the held-out log leaves them out of the histories (:func:`~.evaluation.embed_log`)."""
+    from ..base import HeldOut, held_out_rows
+
+    users = read_log(data).users
+    held = {users[i] for i in held_out_rows(len(users), limit, seed, data.path, unit)}
+    path = Path(data.path).expanduser()
+    suffix = path.suffix.lower()
+    folder.mkdir(parents=True, exist_ok=True)
+    training, held_out = folder / f"train{suffix}", folder / f"heldout{suffix}"
+    if suffix == ".parquet":
+        _split_parquet(path, log_columns(data).user, held, training, held_out)
+    else:
+        _split_table(path, log_columns(data), held, training, held_out)
+    return HeldOut(training, held_out, len(held), len(users))
+
+
+def _split_table(path: Path, columns: LogColumns, held: set[str], training: Path, held_out: Path) -> None:
+    """The rows of a csv/tsv log whose user is in ``held`` into ``held_out``, the others into ``training`` (the
+    header row into both), each as the reader reads it back (:func:`_table_rows`)."""
+    tsv = path.suffix.lower() != ".csv"
+    with open(path, encoding="utf-8-sig", newline="") as fh, open(training, "w", encoding="utf-8", newline="") as a, \
+            open(held_out, "w", encoding="utf-8", newline="") as b:
+        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else csv.reader(fh)
+        header = next(reader)
+        position = _check_header(path, [c.strip() for c in header], columns)[0]
+        # a tsv is split at tabs and line ends only (no quoting), so joining its fields back is exact
+        writers = [(lambda row, out=out: out.write("\t".join(row) + "\n")) if tsv
+                   else csv.writer(out, lineterminator="\n").writerow for out in (a, b)]
+        for write in writers:
+            write(header)
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                writers[position < len(row) and _as_id(row[position]) in held](row)
+
+
+def _split_parquet(path: Path, user: str, held: set[str], training: Path, held_out: Path) -> None:
+    """The rows of a parquet log whose ``user`` is in ``held`` into ``held_out``, the others into ``training``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    mask = [_as_id(value) in held for value in table.column(user).to_pylist()]
+    pq.write_table(table.filter(pa.array(mask)), held_out)
+    pq.write_table(table.filter(pa.array([not m for m in mask])), training)

@@ -38,6 +38,12 @@ class TextModality(Modality):
 
         return text_shard_source(data, encoding, text_field)
 
+    def hold_out(self, data, limit, seed, folder):
+        """Texts of DATA held out into ``folder/heldout.jsonl``, the rest in ``folder/train.jsonl``."""
+        from .readers import hold_out_texts
+
+        return hold_out_texts(data, limit, seed, folder, self.info.unit)
+
     def input_size(self, data: dict[str, Any]) -> int:
         return int(data["max_length"])
 
@@ -69,6 +75,12 @@ class TextModality(Modality):
 
     def save_extras(self, loaded, out: Path) -> None:
         loaded.tokenizer.save_pretrained(str(out))
+
+    def onnx_graph(self, loaded):
+        """``input_ids`` + ``attention_mask`` from the exported tokenizer (:mod:`.onnx_graph`)."""
+        from .onnx_graph import text_graph
+
+        return text_graph(loaded)
 
     # ------------------------------------------------------------------ evaluation
     def _encode(self, loaded, texts: list[str]) -> torch.Tensor:

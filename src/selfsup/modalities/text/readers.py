@@ -200,6 +200,25 @@ def located_texts(file: str | Path, encoding: str = "utf-8", text_field: str = "
     return _texts_plain(file, encoding)
 
 
+def hold_out_texts(data, limit: int, seed: int, folder: Path, unit: str):
+    """:meth:`Modality.hold_out` for text: the texts of ``data.path`` (as :func:`iter_texts` reads them with
+    ``data.encoding`` and ``data.text_field``) split into ``folder/train.jsonl`` and ``folder/heldout.jsonl``, one
+    JSON object ``{text_field: text}`` per line (ASCII escapes, written in ``data.encoding``): the same reader reads
+    each text back unchanged, line breaks inside a text and the run's settings included."""
+    from ..base import HeldOut, held_out_rows
+
+    files = find_text_files(data.path)
+    total = sum(1 for _ in iter_texts(files, data.encoding, data.text_field))
+    held = set(held_out_rows(total, limit, seed, data.path, unit))
+    folder.mkdir(parents=True, exist_ok=True)
+    training, held_out = folder / "train.jsonl", folder / "heldout.jsonl"
+    with open(training, "w", encoding=data.encoding, newline="\n") as train_file, \
+            open(held_out, "w", encoding=data.encoding, newline="\n") as held_file:
+        for index, text in enumerate(iter_texts(files, data.encoding, data.text_field)):
+            (held_file if index in held else train_file).write(json.dumps({data.text_field: text}) + "\n")
+    return HeldOut(training, held_out, len(held), total)
+
+
 # --------------------------------------------------------------------------------------- tables
 
 
