@@ -275,3 +275,23 @@ def test_evaluate_and_embed_read_labelled_image_shards(labeled_pair, tmp_path):
     api.embed(run, test, tmp_path / "folder.npy")
     np.testing.assert_allclose(np.sort(np.load(tmp_path / "shards.npy"), axis=0),
                                np.sort(np.load(tmp_path / "folder.npy"), axis=0), atol=1e-6)
+
+
+def test_damaged_parquet_and_tar_shards_at_the_command_line(tmp_path):
+    from cli_checks import assert_one_line_error, run_cli
+
+    from selfsup.shards.table import SUFFIXES as TABLE, count_rows
+
+    texts = [f"text number {i} about a cat and a dog" for i in range(80)]
+    (tmp_path / "corpus.txt").write_text("\n".join(texts) + "\n")
+    api.shard(tmp_path / "corpus.txt", tmp_path / "sh", shard_size="1KB", modality="text", progress=False)
+    (tmp_path / "sh/shards.json").unlink()  # no index: the shards are counted, and the damage found
+    first = sorted((tmp_path / "sh").glob("*.parquet"))[0]
+    first.write_bytes(first.read_bytes()[:-20])  # the footer cut off
+    shards = shard_set(str(tmp_path / "sh"), TABLE, count_rows, strict=False)
+    assert str(first) not in shards.urls and len(shards.urls) >= 1
+    paths = write_tars(tmp_path / "tars", (4, 4))
+    paths[1].write_bytes(paths[1].read_bytes()[:1500])
+    code, _, err = run_cli(["pretrain", tmp_path / "tars", "--out", tmp_path / "run", "--encoder", "tiny_cnn",
+                            "--strict", "--max-steps", "1", "--no-progress"])
+    assert_one_line_error(code, err, "train-0001.tar: unreadable shard", "truncated", "--strict")
