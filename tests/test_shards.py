@@ -295,3 +295,37 @@ def test_damaged_parquet_and_tar_shards_at_the_command_line(tmp_path):
     code, _, err = run_cli(["pretrain", tmp_path / "tars", "--out", tmp_path / "run", "--encoder", "tiny_cnn",
                             "--strict", "--max-steps", "1", "--no-progress"])
     assert_one_line_error(code, err, "train-0001.tar: unreadable shard", "truncated", "--strict")
+
+
+def test_lightning_hands_each_epoch_to_the_shards(tmp_path):
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+
+    write_tars(tmp_path / "sh")
+    shards = shard_set(str(tmp_path / "sh"), SUFFIXES, count_tar, strict=False)
+    samples = ShardedSamples(shards, tar_samples, sample_id, (KeyError,), BATCH, 1, seed=3)
+    loader = shard_loader(samples, list, 0, unit="sample", strict=False, strict_error=SelfSupError)
+    _set_sampler_epoch(loader, 5)  # what Lightning's fit loop calls at the start of every epoch, resumed ones too
+    assert samples.epoch == 5
+    assert len(loader) == -(-per_process(25, 1, BATCH) // BATCH) == len(list(loader))
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_two_process_ddp_run_from_shards_with_workers(image_folder, tmp_path):
+    import subprocess
+    import sys
+
+    from cli_checks import assert_run_trained
+
+    done = api.shard(image_folder, tmp_path / "sh", shard_size="7KB", progress=False)
+    assert done["samples"] == 48 and len({e["samples"] for e in json.loads(
+        (tmp_path / "sh/shards.json").read_text())["shards"]}) > 1  # uneven shards
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "selfsup.cli", "pretrain", f"{tmp_path}/sh/train-*.tar", "--method", "simclr",
+               "--out", str(run), "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--num-workers", "2",
+               "--epochs", "2", "--batch-size", "8", "--image-size", "16", "--encoder", "tiny_cnn", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # each process reads 24 of the 48 images per epoch: 3 batches of 8, the same in both, 2 epochs
+    assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 6
+    assert_run_trained(run)
