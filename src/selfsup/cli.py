@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="pretrain an encoder on unlabeled data (resumes an existing RUN_DIR)")
     modalities = modality_infos()
-    p.add_argument("data", metavar="DATA", help="; ".join(info.data_help for info in modalities))
+    p.add_argument("data", metavar="DATA", help="; ".join(info.data_help for info in modalities) + "; or shards "
+                   "(`selfsup shard`): a folder, pattern (train-{0000..0127}.tar, *.parquet) or fsspec URL of them")
     p.add_argument("--modality", choices=[info.name for info in modalities], help="what DATA holds (default image)")
     p.add_argument("--method", help="pretext method (see `selfsup methods`), or auto: pilot a shortlist per "
                                     "modality, keep the best by RankMe and alpha-ReQ on a held-out part of DATA (no labels); default "
