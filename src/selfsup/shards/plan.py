@@ -16,7 +16,6 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-MIN_BATCH = 2
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ with pyarrow (``pip install selfsup[parquet]``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import SelfSupError
@@ -94,9 +94,3 @@ class TableShards:
         self._flush()
         self._close_shard()
 
-
-def check_columns(rows: Sequence[dict[str, Any]], url: str, needed: Sequence[str]) -> None:
-    """One line when the first rows of shard ``url`` lack a column in ``needed``."""
-    if rows and (missing := [c for c in needed if c not in rows[0]]):
-        raise SelfSupError(f"{url}: no column {missing[0]!r} (columns: {', '.join(rows[0])}); write text shards with "
-                           "`selfsup shard` or name the column with --set data.text_field=NAME")

@@ -80,7 +80,7 @@ def write_shards(source: ShardSource, out: str | Path, max_bytes: int, info: dic
     finally:
         writer.close()
     if not writer.counts:
-        raise SelfSupError(f"nothing to shard: DATA gave no samples")
+        raise SelfSupError(f"{info.get('source', 'DATA')}: nothing to shard (no samples found); check DATA and --modality")
     names = sorted(writer.counts)
     classes = sorted(set(source.classes)) if source.classes else None  # a table source collects them as it goes
     write_index(str(folder), names, [writer.counts[n] for n in names], classes, info)
