@@ -33,16 +33,25 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> str:
     return lines[0]
 
 
+def checkpoint_step(checkpoint: Path) -> int:
+    """The optimiser steps a checkpoint file holds."""
+    return int(torch.load(checkpoint, weights_only=True)["global_step"])
+
+
 def global_step(run: Path) -> int:
     """The optimiser steps a run folder's last checkpoint holds."""
-    return int(torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"])
+    return checkpoint_step(run / "checkpoints" / "last.ckpt")
+
+
+def metrics_rows(run: Path) -> list[dict[str, str]]:
+    """The rows of a run's metrics.csv."""
+    with open(run / "metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def logged_losses(run: Path) -> list[float]:
     """Every loss value a run logged (the ``loss*`` columns of its metrics.csv), in file order."""
-    with open(run / "metrics.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return [float(row[key]) for row in rows for key in row if key.startswith("loss") and row[key]]
+    return [float(row[key]) for row in metrics_rows(run) for key in row if key.startswith("loss") and row[key]]
 
 
 def _parameter_distance(a: torch.nn.Module, b: torch.nn.Module) -> float:

@@ -3,7 +3,6 @@ the LR schedule and the collapse monitors."""
 
 from __future__ import annotations
 
-import csv
 import math
 import shutil
 from pathlib import Path
@@ -11,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+
+from cli_checks import checkpoint_step, metrics_rows
 
 import selfsup
 from selfsup import api
@@ -23,15 +24,6 @@ N_IMAGES = 48  # the image_folder fixture
 STEPS_PER_EPOCH = N_IMAGES // BATCH
 FAST = {"encoder": "tiny_cnn", "batch_size": BATCH, "image_size": 16, "progress_bar": False}
 LOG_EVERY_STEP = {"trainer.health_every": 1, "trainer.log_every": 1}
-
-
-def read_metrics(run: Path) -> list[dict[str, str]]:
-    with open(run / "metrics.csv", newline="") as file:
-        return list(csv.DictReader(file))
-
-
-def global_step(checkpoint: Path) -> int:
-    return int(torch.load(checkpoint, weights_only=True)["global_step"])
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +42,7 @@ def test_pretrain_writes_a_complete_run_folder(one_epoch_run):
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert (run / "checkpoints" / "best.ckpt").is_file()
     assert not list(run.rglob("*.tmp")), "a temporary file was left behind"
-    assert global_step(run / "checkpoints" / "last.ckpt") == STEPS_PER_EPOCH
+    assert checkpoint_step(run / "checkpoints" / "last.ckpt") == STEPS_PER_EPOCH
 
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["method"]["name"] == "simclr"
@@ -59,7 +51,7 @@ def test_pretrain_writes_a_complete_run_folder(one_epoch_run):
     assert config["data"]["image_size"] == 16
     assert config["optim"]["lr"] == pytest.approx(2e-3 * BATCH / 256)  # default lr, scaled by the batch size
 
-    rows = read_metrics(run)
+    rows = metrics_rows(run)
     for column in ("loss_step", "loss_epoch", "lr", "health/embedding_std", "health/rankme"):
         assert column in rows[0], f"metrics.csv lacks {column}: {list(rows[0])}"
     losses = [float(r["loss_step"]) for r in rows if r["loss_step"]]
@@ -81,15 +73,15 @@ def test_rerun_resumes_from_last_checkpoint(one_epoch_run, tmp_path):
     images, first = one_epoch_run
     run = tmp_path / "run"
     shutil.copytree(first, run)
-    first_rows = read_metrics(run)
-    first_step = global_step(run / "checkpoints" / "last.ckpt")
+    first_rows = metrics_rows(run)
+    first_step = checkpoint_step(run / "checkpoints" / "last.ckpt")
 
     api.pretrain(images, "simclr", run, epochs=2, overrides=LOG_EVERY_STEP, **FAST)
 
-    step = global_step(run / "checkpoints" / "last.ckpt")
+    step = checkpoint_step(run / "checkpoints" / "last.ckpt")
     assert step > first_step
     assert step == 2 * STEPS_PER_EPOCH
-    rows = read_metrics(run)
+    rows = metrics_rows(run)
     assert rows[: len(first_rows)] == first_rows, "metrics.csv lost or changed the first run's rows"
     # only the second epoch's steps were trained (a restart from scratch would log steps 0.. again)
     new_steps = sorted(int(r["step"]) for r in rows[len(first_rows):] if r["loss_step"])
@@ -134,7 +126,7 @@ def test_nan_loss_stops_with_advice_and_keeps_a_loadable_checkpoint(image_folder
     checkpoint = run / "checkpoints" / "last.ckpt"
     assert "last good checkpoint" in message and str(checkpoint) in message
 
-    step = global_step(checkpoint)  # loads with weights_only=True
+    step = checkpoint_step(checkpoint)  # loads with weights_only=True
     assert f"(step {step})" in message
     assert 1 <= step < 2 * STEPS_PER_EPOCH  # it stopped early
     encoder = selfsup.load(run)
@@ -149,12 +141,12 @@ def test_resume_applies_a_new_learning_rate_and_does_not_replay_epochs(one_epoch
     images, first = one_epoch_run
     run = tmp_path / "run"
     shutil.copytree(first, run)
-    n_first = len(read_metrics(run))
+    n_first = len(metrics_rows(run))
     old_lr = yaml.safe_load((run / "config.yaml").read_text())["optim"]["lr"]
     new_lr = old_lr * 100
     api.pretrain(images, "simclr", run, epochs=2, overrides={**LOG_EVERY_STEP, "optim.lr": new_lr}, **FAST)
 
-    resumed = [r for r in read_metrics(run)[n_first:] if r["lr"]]
+    resumed = [r for r in metrics_rows(run)[n_first:] if r["lr"]]
     total = 2 * STEPS_PER_EPOCH
     warmup = int(0.05 * total)
     for row in resumed:  # lr = new base lr x the schedule's factor at that step
@@ -168,12 +160,12 @@ def test_resumed_run_draws_new_batches(one_epoch_run, tmp_path):
     images, first = one_epoch_run
     run = tmp_path / "run"
     api.pretrain(images, "simclr", run, epochs=1, overrides={**LOG_EVERY_STEP, "optim.lr": 0.0}, **FAST)
-    n_first = len(read_metrics(run))
+    n_first = len(metrics_rows(run))
     api.pretrain(images, "simclr", run, epochs=2, overrides={**LOG_EVERY_STEP, "optim.lr": 0.0}, **FAST)
-    losses = [float(r["loss_step"]) for r in read_metrics(run) if r["loss_step"]]
+    losses = [float(r["loss_step"]) for r in metrics_rows(run) if r["loss_step"]]
     assert len(losses) == 2 * STEPS_PER_EPOCH
     assert losses[:STEPS_PER_EPOCH] != losses[STEPS_PER_EPOCH:]
-    assert n_first < len(read_metrics(run))
+    assert n_first < len(metrics_rows(run))
 
 
 def test_health_monitors_detect_collapse():
@@ -195,8 +187,8 @@ def test_health_monitors_detect_collapse():
 def test_max_steps_stops_training_and_sets_the_schedule(image_folder, tmp_path):
     run = api.pretrain(image_folder, "simclr", tmp_path / "run", epochs=50, max_steps=4,
                        overrides={**LOG_EVERY_STEP, "optim.warmup": 0.0}, **FAST)
-    assert global_step(run / "checkpoints" / "last.ckpt") == 4
-    lrs = [float(r["lr"]) for r in read_metrics(run) if r["lr"]]
+    assert checkpoint_step(run / "checkpoints" / "last.ckpt") == 4
+    lrs = [float(r["lr"]) for r in metrics_rows(run) if r["lr"]]
     base = yaml.safe_load((run / "config.yaml").read_text())["optim"]["lr"]
     # the cosine runs over the 4 steps, not over 50 epochs
     assert lrs == pytest.approx([base * warmup_cosine(s, 4, 0) for s in range(4)], rel=1e-5)
@@ -207,9 +199,9 @@ def test_a_time_budget_drives_the_schedules(image_folder, tmp_path):
     methods' schedules (here BYOL's EMA momentum) reach the end: progress is measured by time."""
     run = api.pretrain(image_folder, "byol", tmp_path / "run", epochs=10_000, max_minutes=0.08,
                        overrides={**LOG_EVERY_STEP, "optim.warmup": 0.0}, **FAST)
-    rows = [r for r in read_metrics(run) if r["lr"]]
+    rows = [r for r in metrics_rows(run) if r["lr"]]
     base = yaml.safe_load((run / "config.yaml").read_text())["optim"]["lr"]
-    steps = global_step(run / "checkpoints" / "last.ckpt")
+    steps = checkpoint_step(run / "checkpoints" / "last.ckpt")
     assert 3 <= steps < 10_000 * STEPS_PER_EPOCH // 100  # stopped by the clock
     assert float(rows[-1]["lr"]) < 0.3 * base  # by steps alone it would still be ~base
     momenta = [float(r["momentum"]) for r in rows if r.get("momentum")]

@@ -7,7 +7,6 @@ and the encoder maps every image to the same vector; its first steps are healthy
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import shutil
@@ -19,6 +18,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
+from cli_checks import checkpoint_step, metrics_rows
 from selfsup import api
 from selfsup.artifacts import LoadedEncoder, load
 from selfsup.cli import main
@@ -37,15 +37,6 @@ COLLAPSE = ["--encoder", "vit_micro", "--method", "simsiam", "--batch-size", "16
 
 def health(run: Path) -> dict:
     return json.loads((run / "health.json").read_text())
-
-
-def metrics(run: Path) -> list[dict[str, str]]:
-    with open(run / "metrics.csv", newline="") as file:
-        return list(csv.DictReader(file))
-
-
-def steps_of(checkpoint: Path) -> int:
-    return int(torch.load(checkpoint, weights_only=True)["global_step"])
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +70,12 @@ def test_collapse_stops_the_run_and_keeps_the_last_healthy_checkpoint(data, tmp_
     assert f"training stopped at step {record['stopped_at']}" in err and "optim.weight_decay" in err
     last = run / "checkpoints" / "last.ckpt"
     assert record["healthy_checkpoint"] == "checkpoints/last.ckpt" and str(last) in err
-    assert steps_of(last) <= record["stopped_at"]  # not a checkpoint written after the collapse
+    assert checkpoint_step(last) <= record["stopped_at"]  # not a checkpoint written after the collapse
     assert not (run / "checkpoints" / "healthy.ckpt").exists()
     assert "Stopped at step" in (run / "report.html").read_text()  # the report of a stopped run says why
     # the kept checkpoint was written after a healthy check, and loads
     dim = load(run).encoder.dim
-    checked = next(r for r in metrics(run) if r["health/rankme"] and int(r["step"]) == steps_of(last) - 1)
+    checked = next(r for r in metrics_rows(run) if r["health/rankme"] and int(r["step"]) == checkpoint_step(last) - 1)
     assert float(checked["health/rankme"]) >= 2.0 and float(checked["health/embedding_std"]) >= std_floor(dim)
 
 
@@ -100,8 +91,8 @@ def test_warn_keeps_training_and_keeps_the_healthy_checkpoint_aside(data, tmp_pa
     assert len({a["metric"] for a in record["alarms"]}) == len(record["alarms"])
     kept = run / "checkpoints" / "healthy.ckpt"
     assert record["healthy_checkpoint"] == "checkpoints/healthy.ckpt"
-    assert steps_of(kept) < steps_of(run / "checkpoints" / "last.ckpt") == 22
-    assert steps_of(kept) <= record["alarms"][0]["step"]
+    assert checkpoint_step(kept) < checkpoint_step(run / "checkpoints" / "last.ckpt") == 22
+    assert checkpoint_step(kept) <= record["alarms"][0]["step"]
     # the kept encoder spreads the probe images more than the collapsed one of last.ckpt
     collapsed = probe_std(run, probe)
     kept_run = tmp_path / "kept"
@@ -115,7 +106,7 @@ def test_healthy_run_raises_no_alarm_and_logs_the_probe(data, tmp_path):
     run = api.pretrain(images, "simclr", tmp_path / "run", encoder="tiny_cnn", epochs=5, probe=probe,
                        overrides={"trainer.health_every": 1, "trainer.probe_every": 5}, **FAST)
     assert health(run) == {"alarms": [], "stopped_at": None, "healthy_checkpoint": "checkpoints/last.ckpt"}
-    rows = [r for r in metrics(run) if r.get("probe/knn")]
+    rows = [r for r in metrics_rows(run) if r.get("probe/knn")]
     assert [int(r["step"]) for r in rows] == [4, 9, 14]  # every 5 steps, on the step just trained
     for row in rows:
         assert float(row["probe/knn"]) > 0.5 and float(row["probe/linear"]) > 0.5  # 3 classes: chance is 1/3

@@ -147,8 +147,7 @@ READERS = {"tensorboard": (tensorboard_metrics, "tensorboard"), "mlflow": (mlflo
 @pytest.mark.parametrize("tracker", sorted(READERS))
 def test_tracker_logs_what_metrics_csv_logs_and_resumes_into_the_same_run(tracker, image_folder, tmp_path, offline):
     reader, module = READERS[tracker]
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not installed (pip install 'selfsup[{tracker}]')")
+    assert importlib.util.find_spec(module), f"{module} is missing: the dev extra installs selfsup[{tracker}]"
     run = tmp_path / "run"
     api.pretrain(image_folder, "simclr", run, epochs=1, logger=tracker, overrides=LOG_EVERY_STEP, **FAST)
 
@@ -199,8 +198,7 @@ def test_unknown_logger_is_refused_with_a_suggestion(image_folder, tmp_path, sug
 def test_mlflow_starts_without_its_usage_telemetry(tmp_path):
     """MLflow 3 starts a telemetry client when imported, except under CI or pytest: a clean environment shows
     what a user's run does."""
-    if importlib.util.find_spec("mlflow") is None:
-        pytest.skip("mlflow is not installed (pip install 'selfsup[mlflow]')")
+    assert importlib.util.find_spec("mlflow"), "mlflow is missing: the dev extra installs selfsup[mlflow]"
     clean = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_CURRENT_TEST", "DO_NOT_TRACK")
              and not k.startswith("MLFLOW_")}
     clean["PYTHONPATH"] = os.pathsep.join(sys.path)

@@ -63,6 +63,7 @@ def inspect_data(data: str | Path, *, run: str | Path | None = None, against: st
     (``json``, ``run``: ``RUN/inspection.json``, ``clean``)."""
     from ..artifacts import find_stored
     from ..artifacts import load as load_stored
+    from ..config import DataConfig
     from ..modalities import get_modality
 
     stored = loaded = None
@@ -71,11 +72,10 @@ def inspect_data(data: str | Path, *, run: str | Path | None = None, against: st
         if stored is None:
             raise SelfSupError(f"--run {run}: not a selfsup run or export folder (no config.yaml or selfsup.json); "
                                "give the folder `selfsup pretrain --out` wrote, or leave --run out")
-        if modality is not None and get_modality(modality).name != stored.modality:
-            raise SelfSupError(f"--run {run} is a {stored.modality} run, but --modality is {modality}; leave "
-                               "--modality out or give a run of that modality")
+    implementation = get_modality(modality or (stored.modality if stored else DataConfig().modality))
+    if stored is not None:
+        implementation.require_stored(stored, f"--run {run}")
         loaded = load_stored(run)
-    implementation = get_modality(modality or (stored.modality if stored else "image"))
     data_settings = _data_settings(stored, implementation.name, encoding)
     items = _read(implementation, "DATA", data, data_settings, loaded, device, batch_size)
     other = (_read(implementation, "--against", against, data_settings, loaded, device, batch_size)

@@ -190,6 +190,13 @@ class Modality:
                             "lists the methods that fit it")
 
     # ------------------------------------------------------------------ training data
+    def require_stored(self, stored: StoredEncoder, label: str) -> None:
+        """One line when the stored run or export ``stored`` (named ``label``, e.g. ``--run RUN``) holds another
+        modality's encoder."""
+        if stored.modality != self.name:
+            raise SelfSupError(f"{label} is a {stored.modality} run, but --modality is {self.name}; leave --modality "
+                               "out or give a run of that modality")
+
     def load_train_data(self, data: DataConfig, run_dir: Path, progress: bool = True) -> TrainData:
         """The unlabeled training data of ``data`` (reader, cache or stream, loader factory)."""
         raise NotImplementedError
