@@ -152,6 +152,8 @@ def evaluate(
     encoding: str = "utf-8",
     device: str | None = None,
     progress: Callable[[str], None] | None = None,
+    label_minutes: Iterable[float] | None = None,
+    save_finetuned: str | Path | None = None,
 ):
     """Label-efficiency evaluation of a run's encoder (and baselines) on labeled data.
 
@@ -164,6 +166,10 @@ def evaluate(
     ``protocols=["similarity"]`` scores the sentence pairs in ``test`` (``train`` may be None). For a sequence
     run, ``protocols=["ranking"]`` is leave-one-out next-item ranking on the run's own log (no files; a
     popularity baseline is always added), and ``train``/``test`` are ``user,label`` files for user attributes.
+    Downstream tasks with paired data run on their own: ``protocols=["asr"]`` (audio: a CTC head fine-tuned on
+    ``label_minutes`` of transcribed speech; ``cer``, ``wer``) and ``protocols=["translation"]`` (text: an
+    encoder-decoder fine-tuned on ``label_fractions`` of sentence pairs; ``bleu``, ``chrf``); ``save_finetuned``
+    keeps the best fine-tuned model of the largest budget there (a Hugging Face folder).
     Writes ``json_path`` (default ``RUN/eval.json``) and ``RUN/plots/label_efficiency.png``, keeps a sample of the
     test embeddings for the report (``RUN/embedding_sample.npz``) and refreshes ``RUN/report.html``;
     returns the list of :class:`selfsup.evaluation.EvalResult`.
@@ -172,12 +178,16 @@ def evaluate(
     from .evaluation import plot_label_efficiency, write_json
     from .report.embeddings import SAMPLE_FILE
     from .encoders import starts_from_checkpoint
-    from .evaluation.downstream import check_request, evaluate_labeled, evaluate_pairwise
+    from .evaluation.downstream import check_request, evaluate_labeled, evaluate_pairwise, evaluate_task
+    from .evaluation.tasks import TaskRequest
     from .modalities import get_modality_info
     from .teachers import rebuild_teacher, teacher_record
 
     label_fractions = list(label_fractions)
     check_arguments("evaluate", label_fractions=label_fractions, seed=seed, finetune_steps=finetune_steps)
+    if label_minutes is not None:
+        label_minutes = list(label_minutes)
+        check_arguments("evaluate", label_minutes=label_minutes)
     run = Path(run).expanduser()
     loaded = load_stored(run)
     if baseline is None or isinstance(baseline, str):
@@ -193,7 +203,15 @@ def evaluate(
         counts = record["parameters"]
         progress(f"[teacher] {record['source']}: {counts['teacher']:,} parameters; the distilled student: "
                  f"{counts['student']:,}")
-    if get_modality_info(loaded.modality).pairwise_protocol in protocols:
+    info = get_modality_info(loaded.modality)
+    if set(protocols) & set(info.task_protocols):
+        results = evaluate_task(loaded, TaskRequest(
+            protocols[0], Path(train), Path(test), [float(f) for f in label_fractions], baselines, seed=seed,
+            device=_device(device), encoding=encoding, finetune_steps=finetune_steps,
+            label_minutes=None if label_minutes is None else [float(m) for m in label_minutes],
+            save_finetuned=None if save_finetuned is None else Path(save_finetuned),
+            progress=progress or (lambda _line: None)))
+    elif info.pairwise_protocol in protocols:
         results = evaluate_pairwise(loaded, test, baselines, seed, _device(device), encoding=encoding, teacher=teacher)
     else:
         results = evaluate_labeled(loaded, train, test, protocols, [float(f) for f in label_fractions], baselines,

@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--protocol", type=_names, default=["knn", "linear", "finetune"],
                    help="comma list of knn, linear, finetune; or similarity (text: Spearman of cosine similarities); "
                         "or ranking (sequence: leave-one-out HR@10 and NDCG@10 over all items on the run's own "
-                        "log, with a popularity baseline)")
+                        "log, with a popularity baseline); or asr (audio: CTC speech recognition, cer and wer; "
+                        "--train/--test a LibriSpeech-style folder or a csv/tsv of path,transcript); or "
+                        "translation (text: an encoder-decoder on a tsv of source<TAB>target; bleu and chrf)")
     e.add_argument("--label-fractions", type=_floats, default=[0.01, 0.1, 1.0], help="comma list, e.g. 0.01,0.1,1.0")
     e.add_argument("--baseline", default="scratch",
                    help="comma list: scratch (same model, random init), init (a run made with --init: its starting "
@@ -117,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", metavar="OUT.json", help="where to write the results (default RUN_DIR/eval.json)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--finetune-steps", type=int, help="optimisation steps for finetune (same for both encoders)")
+    e.add_argument("--label-minutes", type=_floats, help="--protocol asr: label budgets in minutes of transcribed "
+                                                         "audio, e.g. 10,30,60 (speaker-balanced, fixed seed)")
+    e.add_argument("--save-finetuned", metavar="DIR", help="--protocol asr, translation: keep the best fine-tuned "
+                                                           "model of the largest label budget in DIR (a Hugging "
+                                                           "Face folder that transcribe/translate use)")
 
     r = sub.add_parser("report", help="rebuild RUN_DIR/report.html: settings, data quality, curves and health, method "
                                       "choice, label efficiency, embedding map, nearest neighbours (one file, no network)")
@@ -243,7 +250,7 @@ def _run(args: argparse.Namespace) -> None:
         results = api.evaluate(args.run, args.train, args.test, protocols=args.protocol,
                                label_fractions=args.label_fractions, baseline=args.baseline, json_path=args.json,
                                seed=args.seed, finetune_steps=args.finetune_steps, encoding=args.encoding,
-                               progress=print)
+                               progress=print, label_minutes=args.label_minutes, save_finetuned=args.save_finetuned)
         print(format_table(results))
     elif args.command == "embed":
         written = api.embed_files(args.run, args.data, args.out, batch_size=args.batch_size, encoding=args.encoding)

@@ -281,6 +281,8 @@ COMMAND_SETTINGS: dict[str, Setting] = {
     # the numeric arguments of the commands other than pretrain (they are not part of a run's config)
     "evaluate.label_fractions": Setting(float, 0, 1, low_open=True, flag="--label-fractions",
                                         help="each, a share of the labeled train split"),
+    "evaluate.label_minutes": Setting(float, 0, 10**7, low_open=True, flag="--label-minutes",
+                                      help="each, minutes of transcribed audio"),
     "evaluate.seed": Setting(int, 0, 2**32 - 1, flag="--seed"),
     "evaluate.finetune_steps": Setting(int, 1, 10**7, optional=True, flag="--finetune-steps"),
     "embed.batch_size": Setting(int, 1, 2**20, flag="--batch-size"),

@@ -18,6 +18,7 @@ from ..errors import SelfSupError
 from ..modalities import get_modality, get_modality_info
 from .label_efficiency import PROTOCOLS, EvalResult, run_label_efficiency
 from .subsets import class_balanced_subset
+from .tasks import TaskRequest
 
 
 
@@ -52,10 +53,14 @@ def check_request(modality: str, protocols: list[str], baselines: list[str], tra
     ``distilled``: the run learnt from a teacher (``distill``), so ``teacher`` is one."""
     info = get_modality_info(modality)
     own = info.pairwise_protocol
-    valid = (*PROTOCOLS, own) if own else PROTOCOLS
+    valid = (*PROTOCOLS, *((own,) if own else ()), *info.task_protocols)
     unknown = [p for p in protocols if p not in valid]
     if unknown:
         raise SelfSupError(f"--protocol {','.join(unknown)}: not available for {info.name} data; use {', '.join(valid)}")
+    tasks = [p for p in protocols if p in info.task_protocols]
+    if tasks:
+        _check_task_request(info, protocols, tasks[0], baselines, train, test, from_checkpoint)
+        return
     if own in protocols and len(protocols) > 1:
         raise SelfSupError(f"--protocol {own} cannot be mixed with {','.join(p for p in protocols if p != own)}; "
                            "run them separately")
@@ -78,6 +83,30 @@ def check_request(modality: str, protocols: list[str], baselines: list[str], tra
     if train is None and own not in protocols:
         hint = f" (only --protocol {own} works without it)" if own else ""
         raise SelfSupError(f"--train LABELED is needed for knn, linear and finetune{hint}")
+
+
+def _check_task_request(info, protocols: list[str], task: str, baselines: list[str], train: str | Path | None,
+                        test: str | Path | None, from_checkpoint: bool) -> None:
+    """A task protocol (asr, translation) runs alone, on labelled --train and --test, against scratch, init (a run
+    started from a checkpoint) and the task's own baselines."""
+    if len(protocols) > 1:
+        raise SelfSupError(f"--protocol {task} cannot be mixed with {','.join(p for p in protocols if p != task)}; "
+                           "run them separately")
+    fitting = ("scratch", *(("init",) if from_checkpoint else ()), *info.task_baselines)
+    for name in baselines:
+        if name not in fitting:
+            hint = (" (init needs a run that started from a checkpoint: pretrain --init SOURCE)"
+                    if name == "init" else "")
+            raise SelfSupError(f"--baseline {name!r} is not available for --protocol {task}{hint}; "
+                               f"use {', '.join(fitting)} or none")
+    for flag, path in (("--train", train), ("--test", test)):
+        if path is None:
+            raise SelfSupError(f"{flag} is needed for --protocol {task}")
+
+
+def evaluate_task(loaded, request: TaskRequest) -> list[EvalResult]:
+    """The run's modality's downstream task ``request.protocol`` (audio: asr; text: translation)."""
+    return get_modality(loaded.modality).evaluate_task(loaded, request)
 
 
 def _encoders(loaded, baselines: list[str], seed: int, teacher: Encoder | None = None) -> dict[str, Encoder]:

@@ -24,6 +24,7 @@ from .finetune import finetune_accuracy
 from .knn import knn_accuracy
 from .linear import linear_probe_accuracy
 from .subsets import class_balanced_subset
+from .tasks import lower_is_better
 
 PROTOCOLS: tuple[str, ...] = ("knn", "linear", "finetune")
 
@@ -155,6 +156,9 @@ def format_table(results: Sequence[EvalResult]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
 
     lines = [fmt(header), "  ".join("-" * w for w in widths), *(fmt(row) for row in body)]
+    lower = _unique(r.metric for r in results if lower_is_better(r.metric))
+    if lower:
+        lines.append(f"{', '.join(lower)}: lower is better (a negative gain is an improvement)")
     return "\n".join(lines)
 
 
@@ -185,22 +189,30 @@ def curves(results: Sequence[EvalResult]) -> list[tuple[list[int], list[float], 
     solid for pretrained, dashed for scratch, dotted/dash-dotted for every other row such as a pixels, tfidf
     or mfcc baseline)."""
     palette = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]
-    protocols = _unique(r.protocol for r in results)
+    protocols = _unique((r.protocol, r.metric) for r in results)
+    several_metrics = len(_unique(r.metric for r in results)) > 1
     styles = _encoder_styles(_unique(r.encoder for r in results))
     lines = []
     for encoder, (linestyle, marker) in styles.items():
-        for i, protocol in enumerate(protocols):
+        for i, (protocol, metric) in enumerate(protocols):
             points = sorted(
                 (r.n_labels, r.value)
                 for r in results
-                if r.encoder == encoder and r.protocol == protocol and not math.isnan(r.value)
+                if r.encoder == encoder and (r.protocol, r.metric) == (protocol, metric) and not math.isnan(r.value)
             )
             if points:
                 xs, ys = zip(*points)
+                name = f"{protocol} {metric}" if several_metrics else protocol
                 lines.append((list(xs), list(ys), {"linestyle": linestyle, "marker": marker,
                                                    "color": palette[i % len(palette)],
-                                                   "label": f"{protocol} · {encoder}"}))
+                                                   "label": f"{name} · {encoder}"}))
     return lines
+
+
+def metric_axis_label(results: Sequence[EvalResult]) -> str:
+    """The y axis of the label-efficiency plot: its metrics, each error rate marked "lower is better"."""
+    return ", ".join(f"{m} (lower is better)" if lower_is_better(m) else m
+                     for m in _unique(r.metric for r in results)) or "accuracy"
 
 
 def plot_label_efficiency(results: Sequence[EvalResult], path: str | Path) -> None:
@@ -222,7 +234,7 @@ def label_efficiency_figure(results: Sequence[EvalResult]):
         ax.plot(xs, ys, **style)
     ax.set_xscale("log")
     ax.set_xlabel("number of labels")
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(metric_axis_label(results))
     ax.set_title(f"Label efficiency: {' vs '.join(_unique(r.encoder for r in results))}")
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # beside the axes: with several baselines it would hide the lines

@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..artifacts import LoadedEncoder, StoredEncoder
     from ..config import DataConfig, RunConfig
     from ..evaluation.label_efficiency import EvalResult
+    from ..evaluation.tasks import TaskRequest
     from ..inspection.items import InspectedItems
     from ..onnx_export import OnnxGraph
     from ..shards.write import ShardSource
@@ -74,6 +75,10 @@ class ModalityInfo:
     baselines: tuple[str, ...] = ()  # feature baselines besides scratch (tfidf, mfcc, pixels)
     pairwise_protocol: str | None = None  # the label-free protocol run on its own (similarity, ranking)
     pairwise_needs_test: bool = True  # False: that protocol reads its targets from the run itself (ranking)
+    # downstream tasks with their own paired data, each run on its own by Modality.evaluate_task (audio: asr;
+    # text: translation), and the baselines they have besides scratch and init (asr: mfcc)
+    task_protocols: tuple[str, ...] = ()
+    task_baselines: tuple[str, ...] = ()
     prepared_files: frozenset[str] = field(default_factory=frozenset)
     methods: tuple[str, ...] = ()  # generic methods that do not name this modality but fit it (a plug-in's)
     # `--method auto`'s shortlist: one method per family, all training the default encoder (train/auto.py)
@@ -312,6 +317,11 @@ class Modality:
                           baselines: list[str], seed: int, device: str, encoding: str = "utf-8") -> list[EvalResult]:
         """The label-free protocol ``info.pairwise_protocol`` (sentence similarity, next-item ranking)."""
         raise self._lacks("a label-free protocol")
+
+    def evaluate_task(self, loaded: LoadedEncoder, request: TaskRequest) -> list[EvalResult]:
+        """The downstream task ``request.protocol`` (one of ``info.task_protocols``): fine-tune on label budgets of
+        ``request.train`` and score ``request.test`` (:mod:`selfsup.evaluation.tasks`)."""
+        raise self._lacks(f"the {request.protocol} protocol")
 
     def embed(self, loaded: LoadedEncoder, data: str | Path, out: str | Path, batch_size: int, device: str,
               strict: bool = False, encoding: str = "utf-8", text_field: str = "text") -> dict[str, Path]:

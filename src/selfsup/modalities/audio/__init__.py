@@ -30,4 +30,6 @@ INFO = ModalityInfo(
     implementation="selfsup.modalities.audio.modality:AudioModality",
     auto_methods=("wav2vec2", "simclr", "speed", "data2vec"),
     baselines=("mfcc",),
+    task_protocols=("asr",),
+    task_baselines=("mfcc",),
 )

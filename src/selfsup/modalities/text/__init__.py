@@ -31,5 +31,6 @@ INFO = ModalityInfo(
     auto_methods=("simcse", "mlm", "tsdae"),
     baselines=("tfidf",),
     pairwise_protocol="similarity",
+    task_protocols=("translation",),
     prepared_files=frozenset({"tokenizer", "tokenizer.tmp"}),
 )
