@@ -74,6 +74,8 @@ _COMMON_DATA = [
     ("strict", bool, setting(False, flag="--strict")),
     # memory: decode/tokenize once and keep in RAM; stream: read per sample; auto: by size
     ("cache", str, setting("auto", choices=CACHE_MODES, flag="--cache")),
+    ("shuffle_buffer", int, setting(1000, low=0, high=10_000_000, help="sharded DATA: samples shuffled at a time "
+                                    "within the epoch's shard order (0 or 1: each shard's own order)")),
 ]
 
 

@@ -88,7 +88,8 @@ def load_text_shards(data: DataConfig, shards: ShardSet, run_dir: Path) -> Train
     tokens = RowTokens(tokenizer, data.max_length, data.text_field)
 
     def make_loader(pretext: Pretext, batch_size: int, trainer: TrainerConfig, world_size: int) -> DataLoader:
-        texts = ShardedSamples(shards, table_rows, tokens, (EmptyText,), batch_size, world_size)
+        texts = ShardedSamples(shards, table_rows, tokens, (EmptyText,), batch_size, world_size,
+                               buffer=data.shuffle_buffer)
         return shard_loader(texts, TokenCollator(spec.pad_token_id), _workers(trainer), unit="text",
                             strict=data.strict, strict_error=lambda path, reason: SelfSupError(
                                 f"{path}: {reason}; fix the shard, or drop --strict to skip it"))
