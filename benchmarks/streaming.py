@@ -7,7 +7,7 @@ into one uint8 tensor, augmented per batch). Both are trained as a user would, o
 ``selfsup pretrain DATA --image-size 64 --batch-size B --max-steps N --num-workers W`` (default method and
 encoder: SimCLR, tiny_cnn). Reported per run: whole-process wall time, steady-state images/s (the median of
 metrics.csv's ``samples_per_s`` over the second half of the logged steps) and the peak RSS of the process tree
-(the run and its loader workers: the sum of VmRSS over /proc, sampled every 0.25 s) at 10 %, 50 % and 100 % of
+(the run and its loader workers: the sum of VmRSS over /proc, sampled every 0.5 s) at 10 %, 50 % and 100 % of
 the whole process's wall time. A loader pass over the WHOLE shard set (decode per sample in one worker, no
 model) shows RSS over all the data. Text: the same comparison for ``--text-copies`` copies of Tiny
 Shakespeare's lines, a .txt file with ``--cache memory`` (the token cache) against parquet shards (``selfsup
@@ -16,7 +16,7 @@ shard --modality text``), default method and encoder (MLM, bert_tiny), tokens/s 
 Memory limit: no hard limit is set (RLIMIT_AS counts torch's reserved address space, not memory); the bound is
 measured: the shard runs' peak RSS against the decoded size of the data (what the memory path would hold).
 
-    OMP_NUM_THREADS=2 nice -n -5 python benchmarks/streaming.py --work /tmp/streaming   # ~25 min on 2 cores
+    OMP_NUM_THREADS=1 nice -n -5 python benchmarks/streaming.py --work /tmp/streaming   # ~25 min on 2 shared cores
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def tree_rss(pid: int) -> int:
     """Resident bytes of ``pid`` and all its descendants (from /proc)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdigit() or int(entry) < pid:  # descendants start after the process (no pid wrap-around)
             continue
         try:
             with open(f"/proc/{entry}/stat") as fh:
@@ -77,7 +77,7 @@ def run_measured(command: list[str], env: dict[str, str] | None = None) -> dict:
     def sample() -> None:
         while proc.poll() is None:
             samples.append((time.perf_counter() - start, tree_rss(proc.pid)))
-            time.sleep(0.25)
+            time.sleep(0.5)
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()

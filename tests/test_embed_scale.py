@@ -270,3 +270,28 @@ def test_sequence_users_in_parts_and_items_beside_them(tmp_path):
     folder = api.embed_files(tmp_path / "run", log, tmp_path / "users", part_rows=100, progress=False)
     assert folder["item embeddings"] == tmp_path / "users.items.parquet"
     assert os.path.isdir(folder["embeddings"])
+
+
+def test_large_images_decode_in_threads_with_the_same_rows(images, tmp_path):
+    from PIL import Image
+
+    from selfsup.modalities.image.readers import LARGE_IMAGE_PIXELS, decode_threads
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    side = int(LARGE_IMAGE_PIXELS ** 0.5) + 8
+    ramp = np.linspace(0, 255, side, dtype=np.float32)
+    for i in range(5):
+        picture = np.stack([np.add.outer(ramp * (i + 1) / 5, ramp * 0) % 256, np.add.outer(ramp * 0, ramp) % 256,
+                            np.full((side, side), 40.0 * i)], axis=-1).astype(np.uint8)
+        Image.fromarray(picture).save(data / f"{i}.jpg", quality=90)
+    source = load(images["run"])
+    from selfsup.modalities import get_modality
+
+    assert get_modality("image").embed_source(source, data).threads == decode_threads(sorted(data.iterdir()))
+    expected, paths = single_shot_images(images["run"], data)
+    out = tmp_path / "photos.parquet"
+    api.embed(images["run"], data, out, batch_size=2, part_rows=3, progress=False)
+    got, references = table_of(out)
+    assert references == paths
+    np.testing.assert_allclose(got, expected, atol=1e-6)

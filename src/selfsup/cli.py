@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("embed", help="embed every input under DATA with a run's encoder")
     b.add_argument("run", metavar="RUN_DIR")
-    b.add_argument("data", metavar="DATA", help="what the run was trained on: images, texts, recordings, or an "
-                                                "interaction log (one embedding per user)")
+    b.add_argument("data", metavar="DATA", help="what the run was trained on: images, texts, recordings (folders, "
+                                                "files or shards), or an interaction log (one embedding per user)")
     b.add_argument("--out", required=True, metavar="FILE", help=".npy (rows in sorted path order; small inputs) or "
                    ".parquet (path + embedding; large inputs: written in parts, a folder of them when there are "
                    "several, and a re-run continues where it stopped) or a folder of parquet parts; sequences: users "

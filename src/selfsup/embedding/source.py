@@ -23,7 +23,8 @@ class EmbedSource:
     (the row's ``key`` column: the path, the text, the user) or raises one of ``errors`` for an unreadable input
     (skipped with a warning, or ``strict_error(exc)`` under ``--strict``). ``collate(inputs)`` -> a batch tensor,
     which is moved to the device and fed as ``encoder.embed(transform(batch))`` (the evaluation transform).
-    ``count``: how many items (None when unknown before reading them all: the progress bar then counts up).
+    ``count``: how many items (None when unknown before reading them all: the progress bar then counts up);
+    ``threads``: decode a part's items in this many threads (for decoders that release the GIL on large inputs).
     """
 
     key: str
@@ -35,6 +36,7 @@ class EmbedSource:
     errors: tuple[type[BaseException], ...] = ()
     strict_error: Callable[[BaseException], SelfSupError] | None = None
     unit: str = "inputs"
+    threads: int = 1
 
 
 @dataclass

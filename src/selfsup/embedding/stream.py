@@ -24,44 +24,53 @@ SUFFIXES = (".npy", ".parquet", "")
 
 
 class _Embedder:
-    """Decodes items into batches and embeds them; counts what it skipped."""
+    """Decodes items a batch at a time (``source.threads`` decoding each batch) and embeds them; counts what it
+    skipped."""
 
     def __init__(self, encoder: torch.nn.Module, source: EmbedSource, batch_size: int, device: str,
                  strict: bool) -> None:
         self.encoder, self.source, self.batch_size, self.device, self.strict = encoder, source, batch_size, device, strict
         self.skipped = self.decoded = 0
+        self.pool = None
+        if source.threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
 
-    def _decode(self, raw: Any) -> tuple[str, Any] | None:
+            self.pool = ThreadPoolExecutor(source.threads, thread_name_prefix="selfsup-embed")
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def _attempt(self, raw: Any) -> tuple[str, Any] | BaseException:
         try:
             return self.source.decode(raw)
         except self.source.errors as exc:
+            return exc
+
+    def _decoded(self, raws: list[Any]) -> Iterator[tuple[str, Any]]:
+        """The readable ones of ``raws`` in order; the others warned about and counted, or the ``--strict`` error."""
+        for result in (self.pool.map if self.pool is not None else map)(self._attempt, raws):
+            if not isinstance(result, BaseException):
+                yield result
+                continue
             if self.strict:
-                raise (self.source.strict_error(exc) if self.source.strict_error else SelfSupError(str(exc))) from None
-            log.warning("skipping unreadable %s (%s)", self.source.unit.rstrip("s"), exc)
+                raise (self.source.strict_error(result) if self.source.strict_error else SelfSupError(str(result))) \
+                    from None
+            log.warning("skipping unreadable %s (%s)", self.source.unit.rstrip("s"), result)
             self.skipped += 1
-            return None
 
     def part(self, raws: list[Any]) -> tuple[torch.Tensor, list[str]]:
-        """Embeddings [n, D] and references of the readable ones of ``raws``, a batch at a time."""
+        """Embeddings [n, D] and references of the readable ones of ``raws``, ``batch_size`` items at a time
+        (only one batch is decoded at once)."""
         chunks: list[torch.Tensor] = []
         references: list[str] = []
-        batch: list[Any] = []
-
-        def flush() -> None:
-            if batch:
-                chunks.append(extract_features(self.encoder, self.source.collate(batch), self.source.transform,
-                                               batch_size=len(batch), device=self.device))
-                batch.clear()
-
-        for raw in raws:
-            decoded = self._decode(raw)
-            if decoded is None:
+        for start in range(0, len(raws), self.batch_size):
+            batch = list(self._decoded(raws[start:start + self.batch_size]))
+            if not batch:
                 continue
-            references.append(decoded[0])
-            batch.append(decoded[1])
-            if len(batch) == self.batch_size:
-                flush()
-        flush()
+            references += [reference for reference, _ in batch]
+            chunks.append(extract_features(self.encoder, self.source.collate([item for _, item in batch]),
+                                           self.source.transform, batch_size=len(batch), device=self.device))
         self.decoded += len(references)
         dim = int(getattr(self.encoder, "dim", 0))
         return (torch.cat(chunks) if chunks else torch.empty(0, dim)), references
@@ -123,6 +132,7 @@ def embed_stream(loaded: Any, source: EmbedSource, out: str | Path, batch_size: 
                 options.on_part(index, path)
     finally:
         bar.close()
+        embedder.close()
     if parts == 0:
         raise SelfSupError(f"{manifest.get('data', 'DATA')}: nothing to embed (no {source.unit} found); check DATA")
     if embedder.skipped:

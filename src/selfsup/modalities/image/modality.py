@@ -131,19 +131,20 @@ class ImageModality(Modality):
         from ...embedding import EmbedSource
         from ...shards.labelled import reference, streamed
         from ...shards.tar import SUFFIXES, count_tar, tar_samples
-        from .readers import find_images, image_of_sample, read_image, unreadable_error
+        from .readers import decode_threads, find_images, image_of_sample, read_image, unreadable_error
 
         size = loaded.input_size
         shards = streamed(str(data), SUFFIXES, count_tar, tar_samples, strict)
         if shards is not None:
             items, count = shards
             decode = lambda item: (reference(*item), image_of_sample(item[1], size))  # noqa: E731
+            threads = 1
         else:
             items = find_images(data)
-            count = len(items)
+            count, threads = len(items), decode_threads(items)
             decode = lambda path: (str(path), read_image(path, size))  # noqa: E731
         return EmbedSource("path", items, decode, torch.stack, eval_transform(size), count, (ValueError,),
-                           unreadable_error, "images")
+                           unreadable_error, "images", threads)
 
     # ------------------------------------------------------------------ the run report
     def report_sample(self, loaded, data, limit, seed, settings, device):
