@@ -6,15 +6,16 @@ first ``--memory-images`` of the same JPEGs as a folder for the in-memory path (
 into one uint8 tensor, augmented per batch). Both are trained as a user would, one whole process each:
 ``selfsup pretrain DATA --image-size 64 --batch-size B --max-steps N --num-workers W`` (default method and
 encoder: SimCLR, tiny_cnn). Reported per run: whole-process wall time, steady-state images/s (the median of
-metrics.csv's ``samples_per_s`` over the second half of the logged steps) and the peak RSS of the process tree
-(the run and its loader workers: the sum of VmRSS over /proc, sampled every 0.5 s) at 10 %, 50 % and 100 % of
+metrics.csv's ``samples_per_s`` over the second half of the logged steps) and the peak memory of the process tree
+(the run and its loader workers: the sum of their PSS from /proc/PID/smaps_rollup, sampled every 0.5 s: shared
+pages split among the processes sharing them, so forked workers are not counted twice) at 10 %, 50 % and 100 % of
 the whole process's wall time. A loader pass over the WHOLE shard set (decode per sample in one worker, no
-model) shows RSS over all the data. Text: the same comparison for ``--text-copies`` copies of Tiny
+model) shows the memory over all the data. Text: the same comparison for ``--text-copies`` copies of Tiny
 Shakespeare's lines, a .txt file with ``--cache memory`` (the token cache) against parquet shards (``selfsup
 shard --modality text``), default method and encoder (MLM, bert_tiny), tokens/s = texts/s x mean tokens per text.
 
 Memory limit: no hard limit is set (RLIMIT_AS counts torch's reserved address space, not memory); the bound is
-measured: the shard runs' peak RSS against the decoded size of the data (what the memory path would hold).
+measured: the shard runs' peak PSS against the decoded size of the data (what the memory path would hold).
 
     OMP_NUM_THREADS=1 nice -n -5 python benchmarks/streaming.py --work /tmp/streaming   # ~25 min on 2 shared cores
 """
@@ -38,14 +39,14 @@ import numpy as np
 from common import HERE, machine, provenance
 
 ROOT = HERE.parent
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # ------------------------------------------------------------------ memory of a process tree
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants (from /proc)."""
+def tree_pss(pid: int) -> int:
+    """Proportional set size (bytes) of ``pid`` and all its descendants (from /proc): resident memory with each
+    shared page split among the processes sharing it, so forked loader workers are not counted twice."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) < pid:  # descendants start after the process (no pid wrap-around)
@@ -60,23 +61,23 @@ def tree_rss(pid: int) -> int:
     while todo:
         p = todo.pop()
         try:
-            with open(f"/proc/{p}/statm") as fh:
-                total += int(fh.read().split()[1]) * PAGE
-        except (OSError, IndexError, ValueError):
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                total += next(int(line.split()[1]) for line in fh if line.startswith("Pss:")) * 1024
+        except (OSError, IndexError, ValueError, StopIteration):
             pass
         todo += children.get(p, [])
     return total
 
 
 def run_measured(command: list[str], env: dict[str, str] | None = None) -> dict:
-    """Run ``command``; wall time, its stdout and the RSS of its process tree every 0.25 s."""
+    """Run ``command``; wall time, its stdout and the PSS of its process tree every 0.5 s."""
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     samples: list[tuple[float, int]] = []
 
     def sample() -> None:
         while proc.poll() is None:
-            samples.append((time.perf_counter() - start, tree_rss(proc.pid)))
+            samples.append((time.perf_counter() - start, tree_pss(proc.pid)))
             time.sleep(0.5)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -92,7 +93,7 @@ def run_measured(command: list[str], env: dict[str, str] | None = None) -> dict:
 
 
 def peak_until(samples: list[tuple[float, int]], t: float) -> float:
-    """Peak RSS (GiB) of the samples up to time ``t``."""
+    """Peak memory (GiB) of the samples up to time ``t``."""
     return max((rss for at, rss in samples if at <= t), default=0) / 2**30
 
 
@@ -167,7 +168,7 @@ def pretrain(name: str, data: Path, work: Path, extra: list[str], steps: int, ba
                       "--no-progress", "--set", "trainer.log_every=2", *extra])
     result.update(name=name, rate=steady_rate(out), run=out,
                   rss_at={f: peak_until(result["rss"], f * result["wall"]) for f in (0.1, 0.5, 1.0)})
-    print(f"[{name}] wall {result['wall']:.1f} s, steady {result['rate']:.1f}/s, peak RSS "
+    print(f"[{name}] wall {result['wall']:.1f} s, steady {result['rate']:.1f}/s, peak PSS "
           + ", ".join(f"{int(f * 100)}%: {v:.2f} GiB" for f, v in result["rss_at"].items()), flush=True)
     return result
 
@@ -184,7 +185,7 @@ from selfsup.shards.tar import SUFFIXES, count_tar
 data = DataConfig(image_size=64)
 shards = shard_set(sys.argv[1], SUFFIXES, count_tar, strict=False)
 train = load_image_shards(data, shards)
-loader = train.make_loader(lambda images, generator=None: images, 256, TrainerConfig(num_workers=int(sys.argv[2])), 1)
+loader = train.make_loader(lambda images, generator=None: {"view": images}, 256, TrainerConfig(num_workers=int(sys.argv[2])), 1)
 loader.sampler.set_epoch(0)
 total, start, marks = len(loader), time.perf_counter(), {}
 for i, batch in enumerate(loader):
@@ -204,7 +205,7 @@ def loader_pass(shards: Path, workers: int) -> dict:
     images, seconds = next(line.split()[1:] for _, line in result["lines"] if line.startswith("IMAGES"))
     result.update(images=int(images), rate=int(images) / float(seconds),
                   rss_at={f: peak_until(result["rss"], at) for f, at in marks.items()})
-    print(f"[loader pass] {result['rate']:.0f} images/s, RSS " +
+    print(f"[loader pass] {result['rate']:.0f} images/s, PSS " +
           ", ".join(f"{int(f * 100)}%: {v:.2f} GiB" for f, v in result["rss_at"].items()), flush=True)
     return result
 
@@ -267,9 +268,9 @@ def main() -> None:
         f"{decoded:.1f} GiB decoded at 64 px: what the memory path would hold) against the first "
         f"{args.memory_images:,} of them in a folder, `--cache memory`. `selfsup pretrain DATA --image-size 64 "
         f"--batch-size {args.batch_size} --max-steps {args.steps}` (SimCLR, tiny_cnn); steady = median "
-        "samples_per_s over the second half of the steps; RSS = the process tree's (run + loader workers) peak "
+        "samples_per_s over the second half of the steps; PSS = the process tree's (run + loader workers) peak "
         "at 10 / 50 / 100 % of the whole process's wall time (start-up included).", "",
-        "| data | workers | whole process (s) | steady images/s | vs memory | peak RSS 10/50/100 % (GiB) |",
+        "| data | workers | whole process (s) | steady images/s | vs memory | peak PSS 10/50/100 % (GiB) |",
         "|---|---|---|---|---|---|",
         f"| folder, memory | 0 | {memory['wall']:.1f} | {memory['rate']:.0f} | 1.00 | {rss_cell(memory)} |",
     ]
@@ -278,13 +279,13 @@ def main() -> None:
                      f"{rss_cell(r)} |")
     lines += [
         "", f"The whole shard set through the training loader (decode at 64 px per sample, 1 worker, "
-        f"no pretext, no model): {whole['images']:,} images at {whole['rate']:.0f} images/s; peak RSS at 10 / 50 / 100 % of "
+        f"no pretext, no model): {whole['images']:,} images at {whole['rate']:.0f} images/s; peak PSS at 10 / 50 / 100 % of "
         f"the batches {rss_cell(whole)} GiB.", "",
         f"Text: Tiny Shakespeare's lines x {args.text_copies} ({text_file.stat().st_size / 1e6:.1f} MB), a .txt "
         f"with `--cache memory` (the token cache) against parquet shards; `selfsup pretrain DATA --modality text "
         f"--batch-size {args.batch_size} --max-steps {args.text_steps}` (MLM, bert_tiny); {tokens:.1f} tokens per "
         "text on average (the run's tokenizer), tokens/s = texts/s x that.", "",
-        "| data | workers | whole process (s) | steady tokens/s | vs memory | peak RSS 10/50/100 % (GiB) |",
+        "| data | workers | whole process (s) | steady tokens/s | vs memory | peak PSS 10/50/100 % (GiB) |",
         "|---|---|---|---|---|---|",
         f"| .txt, memory | 0 | {text_memory['wall']:.1f} | {text_memory['rate'] * tokens:.0f} | 1.00 | "
         f"{rss_cell(text_memory)} |",
