@@ -329,3 +329,8 @@ def test_two_process_ddp_run_from_shards_with_workers(image_folder, tmp_path):
     # each process reads 24 of the 48 images per epoch: 3 batches of 8, the same in both, 2 epochs
     assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 6
     assert_run_trained(run)
+    # resumed under DDP with one more epoch: it continues at epoch 2, the step count intact (3 more batches each)
+    result = subprocess.run([*command[:command.index("--epochs") + 1], "3", *command[command.index("--epochs") + 2:]],
+                            capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 9
