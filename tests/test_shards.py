@@ -334,3 +334,20 @@ def test_two_process_ddp_run_from_shards_with_workers(image_folder, tmp_path):
                             capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 9
+
+
+def test_a_shard_list_names_shards_anywhere_and_a_bad_one_is_one_line(tmp_path):
+    from selfsup.shards.sources import write_list
+
+    write_tars(tmp_path / "sh")
+    shards = shard_set(str(tmp_path / "sh"), SUFFIXES, count_tar, strict=False)
+    listed = write_list(tmp_path / "part.shards.json", shards, [0, 2])
+    again = shard_set(listed, SUFFIXES, count_tar, strict=False)
+    assert again.urls == [str(Path(shards.urls[i]).resolve()) for i in (0, 2)]
+    assert again.counts == [shards.counts[0], shards.counts[2]]
+    for text, message in (("{", "not a shard list"), ('{"shards": []}', "the shard list is empty")):
+        (tmp_path / "bad.shards.json").write_text(text)
+        with pytest.raises(SelfSupError, match=message):
+            shard_set(str(tmp_path / "bad.shards.json"), SUFFIXES, count_tar, strict=False)
+    with pytest.raises(SelfSupError, match="no such shard list"):
+        shard_set(str(tmp_path / "missing.shards.json"), SUFFIXES, count_tar, strict=False)

@@ -46,10 +46,16 @@ class AudioModality(Modality):
         return file_source(data, find_audio_files(data))
 
     def hold_out(self, data, limit, seed, folder):
-        """Recordings of DATA held out into ``folder/heldout.txt``, the rest listed in ``folder/train.txt``."""
-        from ..base import hold_out_files
+        """Recordings of DATA held out into ``folder/heldout.txt``, the rest listed in ``folder/train.txt`` (tar
+        shards: whole shards, ``folder/*.shards.json``)."""
+        from ...shards.sources import shard_set
+        from ...shards.tar import SUFFIXES, count_tar
+        from ..base import hold_out_files, hold_out_sharded
         from .readers import find_audio_files
 
+        shards = shard_set(data.path, SUFFIXES, count_tar, data.strict)
+        if shards is not None:
+            return hold_out_sharded(shards, limit, seed, folder, data.path, self.info.unit)
         return hold_out_files(find_audio_files(data.path), limit, seed, folder, data.path, self.info.unit)
 
     def input_size(self, data: dict[str, Any]) -> int:

@@ -39,9 +39,16 @@ class TextModality(Modality):
         return text_shard_source(data, encoding, text_field)
 
     def hold_out(self, data, limit, seed, folder):
-        """Texts of DATA held out into ``folder/heldout.jsonl``, the rest in ``folder/train.jsonl``."""
+        """Texts of DATA held out into ``folder/heldout.jsonl``, the rest in ``folder/train.jsonl`` (parquet or
+        JSONL shards: whole shards, ``folder/*.shards.json``)."""
+        from ...shards.sources import shard_set
+        from ...shards.table import JSONL, SUFFIXES, count_rows
+        from ..base import hold_out_sharded
         from .readers import hold_out_texts
 
+        shards = shard_set(data.path, SUFFIXES, count_rows, data.strict, pattern_only=JSONL)
+        if shards is not None:
+            return hold_out_sharded(shards, limit, seed, folder, data.path, self.info.unit)
         return hold_out_texts(data, limit, seed, folder, self.info.unit)
 
     def input_size(self, data: dict[str, Any]) -> int:
