@@ -103,6 +103,12 @@ def expand(data: str, suffixes: Collection[str], pattern_only: Collection[str] =
     return [data] if _has_suffix(data, suffixes) else None
 
 
+def is_pattern_or_url(data: str | Path) -> bool:
+    """Whether ``data`` names shards by a URL, a brace pattern or a glob (it need not exist as one path)."""
+    data = str(data)
+    return "://" in data or ("{" in data and ".." in data) or any(c in data for c in GLOB_CHARS)
+
+
 def _listed(data: str) -> list[str]:
     """The shards a ``*.shards.json`` list names (:func:`write_list`: absolute paths or URLs)."""
     try:
