@@ -129,6 +129,24 @@ def sample_of(items: Iterable, limit: int, seed: int) -> tuple[list, int]:
     return [item for _, item in sorted(kept, key=lambda pair: pair[0])], total
 
 
+SHARD_SCAN = 8
+"""From shards, a data sample of ``limit`` items is drawn among the first ``SHARD_SCAN * limit`` samples (the first
+shards), not from a pass over all of them."""
+
+
+def sample_of_stored(data: str | Path, find_files: Callable, extensions: Iterable[str], limit: int, seed: int
+                     ) -> tuple[list, int]:
+    """:func:`sample_of` of the files of DATA (:func:`selfsup.inspection.stored.stored_files`), or of the first
+    :data:`SHARD_SCAN` ``* limit`` samples of tar shard DATA; and how many DATA holds."""
+    import itertools
+
+    from ..inspection.stored import stored_files
+
+    stored = stored_files(data, find_files, sorted(extensions))
+    files = stored.files if stored.root is not None else itertools.islice(stored.files, SHARD_SCAN * limit)
+    return sample_of(files, limit, seed)[0], stored.total
+
+
 HELD_OUT_SHARE = 0.1
 """Share of DATA's items :meth:`Modality.hold_out` keeps out of training (``--method auto``'s scoring sample)."""
 HELD_OUT_MIN = 8

@@ -143,15 +143,27 @@ class ImageModality(Modality):
 
     # ------------------------------------------------------------------ the run report
     def report_sample(self, loaded, data, limit, seed, settings, device):
-        """Up to ``limit`` images of ``data`` decoded at the run's size (unreadable ones left out) and embedded."""
+        """Up to ``limit`` images of ``data`` (files, or samples of its first tar shards) decoded at the run's size
+        (unreadable ones left out) and embedded."""
         from ...evaluation.features import extract_features
-        from ..base import DataSample, sample_of
-        from .readers import find_images, read_images
+        from ..base import DataSample, sample_of_stored
+        from .readers import IMAGE_EXTENSIONS, find_images, read_image, read_images
 
-        paths, total = sample_of(find_images(data), limit, seed)
-        images, kept, _ = read_images(paths, loaded.input_size, progress=False)
+        files, total = sample_of_stored(data, find_images, IMAGE_EXTENSIONS, limit, seed)
+        if all(item.path is not None for item in files):  # files: decoded by one thread per core
+            images, rows, _ = read_images([item.path for item in files], loaded.input_size, progress=False)
+            kept = [files[i].id for i in rows]
+        else:
+            decoded, kept = [], []
+            for item in files:
+                try:
+                    decoded.append(read_image(item.opened(item.read()), loaded.input_size, name=item.name))
+                    kept.append(item.id)
+                except ValueError:
+                    continue  # unreadable: left out
+            images = torch.stack(decoded) if decoded else torch.empty(0, 3, loaded.input_size, loaded.input_size)
         feats = extract_features(loaded.encoder, images, eval_transform(loaded.input_size), device=device)
-        return DataSample(feats, [str(paths[i]) for i in kept], total)
+        return DataSample(feats, kept, total)
 
     def report_items(self, loaded, references, settings):
         """A 64 px thumbnail of each image file, captioned with its class folder and name."""
@@ -165,7 +177,7 @@ class ImageModality(Modality):
             try:
                 views.append(ItemView(caption, read_image(path, 64).permute(1, 2, 0).numpy()))
             except ValueError:
-                views.append(ItemView(f"{caption} (unreadable now)"))
+                views.append(ItemView(f"{caption} (not readable here)"))
         return views
 
     # ------------------------------------------------------------------ what generic methods ask for

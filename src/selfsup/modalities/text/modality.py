@@ -165,14 +165,18 @@ class TextModality(Modality):
 
     # ------------------------------------------------------------------ the run report
     def report_sample(self, loaded, data, limit, seed, settings, device):
-        """Up to ``limit`` texts of ``data`` (one pass over the files, whatever their size), embedded."""
+        """Up to ``limit`` texts of ``data`` (one pass over the files or shards, whatever their size), embedded."""
         from ...evaluation.downstream import TokenBatch
         from ...evaluation.features import extract_features
         from ..base import DataSample, sample_of
         from .readers import find_text_files, iter_texts
+        from .shards import located_shard_texts
 
-        texts, total = sample_of(iter_texts(find_text_files(data), encoding=settings.get("encoding", "utf-8"),
-                                            text_field=settings.get("text_field", "text")), limit, seed)
+        field = settings.get("text_field", "text")
+        rows = located_shard_texts(data, field)
+        texts, total = sample_of((text for _, text, _ in rows) if rows is not None else
+                                 iter_texts(find_text_files(data), encoding=settings.get("encoding", "utf-8"),
+                                            text_field=field), limit, seed)
         feats = extract_features(loaded.encoder, self._encode(loaded, texts),
                                  TokenBatch(loaded.encoder.spec.pad_token_id), device=device)
         return DataSample(feats, texts, total)
