@@ -45,7 +45,7 @@ def run_log(loaded) -> InteractionLog:
     if loaded.data is None or loaded.item_map is None:
         raise SelfSupError("this encoder has no interaction log or item map recorded; evaluate its run folder")
     path = loaded.data["path"]
-    if not Path(path).expanduser().is_file():
+    if not Path(path).expanduser().exists() and not any(mark in str(path) for mark in ("://", "*", "?", "[", "{")):
         raise SelfSupError(f"{path}: the interaction log this encoder was trained on is missing; "
                            "put it back there (evaluation re-reads it for the held-out items)")
     log, new = grow_item_map(_read_log(loaded), loaded.item_map)

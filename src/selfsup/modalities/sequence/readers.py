@@ -114,6 +114,26 @@ def _as_id(value: Any) -> str:
 # --------------------------------------------------------------------------------------- rows
 
 
+def row_fields(row: list[Any] | None, columns: LogColumns) -> tuple[str, tuple[str, str, float | None, float | None]]:
+    """``(why the row is malformed or "", (user, item, timestamp, rating))`` of one ``[user, item, timestamp(,
+    rating)]`` row (None: a missing field)."""
+    if row is None:
+        return "missing field", ("", "", None, None)
+    user, item = _as_id(row[0]), _as_id(row[1])
+    stamp = _parse_timestamp(row[2]) if row[2] is not None else None
+    rating = _parse_rating(row[3]) if columns.rating is not None else None
+    reason = ""
+    if not user:
+        reason = f"empty {columns.user!r}"
+    elif not item:
+        reason = f"empty {columns.item!r}"
+    elif stamp is None:
+        reason = f"timestamp {_as_id(row[2])!r} is not a number or an ISO date"
+    elif columns.rating is not None and rating is None:
+        reason = f"rating {_as_id(row[3])!r} is not a number"
+    return reason, (user, item, stamp, rating)
+
+
 def _wanted(columns: LogColumns) -> list[tuple[str, str]]:
     """``(role, column name)`` pairs the header must contain."""
     wanted = [("user", columns.user), ("item", columns.item), ("timestamp", columns.timestamp)]
@@ -217,21 +237,7 @@ def _histories(rows: Iterator[tuple[int, list[Any] | None]], path: Path | str, c
     users, items, times = array("q"), array("q"), array("d")
     malformed, first_line, first_reason, filtered = 0, None, "", 0
     for line, row in rows:
-        reason = ""
-        if row is None:
-            reason = "missing field"
-        else:
-            user, item = _as_id(row[0]), _as_id(row[1])
-            stamp = _parse_timestamp(row[2]) if row[2] is not None else None
-            rating = _parse_rating(row[3]) if columns.rating is not None else None
-            if not user:
-                reason = f"empty {columns.user!r}"
-            elif not item:
-                reason = f"empty {columns.item!r}"
-            elif stamp is None:
-                reason = f"timestamp {_as_id(row[2])!r} is not a number or an ISO date"
-            elif columns.rating is not None and rating is None:
-                reason = f"rating {_as_id(row[3])!r} is not a number"
+        reason, (user, item, stamp, rating) = row_fields(row, columns)
         if reason:
             if strict:
                 raise SelfSupError(f"{path}:{line}: malformed row ({reason}); fix or remove it, or drop --strict to skip such rows")
@@ -316,16 +322,24 @@ def remap_items(log: InteractionLog, item_map: dict[str, int]) -> tuple[list[np.
     return histories, dropped
 
 
-def grow_item_map(log: InteractionLog, base: dict[str, int]) -> tuple[InteractionLog, list[str]]:
-    """``log`` in the ids of ``base`` grown by the log's new items, and those new items (sorted).
+def grown_item_map(own: dict[str, int], base: dict[str, int]) -> tuple[dict[str, int], list[str]]:
+    """``base`` grown by the items of ``own`` (a log's item map) it lacks, and those new items (sorted).
 
     Items of ``base`` keep their ids, also those the log no longer has (they may come back); the log's new items
-    get the next ids in sorted order. With an empty ``base`` this is the log as read (ids 1..N by sorted name)."""
-    new = sorted(set(log.item_map) - set(base))
-    if not base or base == log.item_map:
-        return log, new
+    get the next ids in sorted order. With an empty ``base`` this is ``own``."""
+    new = sorted(set(own) - set(base))
+    if not base or base == own:
+        return own, new
     start = max(base.values()) + 1
-    grown = {**base, **{name: own for own, name in enumerate(new, start=start)}}
+    return {**base, **{name: i for i, name in enumerate(new, start=start)}}, new
+
+
+def grow_item_map(log: InteractionLog, base: dict[str, int]) -> tuple[InteractionLog, list[str]]:
+    """``log`` in the ids of ``base`` grown by the log's new items, and those new items (sorted)
+    (:func:`grown_item_map`; with an empty ``base`` this is the log as read, ids 1..N by sorted name)."""
+    grown, new = grown_item_map(log.item_map, base)
+    if grown is log.item_map:
+        return log, new
     histories, _ = remap_items(log, grown)  # every item of the log is in the grown map: nothing is dropped
     return replace(log, histories=histories, item_map=grown), new
 
@@ -486,7 +500,13 @@ def log_columns(data) -> LogColumns:
 
 
 def read_log(data) -> InteractionLog:
-    """The interaction log of ``data`` with its column settings."""
+    """The interaction log of ``data`` with its column settings: parquet shards and ``--cache stream`` grouped on
+    disk, their histories memory-mapped (:func:`.grouped.read_grouped`), other logs read in memory."""
+    from .grouped import read_grouped, stream_shards
+
+    shards = stream_shards(data)
+    if shards is not None:
+        return read_grouped(data, shards)
     return read_interactions(data.path, log_columns(data), min_rating=data.min_rating, strict=data.strict)
 
 
