@@ -168,3 +168,15 @@ def test_a_shard_breaking_off_while_read_is_left_out_whole(tmp_path, caplog):
         disk = grouped(shards, tmp_path / "g")
     assert f"skipping bad shard {bad}" in caplog.text
     assert int(disk.offsets[-1]) == 3000 - json.loads((shards / "shards.json").read_text())["shards"][1]["samples"]
+
+
+def test_hold_out_splits_shards_by_user_into_shard_folders(tmp_path):
+    """``--method auto``'s held-out sample of a shard log: whole users, written as shards again."""
+    from selfsup.modalities import get_modality
+
+    shards = write_shards(tmp_path / "sh", log_rows())
+    held = get_modality("sequence").hold_out(settings(shards), 6, 0, tmp_path / "split")
+    training, held_out = read_log(settings(held.training)), read_log(settings(held.held_out))
+    whole = read_log(settings(shards))
+    assert len(held_out.users) == 6 and sorted(training.users + held_out.users) == sorted(whole.users)
+    assert held.training.is_dir() and held.held_out.is_dir()

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from torch.utils.data import Dataset
 
 from ...errors import SelfSupError
 from ...shards.sources import ShardSet, bad_shard_error, open_shard, shard_set
-from .readers import (InteractionLog, LogColumns, _as_id, _parse_rating, _parse_timestamp, _wanted, _check_header,
+from .readers import (InteractionLog, LogColumns, arrow_ids, _parse_rating, _parse_timestamp, _wanted, _check_header,
                       log_columns, row_fields)
 
 log = logging.getLogger("selfsup")
@@ -49,6 +50,7 @@ BATCH_ROWS = 65536
 ROW = np.dtype([("user", "<i8"), ("time", "<f8"), ("row", "<i8"), ("item", "<i4")])  # one bucketed interaction
 BYTES_PER_INTERACTION = 48  # the in-memory reader: user, item and timestamp arrays, the sort, the histories
 MANIFEST = "manifest.json"
+WAIT_S = 6 * 3600  # DDP: how long the other processes wait for the first to group the log
 
 
 # --------------------------------------------------------------------------------------- which path
@@ -60,12 +62,11 @@ def stream_shards(data) -> ShardSet | None:
     .parquet log with ``--cache stream`` (or ``auto`` when it would take more than a quarter of the free memory).
     A .csv/.tsv log is read in memory (``selfsup shard LOG --modality sequence`` turns it into parquet shards)."""
     from ...shards.table import count_rows
-    from ...train.data import check_cache_mode, decide_cache
 
     path = Path(str(data.path)).expanduser()
     if not path.is_file():
         return shard_set(str(data.path), SUFFIXES, count_rows, data.strict)
-    mode = check_cache_mode(data.cache)
+    mode = data.cache
     if path.suffix.lower() != ".parquet":
         if mode == "stream":
             log.warning("%s: --cache stream reads parquet logs only; reading this one in memory (selfsup shard LOG "
@@ -73,6 +74,8 @@ def stream_shards(data) -> ShardSet | None:
         return None
     if mode == "memory":
         return None
+    from ...train.data import decide_cache  # (imports Lightning: only for a parquet log that may stream)
+
     rows = count_rows(str(path))
     if mode == "auto" and decide_cache(mode, rows * BYTES_PER_INTERACTION, f"the {rows} interactions of {path.name}",
                                        "as histories") == "memory":
@@ -81,21 +84,6 @@ def stream_shards(data) -> ShardSet | None:
 
 
 # --------------------------------------------------------------------------------------- parsing a batch
-
-
-def _ids(column) -> Any:
-    """A column as :func:`~.readers._as_id` reads each value (``str(value).strip()``, null -> ""), as Arrow strings."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    kind = column.type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        out = pc.utf8_trim_whitespace(column.cast(pa.string()))
-    elif pa.types.is_integer(kind):
-        out = column.cast(pa.string())
-    else:  # floats, dictionaries, dates ...: Python's str() of each value, as the in-memory reader
-        out = pa.array([_as_id(v) for v in column.to_pylist()], pa.string())
-    return pc.fill_null(out, "")
 
 
 def _numbers(column, parse: Callable[[Any], float | None]) -> np.ndarray:
@@ -140,7 +128,7 @@ def batch_fields(batch, columns: LogColumns, min_rating: float | None) -> BatchF
     """The rows of ``batch`` parsed, malformed ones marked (what :func:`~.readers.row_fields` says of each row)."""
     import pyarrow.compute as pc
 
-    users, items = _ids(batch.column(columns.user)), _ids(batch.column(columns.item))
+    users, items = arrow_ids(batch.column(columns.user)), arrow_ids(batch.column(columns.item))
     stamps = _numbers(batch.column(columns.timestamp), _parse_timestamp)
     bad = pc.or_(pc.equal(users, ""), pc.equal(items, "")).to_numpy(zero_copy_only=False) | np.isnan(stamps)
     keep = ~bad
@@ -388,6 +376,21 @@ def _signature(shards: ShardSet, data, item_map: dict[str, int]) -> dict[str, An
             "min_rating": data.min_rating, "item_map": digest}
 
 
+def _reusable(folder: Path, shards: ShardSet, data, max_length: int | None) -> GroupedLog | None:
+    """The grouped log in ``folder`` when it was made from these very shards (less those it skipped as bad) with
+    these settings; else None."""
+    try:
+        stored = json.loads((folder / MANIFEST).read_text())
+        item_map = json.loads((folder / "item_map.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    read = ShardSet([url for url in shards.urls if url not in stored.get("skipped", [])], [])
+    if stored.get("signature") != _signature(read, data, item_map) or \
+            (max_length is not None and stored.get("max_length") != max_length):
+        return None
+    return GroupedLog.open(folder, item_map)
+
+
 def group_log(data, shards: ShardSet, folder: Path, item_map_for: Callable[[list[str]], dict[str, int]],
               max_length: int | None = None) -> GroupedLog:
     """The log of ``shards`` grouped into ``folder`` (reused when it holds this very grouping: a resumed run).
@@ -397,17 +400,21 @@ def group_log(data, shards: ShardSet, folder: Path, item_map_for: Callable[[list
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from ...distributed import launched_as_other_rank
+
+    reused = _reusable(folder, shards, data, max_length)
+    if reused is not None:
+        log.info("%s: reusing the histories grouped in %s", data.path, folder)
+        return reused
+    if launched_as_other_rank():  # DDP: the first process groups, the others wait for its folder
+        deadline = time.monotonic() + WAIT_S
+        while reused is None:
+            if time.monotonic() > deadline:
+                raise SelfSupError(f"{folder}: the first process did not finish grouping the log; check its log")
+            time.sleep(1.0)
+            reused = _reusable(folder, shards, data, max_length)
+        return reused
     columns = log_columns(data)
-    manifest = folder / MANIFEST
-    if manifest.is_file():
-        stored = json.loads(manifest.read_text())
-        saved_map = stored.get("item_map_json")
-        if saved_map and (folder / saved_map).is_file():
-            item_map = json.loads((folder / saved_map).read_text())
-            if stored.get("signature") == _signature(shards, data, item_map) and \
-                    (max_length is None or stored.get("max_length") == max_length):
-                log.info("%s: reusing the histories grouped in %s", data.path, folder)
-                return GroupedLog.open(folder, item_map)
     counted = count_pass(shards, columns, data.min_rating, data.strict)
     item_map = item_map_for(counted.items)
     item_ids = np.asarray([item_map[name] for name in counted.items], dtype=np.int32)
@@ -423,9 +430,9 @@ def group_log(data, shards: ShardSet, folder: Path, item_map_for: Callable[[list
     (staging / "item_map.json").write_text(json.dumps(item_map, ensure_ascii=False), encoding="utf-8")
     if max_length is not None:
         np.save(staging / "windows.npy", window_bounds(np.load(staging / "offsets.npy"), max_length))
-    shards_read = ShardSet(counted.urls, counted.rows)
+    skipped = [url for url in shards.urls if url not in counted.urls]
     (staging / MANIFEST).write_text(json.dumps({
-        "signature": _signature(shards_read, data, item_map), "item_map_json": "item_map.json",
+        "signature": _signature(ShardSet(counted.urls, counted.rows), data, item_map), "skipped": skipped,
         "max_length": max_length, "users": len(counted.users), "interactions": int(counted.counts.sum()),
         "malformed": counted.malformed, "buckets": len(bounds) - 1, "group_rows": data.group_rows}, indent=1))
     shutil.rmtree(folder, ignore_errors=True)
@@ -458,9 +465,9 @@ class GroupedWindows(Dataset):
         return {**self.__dict__, "_arrays": None}
 
     def __getitem__(self, index: int) -> np.ndarray:
-        if self._arrays is None:
-            self._arrays = (np.load(self.folder / "windows.npy", mmap_mode="r"),
-                            np.load(self.folder / "items.npy", mmap_mode="r"))
+        if self._arrays is None:  # plain views of the maps: slicing a np.memmap costs more than reading it
+            self._arrays = (np.asarray(np.load(self.folder / "windows.npy", mmap_mode="r")),
+                            np.asarray(np.load(self.folder / "items.npy", mmap_mode="r")))
         windows, items = self._arrays
         start, stop = windows[index]
         return np.asarray(items[start:stop], dtype=np.int64)

@@ -111,6 +111,21 @@ def _as_id(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
+def arrow_ids(column) -> Any:
+    """A pyarrow column as :func:`_as_id` reads each value (``str(value).strip()``, null -> ""), as Arrow strings."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        out = pc.utf8_trim_whitespace(column.cast(pa.string()))
+    elif pa.types.is_integer(kind):
+        out = column.cast(pa.string())
+    else:  # floats, dictionaries, dates ...: Python's str() of each value, as the row-by-row reader
+        out = pa.array([_as_id(v) for v in column.to_pylist()], pa.string())
+    return pc.fill_null(out, "")
+
+
 # --------------------------------------------------------------------------------------- rows
 
 
@@ -517,14 +532,20 @@ def hold_out_users(data, limit: int, seed: int, folder: Path, unit: str):
     embedding the held-out log leaves them out of the histories (:func:`~.evaluation.embed_log`)."""
     from ..base import HeldOut, held_out_rows
 
+    from .grouped import stream_shards
+
     users = read_log(data).users
     held = {users[i] for i in held_out_rows(len(users), limit, seed, data.path, unit)}
     path = Path(data.path).expanduser()
     suffix = path.suffix.lower()
     folder.mkdir(parents=True, exist_ok=True)
     training, held_out = folder / f"train{suffix}", folder / f"heldout{suffix}"
-    if suffix == ".parquet":
-        _split_parquet(path, log_columns(data).user, held, training, held_out)
+    shards = None if path.is_file() else stream_shards(data)
+    if shards is not None:  # parquet shards: a folder of shards each
+        training, held_out = folder / "train", folder / "heldout"
+        _split_parquet(shards.urls, log_columns(data).user, held, training, held_out)
+    elif suffix == ".parquet":
+        _split_parquet([str(path)], log_columns(data).user, held, training, held_out)
     else:
         _split_table(path, log_columns(data), held, training, held_out)
     return HeldOut(training, held_out, len(held), len(users))
@@ -549,12 +570,33 @@ def _split_table(path: Path, columns: LogColumns, held: set[str], training: Path
                 writers[position < len(row) and _as_id(row[position]) in held](row)
 
 
-def _split_parquet(path: Path, user: str, held: set[str], training: Path, held_out: Path) -> None:
-    """The rows of a parquet log whose ``user`` is in ``held`` into ``held_out``, the others into ``training``."""
+def _split_parquet(urls: list[str], user: str, held: set[str], training: Path, held_out: Path) -> None:
+    """The rows of parquet logs whose ``user`` is in ``held`` into ``held_out``, the others into ``training``,
+    streamed in record batches: one log into the files ``training`` and ``held_out``, shards into a shard each in the
+    folders ``training`` and ``held_out`` (a part without rows is not written)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    mask = [_as_id(value) in held for value in table.column(user).to_pylist()]
-    pq.write_table(table.filter(pa.array(mask)), held_out)
-    pq.write_table(table.filter(pa.array([not m for m in mask])), training)
+    from ...shards.sources import open_shard
+
+    held_ids = pa.array(sorted(held), pa.string())
+    for k, url in enumerate(urls):
+        outputs = (training, held_out) if len(urls) == 1 and training.suffix else \
+            (training / f"part-{k:05d}.parquet", held_out / f"part-{k:05d}.parquet")
+        writers: list[Any] = [None, None]
+        with open_shard(url) as fh:
+            table = pq.ParquetFile(fh)
+            for batch in table.iter_batches(batch_size=_PARQUET_BATCH):
+                mask = pc.is_in(arrow_ids(batch.column(user)), value_set=held_ids)
+                for side, part in enumerate((batch.filter(pc.invert(mask)), batch.filter(mask))):
+                    if part.num_rows and writers[side] is None:
+                        outputs[side].parent.mkdir(parents=True, exist_ok=True)
+                        writers[side] = pq.ParquetWriter(outputs[side], table.schema_arrow)
+                    if part.num_rows:
+                        writers[side].write_batch(part)
+        for side, writer in enumerate(writers):
+            if writer is not None:
+                writer.close()
+            elif outputs[side] in (training, held_out):  # one log: both files always exist
+                pq.write_table(table.schema_arrow.empty_table(), outputs[side])
