@@ -180,3 +180,26 @@ def test_hold_out_splits_shards_by_user_into_shard_folders(tmp_path):
     whole = read_log(settings(shards))
     assert len(held_out.users) == 6 and sorted(training.users + held_out.users) == sorted(whole.users)
     assert held.training.is_dir() and held.held_out.is_dir()
+
+
+def test_an_earlier_runs_item_map_grows_alike_on_both_paths(tmp_path):
+    """``--init RUN`` (``data.item_map``): the earlier run's items keep their ids, the new ones follow, on the disk
+    path as in memory; the training windows are the same in both."""
+    from selfsup.config import TrainerConfig
+    from selfsup.modalities.sequence.training import load_sequence_data
+
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"i3": 1, "old": 2, "i0": 3}))
+    rows = log_rows()
+    whole = tmp_path / "log.parquet"  # the shards' rows one after another: timestamp ties keep this order
+    pq.write_table(pa.Table.from_pylist(rows[0::3] + rows[1::3] + rows[2::3]), whole)
+    shards = write_shards(tmp_path / "sh", rows)
+    loaded = {}
+    for name, path in (("memory", whole), ("disk", shards)):
+        train = load_sequence_data(settings(path, item_map=str(earlier), max_length=5), tmp_path / name)
+        batch = next(iter(train.make_loader(lambda b, g: b, train.num_samples, TrainerConfig(), 1)))
+        loaded[name] = (json.loads((tmp_path / name / "item_map.json").read_text()), train.encoder_kwargs,
+                        sorted(map(tuple, batch["input_ids"].tolist())))
+    assert loaded["disk"] == loaded["memory"]
+    assert {k: loaded["disk"][0][k] for k in ("i3", "old", "i0")} == {"i3": 1, "old": 2, "i0": 3}
+    assert (tmp_path / "disk/histories/windows.npy").is_file() and not (tmp_path / "memory/histories").exists()
