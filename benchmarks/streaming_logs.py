@@ -5,13 +5,13 @@ For each size a log is generated (users with 5..75 interactions, a Zipf-like ite
 timestamps), its rows shuffled (every user spread over all shards) and written as 8 parquet shards plus one parquet
 file. Each case runs in a fresh process: ``load_sequence_data`` (what ``selfsup pretrain`` does before the first
 step: read, item map, leave-one-out, windows) and one epoch of the training loader (batches of 256 collated, no
-model), then prints its wall times and peak RSS (``ru_maxrss``; the process's RSS after the imports is given
-apart, so the data's share is the difference).
+model), then prints its wall times and its peak RSS (Linux ``VmHWM``, reset after the imports, whose RSS is
+given apart: the data's share is the difference).
 
 - ``memory``: the single parquet file with ``--cache memory`` (the in-memory reader, today's path);
 - ``disk``: the shard folder (grouped into ``RUN/histories`` in buckets of ``data.group_rows`` interactions).
 
-    OMP_NUM_THREADS=1 python benchmarks/streaming_logs.py --sizes 500000,2000000    # ~5 min on 2 shared cores
+    OMP_NUM_THREADS=1 python benchmarks/streaming_logs.py --sizes 500000,2000000,4000000 --group-rows 1000000,250000
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -52,22 +51,36 @@ def generate(folder: Path, interactions: int, seed: int = 0, shards: int = 8) ->
         pq.write_table(table.slice(bounds[k], bounds[k + 1] - bounds[k]), folder / "shards" / f"part-{k}.parquet")
 
 
+def _status(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak since the process started or :func:`reset_peak`) of this process, MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak() -> None:
+    """Start ``VmHWM`` again from the current RSS (Linux: ``echo 5 > /proc/self/clear_refs``)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
 def measure(case: str, folder: Path, group_rows: int) -> dict:
-    """One case in this process: wall times and peak RSS (MiB)."""
+    """One case in this process: wall times and peak RSS (MiB) during the case, apart from the imports'."""
     import pyarrow.compute  # noqa: F401  (both paths read with pyarrow: its import is not the data's share)
     import pyarrow.parquet  # noqa: F401
 
     from selfsup.config import DataConfig, TrainerConfig
     from selfsup.modalities.sequence.training import load_sequence_data
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    reset_peak()
+    base = _status("VmRSS")
     path, cache = (folder / "log.parquet", "memory") if case == "memory" else (folder / "shards", "auto")
-    run = folder / f"run-{case}"
+    run = folder / f"run-{case}-{group_rows}"
     start = time.perf_counter()
     train = load_sequence_data(DataConfig(path=str(path), modality="sequence", cache=cache, max_length=50,
                                           group_rows=group_rows), run)
     prepared = time.perf_counter() - start
-    rss_prepared = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_prepared = _status("VmHWM")
     loader = train.make_loader(lambda b, g: b, 256, TrainerConfig(), 1)
     start, batches = time.perf_counter(), 0
     for _ in loader:
@@ -75,19 +88,23 @@ def measure(case: str, folder: Path, group_rows: int) -> dict:
     epoch = time.perf_counter() - start
     return {"case": case, "windows": train.num_samples, "prepare_s": prepared, "epoch_s": epoch, "batches": batches,
             "rss_after_imports_mib": base, "peak_rss_prepare_mib": rss_prepared,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mib": _status("VmHWM")}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="500000,2000000", help="interactions per generated log")
-    p.add_argument("--group-rows", type=int, default=1_000_000)
+    p.add_argument("--group-rows", default="1000000", help="data.group_rows of the disk path (a list: one case each)")
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--case", help=argparse.SUPPRESS)  # a child process: measure one case in --work
+    p.add_argument("--generate", type=int, help=argparse.SUPPRESS)  # a child process: write the log into --work
     args = p.parse_args()
+    if args.generate:
+        generate(args.work, args.generate)
+        return
     if args.case:
-        print(json.dumps(measure(args.case, args.work, args.group_rows)))
+        print(json.dumps(measure(args.case, args.work, int(args.group_rows))))
         return
     sys.path.insert(0, str(HERE))
     from common import machine, provenance, work_folder
@@ -97,21 +114,22 @@ def main() -> None:
     for size in [int(s) for s in args.sizes.split(",")]:
         folder = work / f"log-{size}"
         folder.mkdir(exist_ok=True)
-        if not (folder / "log.parquet").exists():
-            generate(folder, size)
-        for case in ("memory", "disk"):
+        if not (folder / "log.parquet").exists():  # in a child process too: this one stays small
+            subprocess.run([sys.executable, __file__, "--generate", str(size), "--work", str(folder)], check=True)
+        for case, group_rows in [("memory", "-"), *(("disk", g) for g in args.group_rows.split(","))]:
             out = subprocess.run([sys.executable, __file__, "--case", case, "--work", str(folder), "--group-rows",
-                                  str(args.group_rows)], capture_output=True, text=True, check=True,
-                                 env={**os.environ, "PYTHONWARNINGS": "ignore"})
-            result = {"interactions": size, **json.loads(out.stdout.strip().splitlines()[-1])}
+                                  "1" if group_rows == "-" else group_rows], capture_output=True, text=True,
+                                 check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            result = {"interactions": size, "group_rows": group_rows,
+                      **json.loads(out.stdout.strip().splitlines()[-1])}
             print(result, flush=True)
             rows.append(result)
     lines = [f"## Interaction logs larger than memory: parquet shards grouped on disk (issue 20) — {dt.date.today()}",
              "", f"Machine: {machine()}; shared with other jobs. Command: {provenance()}.", "",
-             "| interactions | path | windows | prepare s | epoch s (collate only) | RSS after imports MiB | "
-             "peak RSS MiB | data's share MiB |", "|---|---|---|---|---|---|---|---|"]
+             "| interactions | path | group_rows | windows | prepare s | epoch s (collate only) | RSS after imports MiB "
+             "| peak RSS MiB | data's share MiB |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['interactions']:,} | {r['case']} | {r['windows']:,} | {r['prepare_s']:.1f} | "
+        lines.append(f"| {r['interactions']:,} | {r['case']} | {r['group_rows']} | {r['windows']:,} | {r['prepare_s']:.1f} | "
                      f"{r['epoch_s']:.1f} | {r['rss_after_imports_mib']:.0f} | {r['peak_rss_mib']:.0f} | "
                      f"{r['peak_rss_mib'] - r['rss_after_imports_mib']:.0f} |")
     with open(args.results, "a") as fh:

@@ -19,7 +19,7 @@ class SETTINGS:
     # an earlier run's item_map.json (set by --init RUN): its items keep their ids, the log's new ones follow
     item_map: str = setting("")
     # logs grouped on disk (parquet shards, --cache stream): interactions per sorting bucket (≈ 50 bytes each in memory)
-    group_rows: int = setting(1_000_000, low=1, high=2**40)
+    group_rows: int = setting(1_000_000, low=1, high=10**11)
 
 
 INFO = ModalityInfo(
