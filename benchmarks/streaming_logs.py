@@ -5,8 +5,9 @@ For each size a log is generated (users with 5..75 interactions, a Zipf-like ite
 timestamps), its rows shuffled (every user spread over all shards) and written as 8 parquet shards plus one parquet
 file. Each case runs in a fresh process: ``load_sequence_data`` (what ``selfsup pretrain`` does before the first
 step: read, item map, leave-one-out, windows) and one epoch of the training loader (batches of 256 collated, no
-model), then prints its wall times and its peak RSS (Linux ``VmHWM``, reset after the imports, whose RSS is
-given apart: the data's share is the difference).
+model), then prints its wall times and its peak RSS (Linux ``VmHWM``, reset after the imports and a warm-up of
+pyarrow's compute functions on a 2-row table, :func:`warm_up`; the RSS then is given apart, and the data's share is
+the difference).
 
 - ``memory``: the single parquet file with ``--cache memory`` (the in-memory reader, today's path);
 - ``disk``: the shard folder (grouped into ``RUN/histories`` in buckets of ``data.group_rows`` interactions).
@@ -20,6 +21,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -64,6 +66,20 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
+def warm_up() -> None:
+    """pyarrow's compute functions used once on a 2-row table, so that their one-time set-up is not counted as the
+    data's share."""
+    import pyarrow as pa
+
+    from selfsup.modalities.sequence.grouped import batch_fields
+    from selfsup.modalities.sequence.readers import LogColumns
+
+    batch = pa.record_batch({"user": ["a", "b"], "item": ["x", "y"], "timestamp": [1, 2]})
+    fields = batch_fields(batch, LogColumns(), None)
+    fields.users.value_counts(), fields.items.unique()
+    pa.compute.index_in(fields.users, value_set=pa.array(["a", "b"]))
+
+
 def measure(case: str, folder: Path, group_rows: int) -> dict:
     """One case in this process: wall times and peak RSS (MiB) during the case, apart from the imports'."""
     import pyarrow.compute  # noqa: F401  (both paths read with pyarrow: its import is not the data's share)
@@ -72,10 +88,12 @@ def measure(case: str, folder: Path, group_rows: int) -> dict:
     from selfsup.config import DataConfig, TrainerConfig
     from selfsup.modalities.sequence.training import load_sequence_data
 
+    warm_up()
     reset_peak()
     base = _status("VmRSS")
     path, cache = (folder / "log.parquet", "memory") if case == "memory" else (folder / "shards", "auto")
     run = folder / f"run-{case}-{group_rows}"
+    shutil.rmtree(run, ignore_errors=True)  # a run folder left by an earlier measurement would be reused
     start = time.perf_counter()
     train = load_sequence_data(DataConfig(path=str(path), modality="sequence", cache=cache, max_length=50,
                                           group_rows=group_rows), run)

@@ -96,6 +96,8 @@ def test_buckets_respect_group_rows(tmp_path):
     assert json.loads((whole.folder / "manifest.json").read_text())["buckets"] == 1
     assert np.array_equal(small.items, whole.items) and np.array_equal(small.offsets, whole.offsets)
     assert not list(small.folder.glob("bucket-*"))  # the temporary buckets are gone
+    with pytest.raises(SelfSupError, match=r"part-\d\.parquet:\d+: malformed row \((empty 'item'|timestamp)"):
+        grouped(shards, tmp_path / "strict", strict=True)
 
 
 def test_only_shards_and_cache_stream_take_the_disk_path(tmp_path):

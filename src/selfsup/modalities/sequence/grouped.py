@@ -265,30 +265,28 @@ def partition_pass(counted: Counted, columns: LogColumns, min_rating: float | No
 
     user_set, item_set = pa.array(counted.users, pa.string()), pa.array(counted.items, pa.string())
     paths = [folder / f"bucket-{b:05d}.bin" for b in range(len(bounds) - 1)]
-    files = [open(path, "wb") for path in paths]
-    try:
-        position = 0
-        for url, rows in zip(counted.urls, counted.rows):
-            try:
-                for batch in shard_batches(url, columns):
-                    fields = batch_fields(batch, columns, min_rating)
-                    keep = np.flatnonzero(fields.keep)
-                    out = np.empty(len(keep), dtype=ROW)
-                    out["user"] = pc.index_in(fields.users.take(keep), value_set=user_set).to_numpy()
-                    out["item"] = item_ids[pc.index_in(fields.items.take(keep), value_set=item_set).to_numpy()]
-                    out["time"] = fields.stamps[keep]
-                    out["row"] = position + keep
-                    position += batch.num_rows
-                    bucket = np.searchsorted(bounds, out["user"], side="right") - 1
-                    order = np.argsort(bucket, kind="stable")
-                    split = np.searchsorted(bucket[order], np.arange(len(paths) + 1))
-                    for b in np.flatnonzero(np.diff(split)):
-                        out[order[split[b]:split[b + 1]]].tofile(files[b])
-            except Exception as exc:  # noqa: BLE001
-                raise SelfSupError(f"{url}: the shard changed or broke while it was read ({exc}); run again") from None
-    finally:
-        for fh in files:
-            fh.close()
+    for path in paths:
+        path.touch()
+    position = 0
+    for url in counted.urls:
+        try:
+            for batch in shard_batches(url, columns):
+                fields = batch_fields(batch, columns, min_rating)
+                keep = np.flatnonzero(fields.keep)
+                out = np.empty(len(keep), dtype=ROW)
+                out["user"] = pc.index_in(fields.users.take(keep), value_set=user_set).to_numpy()
+                out["item"] = item_ids[pc.index_in(fields.items.take(keep), value_set=item_set).to_numpy()]
+                out["time"] = fields.stamps[keep]
+                out["row"] = position + keep
+                position += batch.num_rows
+                bucket = np.searchsorted(bounds, out["user"], side="right") - 1
+                order = np.argsort(bucket, kind="stable")
+                split = np.searchsorted(bucket[order], np.arange(len(paths) + 1))
+                for b in np.flatnonzero(np.diff(split)):  # opened per batch: any number of buckets, few open files
+                    with open(paths[b], "ab") as fh:
+                        out[order[split[b]:split[b + 1]]].tofile(fh)
+        except Exception as exc:  # noqa: BLE001
+            raise SelfSupError(f"{url}: the shard changed or broke while it was read ({exc}); run again") from None
     return paths
 
 
@@ -355,8 +353,8 @@ class GroupedLog:
     def as_log(self) -> InteractionLog:
         """The :class:`~.readers.InteractionLog` of these histories: int32 views of the memory-mapped items (mapped
         copy-on-write, so torch takes them as they are), nothing copied."""
-        bounds = self.offsets.tolist()
-        histories = [self.items[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        bounds, items = self.offsets.tolist(), np.asarray(self.items)  # plain views: lighter than np.memmap ones
+        histories = [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
         return InteractionLog(list(self.users), histories, self.item_map, self.malformed)
 
 
@@ -464,10 +462,16 @@ class GroupedWindows(Dataset):
     def __getstate__(self) -> dict[str, Any]:  # loader workers map the files themselves
         return {**self.__dict__, "_arrays": None}
 
-    def __getitem__(self, index: int) -> np.ndarray:
+    def _maps(self) -> tuple[np.ndarray, np.ndarray]:
         if self._arrays is None:  # plain views of the maps: slicing a np.memmap costs more than reading it
             self._arrays = (np.asarray(np.load(self.folder / "windows.npy", mmap_mode="r")),
                             np.asarray(np.load(self.folder / "items.npy", mmap_mode="r")))
-        windows, items = self._arrays
-        start, stop = windows[index]
-        return np.asarray(items[start:stop], dtype=np.int64)
+        return self._arrays
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[np.ndarray]:
+        """A batch's windows at once (the DataLoader's batched fetch)."""
+        windows, items = self._maps()
+        return [items[start:stop].astype(np.int64) for start, stop in windows[indices].tolist()]
