@@ -3,11 +3,12 @@ disk and memory-mapped (``modalities/sequence/grouped.py``), against the in-memo
 
 For each size a log is generated (users with 5..75 interactions, a Zipf-like item catalogue, string ids, int64
 timestamps), its rows shuffled (every user spread over all shards) and written as 8 parquet shards plus one parquet
-file. Each case runs in a fresh process: ``load_sequence_data`` (what ``selfsup pretrain`` does before the first
+file, in row groups of 65,536 rows. Each case runs in a fresh process: ``load_sequence_data`` (what ``selfsup pretrain`` does before the first
 step: read, item map, leave-one-out, windows) and one epoch of the training loader (batches of 256 collated, no
 model), then prints its wall times and its peak RSS (Linux ``VmHWM``, reset after the imports and a warm-up of
 pyarrow's compute functions on a 2-row table, :func:`warm_up`; the RSS then is given apart, and the data's share is
-the difference).
+the difference; of that share, the peak of private memory, ``RssAnon``, sampled every 5 ms: the rest is page cache of
+memory-mapped files, which the kernel reclaims under pressure).
 
 - ``memory``: the single parquet file with ``--cache memory`` (the in-memory reader, today's path);
 - ``disk``: the shard folder (grouped into ``RUN/histories`` in buckets of ``data.group_rows`` interactions).
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROW_GROUP = 65536  # rows per parquet row group (pyarrow reads a row group at a time: its size bounds the reading)
 
 
 def generate(folder: Path, interactions: int, seed: int = 0, shards: int = 8) -> None:
@@ -46,11 +48,12 @@ def generate(folder: Path, interactions: int, seed: int = 0, shards: int = 8) ->
     table = pa.table({"user": pa.array([f"user{u:07d}" for u in users[order]]),
                       "item": pa.array([f"item{i:06d}" for i in items[order]]),
                       "timestamp": pa.array(stamps[order])})
-    pq.write_table(table, folder / "log.parquet")
+    pq.write_table(table, folder / "log.parquet", row_group_size=ROW_GROUP)
     (folder / "shards").mkdir(exist_ok=True)
     bounds = np.linspace(0, len(table), shards + 1).astype(int)
     for k in range(shards):
-        pq.write_table(table.slice(bounds[k], bounds[k + 1] - bounds[k]), folder / "shards" / f"part-{k}.parquet")
+        pq.write_table(table.slice(bounds[k], bounds[k + 1] - bounds[k]), folder / "shards" / f"part-{k}.parquet",
+                       row_group_size=ROW_GROUP)
 
 
 def _status(field: str) -> float:
@@ -64,6 +67,28 @@ def _status(field: str) -> float:
 def reset_peak() -> None:
     """Start ``VmHWM`` again from the current RSS (Linux: ``echo 5 > /proc/self/clear_refs``)."""
     Path("/proc/self/clear_refs").write_text("5")
+
+
+class AnonPeak:
+    """The peak of ``RssAnon`` (private memory: not the page cache of memory-mapped files, which the kernel can
+    drop), sampled every 5 ms by a thread while the ``with`` block runs."""
+
+    def __enter__(self) -> "AnonPeak":
+        import threading
+
+        self.peak, self.done = _status("RssAnon"), threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.005):
+            self.peak = max(self.peak, _status("RssAnon"))
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+        self.peak = max(self.peak, _status("RssAnon"))
 
 
 def warm_up() -> None:
@@ -90,23 +115,24 @@ def measure(case: str, folder: Path, group_rows: int) -> dict:
 
     warm_up()
     reset_peak()
-    base = _status("VmRSS")
+    base, anon_base = _status("VmRSS"), _status("RssAnon")
     path, cache = (folder / "log.parquet", "memory") if case == "memory" else (folder / "shards", "auto")
     run = folder / f"run-{case}-{group_rows}"
     shutil.rmtree(run, ignore_errors=True)  # a run folder left by an earlier measurement would be reused
-    start = time.perf_counter()
-    train = load_sequence_data(DataConfig(path=str(path), modality="sequence", cache=cache, max_length=50,
-                                          group_rows=group_rows), run)
-    prepared = time.perf_counter() - start
-    rss_prepared = _status("VmHWM")
-    loader = train.make_loader(lambda b, g: b, 256, TrainerConfig(), 1)
-    start, batches = time.perf_counter(), 0
-    for _ in loader:
-        batches += 1
-    epoch = time.perf_counter() - start
+    with AnonPeak() as anon:
+        start = time.perf_counter()
+        train = load_sequence_data(DataConfig(path=str(path), modality="sequence", cache=cache, max_length=50,
+                                              group_rows=group_rows), run)
+        prepared = time.perf_counter() - start
+        rss_prepared = _status("VmHWM")
+        loader = train.make_loader(lambda b, g: b, 256, TrainerConfig(), 1)
+        start, batches = time.perf_counter(), 0
+        for _ in loader:
+            batches += 1
+        epoch = time.perf_counter() - start
     return {"case": case, "windows": train.num_samples, "prepare_s": prepared, "epoch_s": epoch, "batches": batches,
             "rss_after_imports_mib": base, "peak_rss_prepare_mib": rss_prepared,
-            "peak_rss_mib": _status("VmHWM")}
+            "peak_rss_mib": _status("VmHWM"), "anon_share_mib": anon.peak - anon_base}
 
 
 def main() -> None:
@@ -145,11 +171,12 @@ def main() -> None:
     lines = [f"## Interaction logs larger than memory: parquet shards grouped on disk (issue 20) — {dt.date.today()}",
              "", f"Machine: {machine()}; shared with other jobs. Command: {provenance()}.", "",
              "| interactions | path | group_rows | windows | prepare s | epoch s (collate only) | RSS after imports MiB "
-             "| peak RSS MiB | data's share MiB |", "|---|---|---|---|---|---|---|---|---|"]
+             "| peak RSS MiB | data's share MiB | of it private (anonymous) MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['interactions']:,} | {r['case']} | {r['group_rows']} | {r['windows']:,} | {r['prepare_s']:.1f} | "
                      f"{r['epoch_s']:.1f} | {r['rss_after_imports_mib']:.0f} | {r['peak_rss_mib']:.0f} | "
-                     f"{r['peak_rss_mib'] - r['rss_after_imports_mib']:.0f} |")
+                     f"{r['peak_rss_mib'] - r['rss_after_imports_mib']:.0f} | {r['anon_share_mib']:.0f} |")
     with open(args.results, "a") as fh:
         fh.write("\n" + "\n".join(lines) + "\n")
     (work / "results.json").write_text(json.dumps(rows, indent=1))

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from ...errors import SelfSupError
@@ -444,7 +443,8 @@ def read_grouped(data, shards: ShardSet) -> InteractionLog:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="selfsup-log-") as tmp:
-        return group_log(data, shards, Path(tmp) / "histories", lambda items: {n: i for i, n in enumerate(items, 1)}).as_log()
+        own = group_log(data, shards, Path(tmp) / "histories", lambda items: {n: i for i, n in enumerate(items, 1)})
+        return own.as_log()
 
 
 class GroupedWindows(Dataset):

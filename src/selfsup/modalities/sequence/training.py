@@ -1,7 +1,8 @@
 """The behaviour-sequence training data path: interaction log → per-user item histories → batches.
 
-The log is read once (in memory, or grouped on disk for shards: :mod:`.grouped`), its item map saved to ``RUN/item_map.json`` (the item
-embedding rows are tied to its ids; a resumed run reuses it), and each user's LAST TWO items are held out
+The log is read once (in memory, or grouped on disk for parquet shards: :mod:`.grouped`), its item map saved
+to ``RUN/item_map.json`` (the item embedding rows are tied to its ids; a resumed run reuses it), and each
+user's LAST TWO items are held out
 (leave-one-out: validation and test targets of ``evaluate --protocol ranking``), so pretraining never sees
 them. A training history longer than ``data.max_length`` is cut into windows of that length (consecutive
 windows share one item, so every transition is trained on and nothing is thrown away). Batches are dicts
