@@ -106,7 +106,13 @@ def test_only_shards_and_cache_stream_take_the_disk_path(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows), whole)
     assert stream_shards(settings(whole)) is None  # a small log: in memory
     assert stream_shards(settings(whole, cache="stream")).urls == [str(whole)]
-    assert stream_shards(settings(write_shards(tmp_path / "sh", rows))) is not None
+    folder = write_shards(tmp_path / "sh", rows)
+    assert stream_shards(settings(folder)) is not None
+    from selfsup.shards.sources import shard_set, write_list
+    from selfsup.shards.table import count_rows
+
+    listed = write_list(tmp_path / "some.shards.json", shard_set(str(folder), (".parquet",), count_rows, False), [0, 2])
+    assert read_log(settings(listed)).users == read_interactions(f"{folder}/part-[02].parquet").users
     streamed, memory = read_log(settings(whole, cache="stream")), read_log(settings(whole))
     assert streamed.users == memory.users
     assert [h.tolist() for h in streamed.histories] == [h.tolist() for h in memory.histories]

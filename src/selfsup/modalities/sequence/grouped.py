@@ -60,10 +60,11 @@ def stream_shards(data) -> ShardSet | None:
     glob or fsspec URL of parquet files; unreadable shards skipped with a warning, ``--strict`` stops), or one
     .parquet log with ``--cache stream`` (or ``auto`` when it would take more than a quarter of the free memory).
     A .csv/.tsv log is read in memory (``selfsup shard LOG --modality sequence`` turns it into parquet shards)."""
+    from ...shards.sources import LIST_SUFFIX
     from ...shards.table import count_rows
 
     path = Path(str(data.path)).expanduser()
-    if not path.is_file():
+    if not path.is_file() or str(data.path).endswith(LIST_SUFFIX):  # shards, or a list of them
         return shard_set(str(data.path), SUFFIXES, count_rows, data.strict)
     mode = data.cache
     if path.suffix.lower() != ".parquet":

@@ -532,6 +532,7 @@ def hold_out_users(data, limit: int, seed: int, folder: Path, unit: str):
     embedding the held-out log leaves them out of the histories (:func:`~.evaluation.embed_log`)."""
     from ..base import HeldOut, held_out_rows
 
+    from ...shards.sources import LIST_SUFFIX
     from .grouped import stream_shards
 
     users = read_log(data).users
@@ -540,7 +541,7 @@ def hold_out_users(data, limit: int, seed: int, folder: Path, unit: str):
     suffix = path.suffix.lower()
     folder.mkdir(parents=True, exist_ok=True)
     training, held_out = folder / f"train{suffix}", folder / f"heldout{suffix}"
-    shards = None if path.is_file() else stream_shards(data)
+    shards = None if path.is_file() and not str(path).endswith(LIST_SUFFIX) else stream_shards(data)
     if shards is not None:  # parquet shards: a folder of shards each
         training, held_out = folder / "train", folder / "heldout"
         _split_parquet(shards.urls, log_columns(data).user, held, training, held_out)
