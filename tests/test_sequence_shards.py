@@ -211,3 +211,18 @@ def test_an_earlier_runs_item_map_grows_alike_on_both_paths(tmp_path):
     assert loaded["disk"] == loaded["memory"]
     assert {k: loaded["disk"][0][k] for k in ("i3", "old", "i0")} == {"i3": 1, "old": 2, "i0": 3}
     assert (tmp_path / "disk/histories/windows.npy").is_file() and not (tmp_path / "memory/histories").exists()
+
+
+def test_other_ddp_processes_wait_for_the_first_ones_grouping(tmp_path, monkeypatch):
+    from selfsup.modalities.sequence import grouped as grouping
+
+    shards = write_shards(tmp_path / "sh", log_rows())
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(grouping, "WAIT_S", 0.5)
+    with pytest.raises(SelfSupError, match="the first process did not finish grouping"):
+        grouped(shards, tmp_path / "g")
+    assert not (tmp_path / "g").exists()  # it never groups itself
+    monkeypatch.delenv("LOCAL_RANK")
+    first = grouped(shards, tmp_path / "g")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert np.array_equal(grouped(shards, tmp_path / "g").items, first.items)  # the first's folder, read as it is
