@@ -17,7 +17,7 @@ shard --modality text``), default method and encoder (MLM, bert_tiny), tokens/s 
 Memory limit: no hard limit is set (RLIMIT_AS counts torch's reserved address space, not memory); the bound is
 measured: the shard runs' peak PSS against the decoded size of the data (what the memory path would hold).
 
-    OMP_NUM_THREADS=1 nice -n -5 python benchmarks/streaming.py --work /tmp/streaming   # ~25 min on 2 shared cores
+    OMP_NUM_THREADS=1 nice -n -5 python benchmarks/streaming.py --work /tmp/streaming   # ~16 min on 2 shared cores
 """
 
 from __future__ import annotations
