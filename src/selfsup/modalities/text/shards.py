@@ -76,7 +76,7 @@ def load_text_shards(data: DataConfig, shards: ShardSet, run_dir: Path) -> Train
     from ...shards.dataset import ShardedSamples
     from ...shards.loader import shard_loader
     from ...shards.table import table_rows
-    from .tokenizer import token_spec
+    from .tokenizer import sentence_end_ids, token_spec
     from .training import _workers, prepare_tokenizer
 
     first = next(table_rows(shards.urls[0]), {})
@@ -89,7 +89,8 @@ def load_text_shards(data: DataConfig, shards: ShardSet, run_dir: Path) -> Train
 
     def make_loader(pretext: Pretext, batch_size: int, trainer: TrainerConfig, world_size: int) -> DataLoader:
         texts = ShardedSamples(shards, table_rows, tokens, (EmptyText,), batch_size, world_size)
-        return shard_loader(texts, TokenCollator(spec.pad_token_id), _workers(trainer), unit="text",
+        collate = TokenCollator(spec.pad_token_id, sentence_end_ids(tokenizer))
+        return shard_loader(texts, collate, _workers(trainer), unit="text",
                             strict=data.strict, strict_error=lambda path, reason: SelfSupError(
                                 f"{path}: {reason}; fix the shard, or drop --strict to skip it"))
 
