@@ -28,7 +28,7 @@ class Seq2SeqBudget:
 
     steps: int = 300
     batch_size: int = 32
-    lr: float = 5e-4
+    lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: float = 0.1
 

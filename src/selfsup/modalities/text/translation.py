@@ -77,8 +77,11 @@ def translate_texts(model: Any, tokenizer: Any, texts: list[str], max_length: in
 
 
 def _save(model: Any, tokenizer: Any, folder: Path, record: dict[str, Any]) -> None:
+    from ...encoders.hf_checkpoint import quiet_transformers
+
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(folder))
+    with quiet_transformers():
+        model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     (folder / SAVED_FILE).write_text(json.dumps(record, indent=2))
 
