@@ -41,7 +41,7 @@ class BART(Method):
     modalities = frozenset({Modality.TEXT})
     paper = "Lewis et al. 2020, BART: Denoising Sequence-to-Sequence Pre-training for Natural Language Generation, Translation, and Comprehension (ACL)"
     default_encoder = "bart_tiny"
-    optim_defaults = {"lr": 5e-4, "weight_decay": 0.01}
+    optim_defaults = {"lr": 1e-3, "weight_decay": 0.01}
     Hparams = BARTHparams
 
     def __init__(self, encoder, input_size: int, **hparams) -> None:
