@@ -146,3 +146,33 @@ def test_bart_refuses_an_encoder_only_model():
     config = {"name": "bert_tiny", **token_spec(tokenizer).to_dict(), "max_length": 32}
     with pytest.raises(SelfSupError, match="bart_tiny or bart_small"):
         get_method("bart", "text").cls(build_encoder(config), 32)
+
+
+def test_bart_run_exports_and_reloads(tmp_path):
+    """safetensors (tied embeddings written once per name), huggingface (AutoModelForSeq2SeqLM loads the whole
+    encoder-decoder) and onnx (the encoder half) give the run's embeddings back."""
+    import selfsup
+    from selfsup.artifacts import load
+    from selfsup.modalities.text.readers import encode_texts
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(texts(80, seed=3)) + "\n")
+    run = tmp_path / "run"
+    selfsup.pretrain(corpus, method="bart", out=run, modality="text", max_steps=2, batch_size=16, vocab_size=60,
+                     max_length=32, progress_bar=False)
+    loaded = load(run)
+    ids = encode_texts(texts(4, seed=9), loaded.tokenizer, 32)
+    inputs = {"input_ids": ids, "attention_mask": (ids != loaded.tokenizer.pad_token_id).long()}
+    with torch.no_grad():
+        expected = loaded.encoder.embed(inputs)
+        for fmt in ("safetensors", "huggingface"):
+            again = load(selfsup.export(run, tmp_path / fmt, format=fmt))
+            assert torch.allclose(again.encoder.embed(inputs), expected, atol=1e-5), fmt
+    import transformers
+
+    model = transformers.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "huggingface", local_files_only=True)
+    assert torch.equal(model.lm_head.weight, loaded.encoder.hf_model.lm_head.weight)
+    onnxruntime = pytest.importorskip("onnxruntime")
+    session = onnxruntime.InferenceSession(str(selfsup.export(run, tmp_path / "onnx", format="onnx") / "model.onnx"))
+    pooled = session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+    assert abs(pooled - expected.numpy()).max() < 1e-4

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from typing import TYPE_CHECKING
@@ -241,6 +242,21 @@ class Seq2SeqTextEncoder(TextEncoder):
         """The whole encoder-decoder (``AutoModelForSeq2SeqLM.from_pretrained`` loads it; ``AutoModel`` gives the
         ``BartModel`` whose ``encoder`` this is)."""
         self.hf_model.save_pretrained(folder)
+
+    def load_export(self, folder: str | Path) -> None:
+        """The weights of a ``--format huggingface`` export (transformers leaves out the copies of the tied word
+        embeddings; they are the same tensor here)."""
+        from safetensors.torch import load_file
+
+        path = Path(folder) / "model.safetensors"
+        missing, unexpected = self.hf_model.load_state_dict(load_file(str(path)), strict=False)
+        tied = set(getattr(self.hf_model, "_tied_weights_keys", None) or ()) | {
+            "lm_head.weight", "model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight"}
+        if unexpected or set(missing) - tied:
+            raise SelfSupError(f"{path}: weights do not match this {self.config.get('name')} encoder (missing "
+                               f"{sorted(set(missing) - tied)[:3]}, unexpected {sorted(unexpected)[:3]}); re-export "
+                               "the run")
+        self.hf_model.tie_weights()
 
 
 def _bart(name: str, preset: dict[str, Any], vocab_size: int | None, max_length: int, pool: str,
