@@ -10,6 +10,7 @@ Sequence Generation Tasks", TACL). Nothing here knows what the tokens stand for.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,6 +54,16 @@ def finetune_seq2seq(model: nn.Module, sources: Tensor, targets: Tensor, pad_tok
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, budget.steps, warmup))
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
+    with warnings.catch_warnings():  # EncoderDecoderModel's notice that it builds decoder inputs from the labels
+        warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
+        _train(model, sources, targets, pad_token_id, budget, optimizer, scheduler, generator, device, losses,
+               progress)
+    return losses
+
+
+def _train(model: nn.Module, sources: Tensor, targets: Tensor, pad_token_id: int, budget: Seq2SeqBudget,
+           optimizer: torch.optim.Optimizer, scheduler, generator: torch.Generator, device: str, losses: list[float],
+           progress: Callable[[int, float], None] | None) -> None:
     for step, idx in enumerate(_batch_indices(len(sources), budget.batch_size, budget.steps, generator)):
         src = _trim(sources[idx], pad_token_id).to(device)
         tgt = _trim(targets[idx], pad_token_id).to(device)
@@ -66,7 +77,6 @@ def finetune_seq2seq(model: nn.Module, sources: Tensor, targets: Tensor, pad_tok
         losses.append(float(out.loss.detach()))
         if progress is not None and (step + 1) % max(1, budget.steps // 5) == 0:
             progress(step + 1, sum(losses[-20:]) / len(losses[-20:]))
-    return losses
 
 
 @torch.no_grad()
