@@ -170,3 +170,11 @@ def test_pairs_files_and_their_one_line_errors(tmp_path):
 def test_translation_is_refused_for_other_modalities():
     with pytest.raises(SelfSupError, match="--protocol translation: not available for image data"):
         check_request("image", ["translation"], ["scratch"], "a.tsv", "b.tsv")
+
+
+def test_label_fractions_of_pairs_are_nested():
+    from selfsup.evaluation.subsets import nested_subset
+
+    small, large = nested_subset(1000, 0.01, seed=3), nested_subset(1000, 0.1, seed=3)
+    assert len(small) == 10 and len(large) == 100 and set(small.tolist()) <= set(large.tolist())
+    assert torch.equal(nested_subset(1000, 0.1, seed=3), large) and len(nested_subset(5, 0.01, seed=0)) == 1
