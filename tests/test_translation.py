@@ -178,3 +178,25 @@ def test_label_fractions_of_pairs_are_nested():
     small, large = nested_subset(1000, 0.01, seed=3), nested_subset(1000, 0.1, seed=3)
     assert len(small) == 10 and len(large) == 100 and set(small.tolist()) <= set(large.tolist())
     assert torch.equal(nested_subset(1000, 0.1, seed=3), large) and len(nested_subset(5, 0.01, seed=0)) == 1
+
+
+def test_a_run_from_an_init_bert_translates_against_init_and_scratch(language, tmp_path):
+    """An ``--init`` BERT checkpoint run becomes a BERT2BERT model; ``init`` fine-tunes the checkpoint itself."""
+    import transformers
+
+    tokenizer = _tokenizer()
+    torch.manual_seed(0)
+    bert = transformers.BertForMaskedLM(transformers.BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id))
+    checkpoint = tmp_path / "bert"
+    bert.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    run = tmp_path / "run"
+    selfsup.pretrain(language["mono"], method="mlm", out=run, modality="text", max_steps=2, batch_size=16,
+                     max_length=24, init=checkpoint, progress_bar=False)
+    results = selfsup.evaluate(run, language["train"], language["test"], protocols=["translation"],
+                               label_fractions=[0.1], baseline="scratch,init", finetune_steps=3)
+    assert {(r.encoder, r.metric) for r in results} == {(e, m) for e in ("pretrained", "init", "scratch")
+                                                        for m in ("bleu", "chrf")}
+    assert all(r.n_labels == 30 and 0 <= r.value <= 100 for r in results)
