@@ -80,7 +80,7 @@ class VectorModality(Modality):
         identity = lambda rows, generator=None: rows  # noqa: E731
         return identity, identity
 
-    def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text"):
+    def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text", options=None):
         from selfsup.artifacts import write_embeddings
         from selfsup.evaluation.features import extract_features
 

@@ -26,7 +26,7 @@ WRONG_TYPES = ("abc", [1], True)
 # the numeric settings where 0 is a sensible value (written out by hand, not read from the declarations)
 ZERO_OK = {
     "trainer.seed", "trainer.num_workers", "optim.lr", "optim.weight_decay", "optim.warmup", "optim.momentum",
-    "data.min_rating", "flip_p", "grayscale_p", "tau_base", "center_momentum", "momentum_base", "momentum",
+    "data.min_rating", "data.shuffle_buffer", "flip_p", "grayscale_p", "tau_base", "center_momentum", "momentum_base", "momentum",
     "ema_start", "ema_end", "ema_anneal", "loss_beta", "teacher_temp_warmup", "freeze_last_layer",
     "freeze_prototypes", "last_item_prob", "reorder", "weight", "lambda_offdiag", "invariance_weight",
     "variance_weight", "covariance_weight", "diversity_weight", "target_layer", "permutation_seed",

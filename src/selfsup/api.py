@@ -234,27 +234,40 @@ def report(run: str | Path, *, device: str | None = None, quiet: bool = False) -
 
 
 def embed(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int = 256,
-          device: str | None = None, strict: bool = False, encoding: str = "utf-8", text_field: str = "text") -> Path:
+          device: str | None = None, strict: bool = False, encoding: str = "utf-8", text_field: str = "text",
+          part_rows: int | None = None, overwrite: bool = False, progress: bool | None = None) -> Path:
     """Embeddings of every image under ``data`` (every text of a text run: one per line / record; every recording
-    of an audio run, centre-cropped to the run's clip length) with the run's encoder, to ``.npy`` or ``.parquet``
-    (with the path or text of each row). For a sequence run ``data`` is an interaction log: ``out`` gets one
-    row per user (its pooled history) and ``NAME.items.EXT`` next to it one row per item."""
+    of an audio run, centre-cropped to the run's clip length; folders or shards) with the run's encoder, to ``.npy``
+    (small inputs) or ``.parquet`` (with the path or text of each row). For a sequence run ``data`` is an
+    interaction log: ``out`` gets one row per user (its pooled history) and ``NAME.items.EXT`` next to it one row
+    per item.
+
+    Inputs are streamed a batch at a time. Parquet is written in parts of ``part_rows`` inputs (default 100,000):
+    ``out`` is one file when one part holds everything, else a folder of parts that ``pandas.read_parquet(out)``
+    reads as one table (``out`` without a suffix: always a folder). An interrupted run continues where it stopped
+    when run again with the same arguments; ``overwrite`` replaces an output made from another run, data or
+    settings (refused otherwise). ``progress``: a progress bar on stderr (None: on a terminal only)."""
     return embed_files(run, data, out, batch_size=batch_size, device=device, strict=strict, encoding=encoding,
-                       text_field=text_field)["embeddings"]
+                       text_field=text_field, part_rows=part_rows, overwrite=overwrite, progress=progress)["embeddings"]
 
 
 def embed_files(run: str | Path, data: str | Path, out: str | Path, *, batch_size: int = 256,
                 device: str | None = None, strict: bool = False, encoding: str = "utf-8",
-                text_field: str = "text") -> dict[str, Path]:
+                text_field: str = "text", part_rows: int | None = None, overwrite: bool = False,
+                progress: bool | None = None, on_part: Callable[[int, Path], None] | None = None) -> dict[str, Path]:
     """:func:`embed`, returning every file written by label (``"embeddings"``; a sequence run adds
-    ``"item embeddings"``)."""
+    ``"item embeddings"``); ``on_part(index, path)`` is called after each parquet part is written."""
     from .artifacts import load as load_stored
+    from .embedding import EmbedOptions
+    from .embedding.source import DEFAULT_PART_ROWS
     from .modalities import get_modality
 
-    check_arguments("embed", batch_size=batch_size)
+    part_rows = DEFAULT_PART_ROWS if part_rows is None else part_rows
+    check_arguments("embed", batch_size=batch_size, part_rows=part_rows)
     loaded = load_stored(run)
+    options = EmbedOptions(part_rows=part_rows, overwrite=overwrite, progress=progress, on_part=on_part, run=str(run))
     return get_modality(loaded.modality).embed(loaded, data, out, batch_size, _device(device), strict=strict,
-                                               encoding=encoding, text_field=text_field)
+                                               encoding=encoding, text_field=text_field, options=options)
 
 
 def translate(model: str | Path, input: str | Path, out: str | Path | None = None, *, num_beams: int | None = None,

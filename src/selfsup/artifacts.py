@@ -209,18 +209,12 @@ def write_embeddings(embeddings: torch.Tensor, paths: list[Path] | list[str], ou
     text of each row, + embedding)."""
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
-    array = embeddings.float().numpy()
     if out.suffix == ".npy":
-        np.save(out, array)
+        np.save(out, embeddings.float().numpy())
     elif out.suffix == ".parquet":
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise SelfSupError("writing .parquet needs pyarrow: pip install 'selfsup[parquet]', or use an .npy file") from None
-        table = pa.table({key: [str(p) for p in paths],
-                          "embedding": pa.FixedSizeListArray.from_arrays(pa.array(array.reshape(-1)), array.shape[1])})
-        pq.write_table(table, out)
+        from .embedding.parts import require_pyarrow, embeddings_table
+
+        require_pyarrow()[1].write_table(embeddings_table(embeddings, list(paths), key), out)
     else:
         raise SelfSupError(f"{out}: unsupported embeddings file type; use .npy or .parquet")
     return out

@@ -136,11 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("embed", help="embed every input under DATA with a run's encoder")
     b.add_argument("run", metavar="RUN_DIR")
-    b.add_argument("data", metavar="DATA", help="what the run was trained on: images, texts, recordings, or an "
-                                                "interaction log (one embedding per user)")
-    b.add_argument("--out", required=True, metavar="FILE", help=".npy (rows in sorted path order) or .parquet (path + embedding); "
-                                                               "sequences: users here, items in FILE's NAME.items.EXT")
+    b.add_argument("data", metavar="DATA", help="what the run was trained on: images, texts, recordings (folders, "
+                                                "files or shards), or an interaction log (one embedding per user)")
+    b.add_argument("--out", required=True, metavar="FILE", help=".npy (rows in sorted path order; small inputs) or "
+                   ".parquet (path + embedding; large inputs: written in parts, a folder of them when there are "
+                   "several, and a re-run continues where it stopped) or a folder of parquet parts; sequences: users "
+                   "here, items in FILE's NAME.items.EXT")
     b.add_argument("--batch-size", type=int, default=256)
+    b.add_argument("--part-rows", type=int, default=None, metavar="N", help="inputs per parquet part (default 100000)")
+    b.add_argument("--overwrite", action="store_true", help="replace an --out made from another run, data or settings")
+    b.add_argument("--strict", action="store_true", help="stop at the first unreadable input instead of skipping it")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.add_argument("--encoding", default="utf-8", help="text files' encoding (default utf-8)")
 
     i = sub.add_parser("inspect", help="data quality: unreadable files, duplicates, near-duplicates, train/test "
@@ -261,7 +267,9 @@ def _run(args: argparse.Namespace) -> None:
                                progress=print, label_minutes=args.label_minutes, save_finetuned=args.save_finetuned)
         print(format_table(results))
     elif args.command == "embed":
-        written = api.embed_files(args.run, args.data, args.out, batch_size=args.batch_size, encoding=args.encoding)
+        written = api.embed_files(args.run, args.data, args.out, batch_size=args.batch_size, encoding=args.encoding,
+                                  part_rows=args.part_rows, overwrite=args.overwrite, strict=args.strict,
+                                  progress=not args.no_progress)
         for label, path in written.items():
             print(f"{label}: {path}")
     elif args.command == "report":

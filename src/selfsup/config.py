@@ -74,6 +74,8 @@ _COMMON_DATA = [
     ("strict", bool, setting(False, flag="--strict")),
     # memory: decode/tokenize once and keep in RAM; stream: read per sample; auto: by size
     ("cache", str, setting("auto", choices=CACHE_MODES, flag="--cache")),
+    ("shuffle_buffer", int, setting(1000, low=0, high=10_000_000, help="sharded DATA: samples shuffled at a time "
+                                    "within the epoch's shard order (0 or 1: each shard's own order)")),
 ]
 
 
@@ -286,6 +288,7 @@ COMMAND_SETTINGS: dict[str, Setting] = {
     "evaluate.seed": Setting(int, 0, 2**32 - 1, flag="--seed"),
     "evaluate.finetune_steps": Setting(int, 1, 10**7, optional=True, flag="--finetune-steps"),
     "embed.batch_size": Setting(int, 1, 2**20, flag="--batch-size"),
+    "embed.part_rows": Setting(int, 1, 2**31, flag="--part-rows", help="inputs per parquet part"),
     "inspect.threshold": Setting(float, -1, 1, optional=True, flag="--threshold", help="a cosine similarity"),
     "inspect.batch_size": Setting(int, 1, 2**20, flag="--batch-size"),
     "inspect.outlier_k": Setting(int, 1, 1000, flag="--outlier-k"),

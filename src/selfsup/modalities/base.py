@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..artifacts import LoadedEncoder, StoredEncoder
     from ..config import DataConfig, RunConfig
+    from ..embedding import EmbedOptions, EmbedSource
     from ..evaluation.label_efficiency import EvalResult
     from ..evaluation.tasks import TaskRequest
     from ..inspection.items import InspectedItems
@@ -354,11 +355,27 @@ class Modality:
         ``request.train`` and score ``request.test`` (:mod:`selfsup.evaluation.tasks`)."""
         raise self._lacks(f"the {request.protocol} protocol")
 
+    def embed_source(self, loaded: LoadedEncoder, data: str | Path, strict: bool = False, encoding: str = "utf-8",
+                     text_field: str = "text") -> EmbedSource:
+        """The inputs under ``data`` as ``selfsup embed`` streams them (:class:`~selfsup.embedding.EmbedSource`:
+        raw items in order, how one decodes and a batch is collated and fed to the encoder)."""
+        raise self._lacks("embed")
+
     def embed(self, loaded: LoadedEncoder, data: str | Path, out: str | Path, batch_size: int, device: str,
-              strict: bool = False, encoding: str = "utf-8", text_field: str = "text") -> dict[str, Path]:
+              strict: bool = False, encoding: str = "utf-8", text_field: str = "text",
+              options: EmbedOptions | None = None) -> dict[str, Path]:
         """Embed every input under ``data`` into ``out``; returns ``{label: path}`` of the files written, the
-        main one under ``"embeddings"``."""
-        raise NotImplementedError
+        main one under ``"embeddings"``. By default :meth:`embed_source` streamed in parts
+        (:mod:`selfsup.embedding`: bounded memory, a progress bar, resumable parquet parts)."""
+        from ..embedding import EmbedOptions
+        from ..embedding.stream import embed_stream, manifest_of
+
+        options = options or EmbedOptions()
+        source = self.embed_source(loaded, data, strict=strict, encoding=encoding, text_field=text_field)
+        manifest = manifest_of(loaded, data, source, options, {"strict": strict, "encoding": encoding,
+                                                               "text_field": text_field})
+        return {"embeddings": embed_stream(loaded, source, out, batch_size, device, strict=strict, options=options,
+                                           manifest=manifest)}
 
     # ------------------------------------------------------------------ the run report
     def report_sample(self, loaded: LoadedEncoder, data: str | Path, limit: int, seed: int, settings: dict[str, Any],

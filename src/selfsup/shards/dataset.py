@@ -27,8 +27,8 @@ Skipped = list[tuple[str, str]]
 class ShardedSamples(IterableDataset):
     """The samples of ``shards`` for one process per epoch: ``read(url)`` yields a shard's raw samples in order,
     ``decode(raw)`` makes a training sample of one (raising one of ``errors`` when it cannot), ``transform`` (a
-    per-sample pretext) runs on each decoded sample. ``buffer`` samples are shuffled at a time (0: shard order
-    only). ``len()`` is the samples per process per epoch (the same in every process)."""
+    per-sample pretext) runs on each decoded sample. ``buffer`` samples are shuffled at a time (``data.shuffle_buffer``;
+    0 or 1: the epoch's shard order with each shard's samples in their own order). ``len()`` is the samples per process per epoch (the same in every process)."""
 
     def __init__(self, shards: ShardSet, read: Callable[[str], Iterator[Any]], decode: Callable[[Any], Any],
                  errors: tuple[type[BaseException], ...], batch_size: int, world_size: int, buffer: int = 1000,
@@ -65,6 +65,9 @@ class ShardedSamples(IterableDataset):
 
     def _shuffled(self, items: Iterator[tuple[str, Any]], rng: random.Random) -> Iterator[tuple[str, Any]]:
         """WebDataset's shuffle buffer: each item swapped out of a buffer of ``buffer`` at a random slot."""
+        if self.buffer <= 1:
+            yield from items
+            return
         pool: list[tuple[str, Any]] = []
         for item in items:
             if len(pool) < self.buffer:

@@ -28,6 +28,16 @@ def shard_items(shards: ShardSet, read: Callable[[str], Iterator[Any]], strict: 
             log.warning("skipping the rest of bad shard %s (%s)", url, exc)
 
 
+def streamed(data: str, suffixes: Sequence[str], count: Callable[[str], int], read: Callable[[str], Iterator[Any]],
+             strict: bool, pattern_only: Sequence[str] = ()) -> tuple[Iterator[tuple[str, Any]], int] | None:
+    """``(url, raw sample)`` of every shard of DATA in order, read as they are consumed (what ``embed`` streams),
+    and how many samples the shards hold; None when ``data`` is not shards."""
+    from .sources import shard_set
+
+    shards = shard_set(str(data), suffixes, count, strict, pattern_only)
+    return None if shards is None else (shard_items(shards, read, strict), shards.total)
+
+
 def reference(url: str, raw: dict[str, Any]) -> str:
     """How a sample is named: the path ``selfsup shard`` stored, else ``url:key``."""
     path = raw.get("path")

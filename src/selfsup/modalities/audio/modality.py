@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,15 +131,26 @@ class AudioModality(Modality):
 
         return audio_graph(loaded)
 
-    def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text"):
-        """One row per recording, centre-cropped to the run's clip length."""
-        from ...artifacts import write_embeddings
-        from ...evaluation.features import extract_features
-        from .readers import unlabeled_waves
+    def embed_source(self, loaded, data, strict=False, encoding="utf-8", text_field="text"):
+        """One row per recording (a folder's files in sorted order, or tar shards' samples in order),
+        centre-cropped to the run's clip length, NaN-padded per batch; ``path`` names it."""
+        from ...embedding import EmbedSource
+        from ...shards.labelled import reference, streamed
+        from ...shards.tar import SUFFIXES, count_tar, tar_samples
+        from .readers import AudioReadError, audio_of_sample, find_audio_files, read_audio
 
-        waves, paths = unlabeled_waves(data, loaded.encoder.sample_rate, loaded.input_size, strict=strict)
-        feats = extract_features(loaded.encoder, waves, WaveBatch(), batch_size=batch_size, device=device)
-        return {"embeddings": write_embeddings(feats, paths, out)}
+        rate, crop = loaded.encoder.sample_rate, loaded.input_size
+        shards = streamed(str(data), SUFFIXES, count_tar, tar_samples, strict)
+        if shards is not None:
+            items, count = shards
+            decode = lambda item: (reference(*item), audio_of_sample(item[1], rate, crop))  # noqa: E731
+        else:
+            items = find_audio_files(data)
+            count = len(items)
+            decode = lambda path: (str(path), read_audio(path, rate, crop))  # noqa: E731
+        pad = partial(torch.nn.utils.rnn.pad_sequence, batch_first=True, padding_value=float("nan"))
+        return EmbedSource("path", items, decode, pad, WaveBatch(), count, (AudioReadError,), lambda exc: exc,
+                           "recordings")
 
     # ------------------------------------------------------------------ the run report
     def report_sample(self, loaded, data, limit, seed, settings, device):

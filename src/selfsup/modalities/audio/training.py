@@ -141,7 +141,8 @@ def load_audio_shards(data: DataConfig, shards: ShardSet, crop: int, longest: in
 
     def make_loader(pretext: Pretext, batch_size: int, trainer: TrainerConfig, world_size: int) -> DataLoader:
         clips = ShardedSamples(shards, tar_samples, partial(audio_of_sample, sample_rate=data.sample_rate,
-                                                            max_samples=longest), (AudioReadError,), batch_size, world_size)
+                                                            max_samples=longest), (AudioReadError,), batch_size, world_size,
+                               buffer=data.shuffle_buffer)
         return shard_loader(clips, ClipCollator(crop, random_crop=True), trainer.num_workers, unit="audio",
                             strict=data.strict, strict_error=lambda path, reason: AudioReadError.of(path, reason))
 

@@ -131,15 +131,26 @@ class ImageModality(Modality):
 
         return image_graph(loaded)
 
-    def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text"):
-        from ...artifacts import write_embeddings
-        from ...evaluation.features import extract_features
-        from .readers import load_unlabeled
+    def embed_source(self, loaded, data, strict=False, encoding="utf-8", text_field="text"):
+        """One row per image (a folder's files in sorted order, or tar shards' samples in order), decoded at the
+        run's size a batch at a time; ``path`` names it."""
+        from ...embedding import EmbedSource
+        from ...shards.labelled import reference, streamed
+        from ...shards.tar import SUFFIXES, count_tar, tar_samples
+        from .readers import decode_threads, find_images, image_of_sample, read_image, unreadable_error
 
-        dataset = load_unlabeled(data, loaded.input_size, strict=strict)
-        feats = extract_features(loaded.encoder, dataset.images, eval_transform(loaded.input_size),
-                                 batch_size=batch_size, device=device)
-        return {"embeddings": write_embeddings(feats, dataset.paths, out)}
+        size = loaded.input_size
+        shards = streamed(str(data), SUFFIXES, count_tar, tar_samples, strict)
+        if shards is not None:
+            items, count = shards
+            decode = lambda item: (reference(*item), image_of_sample(item[1], size))  # noqa: E731
+            threads = 1
+        else:
+            items = find_images(data)
+            count, threads = len(items), decode_threads(items)
+            decode = lambda path: (str(path), read_image(path, size))  # noqa: E731
+        return EmbedSource("path", items, decode, torch.stack, eval_transform(size), count, (ValueError,),
+                           unreadable_error, "images", threads)
 
     # ------------------------------------------------------------------ the run report
     def report_sample(self, loaded, data, limit, seed, settings, device):

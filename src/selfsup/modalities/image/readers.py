@@ -135,8 +135,8 @@ def decode_in_order(paths: Sequence[Path], size: int) -> Iterator[torch.Tensor |
         except ValueError as exc:
             return exc
 
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if threads == 1 or not paths or _pixels(paths[0]) < LARGE_IMAGE_PIXELS:
+    threads = decode_threads(paths)
+    if threads == 1:
         yield from map(attempt, paths)
         return
     with ThreadPoolExecutor(threads, thread_name_prefix="selfsup-decode") as pool:
@@ -147,6 +147,13 @@ def decode_in_order(paths: Sequence[Path], size: int) -> Iterator[torch.Tensor |
                 yield ahead.popleft().result()
         while ahead:
             yield ahead.popleft().result()
+
+
+def decode_threads(paths: Sequence[Path]) -> int:
+    """Threads to decode ``paths`` with: one per CPU core when the first file is large (see
+    :func:`decode_in_order`), else 1."""
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 1 if threads == 1 or not paths or _pixels(paths[0]) < LARGE_IMAGE_PIXELS else threads
 
 
 def _pixels(path: Path) -> int:

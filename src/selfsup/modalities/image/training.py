@@ -147,7 +147,8 @@ def load_image_shards(data: DataConfig, shards: ShardSet) -> TrainData:
         check_fits(batch_size * VIEW_BYTES * cache_bytes(1, data.image_size), f"one batch of {batch_size} images at "
                    f"{data.image_size} px (uint8 + two float32 views each)", "lower --batch-size or --image-size")
         samples = ShardedSamples(shards, tar_samples, partial(image_of_sample, size=data.image_size), (ValueError,),
-                                 batch_size, world_size, transform=lambda image: pretext(image[None], None))
+                                 batch_size, world_size, buffer=data.shuffle_buffer,
+                                 transform=lambda image: pretext(image[None], None))
         return shard_loader(samples, stack_copy_major, trainer.num_workers, unit="image", strict=data.strict,
                             strict_error=lambda path, reason: unreadable_error(f"{path}: {reason}"), fork=True,
                             pin_memory=torch.cuda.is_available() and trainer.accelerator != "cpu")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -121,21 +122,18 @@ def evaluate_user_attributes(loaded, encoders: dict[str, Encoder], train: str | 
 
 def item_embeddings_path(out: str | Path) -> Path:
     """Where ``selfsup embed`` puts the item embeddings of a sequence run: next to the users' file,
-    ``NAME.items.EXT``."""
+    ``NAME.items.EXT`` (a folder of parts ``NAME``: ``NAME.items.parquet``)."""
     out = Path(out).expanduser()
-    return out.with_name(f"{out.stem}.items{out.suffix}")
+    return out.with_name(f"{out.stem}.items{out.suffix or '.parquet'}")
 
 
-def embed_log(loaded, data: str | Path, out: str | Path, batch_size: int, device: str,
-              strict: bool = False) -> dict[str, Path]:
-    """User embeddings (the pooled encoding of each user's most recent items in the log ``data``, which may hold
-    new users) to ``out``, and every item's embedding (its row of the item table) to :func:`item_embeddings_path`.
-    Items the encoder was not trained on have no embedding and are dropped from the histories (counted in a
-    warning)."""
-    from ...artifacts import write_embeddings
-    from .readers import remap_items
+def user_source(loaded, data: str | Path, strict: bool = False):
+    """The users of the log ``data`` (which may hold new users) for ``selfsup embed``: each one's most recent items,
+    pooled by the encoder. Items the encoder was not trained on have no embedding and are dropped from the histories
+    (counted in a warning); users left without items have no row."""
+    from ...embedding import EmbedSource
     from ...evaluation.downstream import TokenBatch
-    from ...evaluation.features import extract_features
+    from .readers import remap_items
 
     if loaded.item_map is None:
         raise SelfSupError("this sequence encoder has no item map (item_map.json); embed with its run folder")
@@ -150,11 +148,16 @@ def embed_log(loaded, data: str | Path, out: str | Path, batch_size: int, device
     if len(known) < len(histories):
         logger.warning("%s: %d user(s) with only unknown items have no embedding (rows follow the sorted ids of the "
                        "others; a .parquet file names them)", data, len(histories) - len(known))
-    ids = pad_histories([histories[i] for i in known], loaded.input_size)
-    users = extract_features(loaded.encoder, ids, TokenBatch(pad_token_id=0), batch_size=batch_size, device=device)
-    written = write_embeddings(users, [log.users[i] for i in known], out, key="user")
+    return EmbedSource("user", [(str(log.users[i]), histories[i]) for i in known], lambda item: item,
+                       partial(pad_histories, max_length=loaded.input_size), TokenBatch(pad_token_id=0), len(known),
+                       unit="users")
+
+
+def write_item_embeddings(loaded, out: str | Path) -> Path:
+    """Every item's embedding (its row of the item table) to :func:`item_embeddings_path`."""
+    from ...artifacts import write_embeddings
+
     by_id = sorted(loaded.item_map.items(), key=lambda pair: pair[1])
     with torch.no_grad():
         table = loaded.encoder.item_embeddings.weight[[i for _, i in by_id]].detach().float().cpu()
-    items = write_embeddings(table, [raw for raw, _ in by_id], item_embeddings_path(out), key="item")
-    return {"embeddings": written, "item embeddings": items}
+    return write_embeddings(table, [raw for raw, _ in by_id], item_embeddings_path(out), key="item")

@@ -84,11 +84,19 @@ class SequenceModality(Modality):
 
         return report_items(loaded, references)
 
-    def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text"):
-        """One row per user of the log ``data`` (its pooled history), and one per item next to it."""
-        from .evaluation import embed_log
+    def embed_source(self, loaded, data, strict=False, encoding="utf-8", text_field="text"):
+        """One row per user of the log ``data`` (its pooled history; ``user`` names it)."""
+        from .evaluation import user_source
 
-        return embed_log(loaded, data, out, batch_size, device, strict=strict)
+        return user_source(loaded, data, strict=strict)
+
+    def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text",
+              options=None):
+        """The users (:meth:`embed_source`), and one row per item next to them (``NAME.items.EXT``)."""
+        from .evaluation import write_item_embeddings
+
+        written = super().embed(loaded, data, out, batch_size, device, strict=strict, options=options)
+        return {**written, "item embeddings": write_item_embeddings(loaded, out)}
 
     # ------------------------------------------------------------------ data inspection
     def inspect_items(self, data, settings, loaded, device, batch_size):

@@ -529,7 +529,7 @@ def hold_out_users(data, limit: int, seed: int, folder: Path, unit: str):
     """:meth:`Modality.hold_out` for logs: a seeded sample of the log's users (those :func:`read_log` finds) with
     all their rows in ``folder/heldout.<ext>``, every other row in ``folder/train.<ext>``; both keep the log's
     format, header and columns. Items that only held-out users have are not in the training part's item map:
-    embedding the held-out log leaves them out of the histories (:func:`~.evaluation.embed_log`)."""
+    embedding the held-out log leaves them out of the histories (:func:`~.evaluation.user_source`)."""
     from ..base import HeldOut, held_out_rows
 
     from ...shards.sources import LIST_SUFFIX

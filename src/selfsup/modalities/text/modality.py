@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,21 +157,31 @@ class TextModality(Modality):
 
         return evaluate_translation(loaded, request)
 
-    def embed(self, loaded, data, out, batch_size, device, strict=False, encoding="utf-8", text_field="text"):
-        """One row per text (every line / record of the files under ``data``), with the text."""
-        from ...artifacts import write_embeddings
+    def embed_source(self, loaded, data, strict=False, encoding="utf-8", text_field="text"):
+        """One row per text (every line / record of the files under ``data``, or every row of parquet / JSONL
+        shards), tokenized a batch at a time; ``text`` holds it."""
+        from ...embedding import EmbedSource
+        from ...errors import SelfSupError
         from ...evaluation.downstream import TokenBatch
-        from ...evaluation.features import extract_features
-        from .readers import find_text_files, iter_texts
+        from ...shards.labelled import streamed
+        from ...shards.table import JSONL, SUFFIXES, count_rows, table_rows
+        from .readers import encode_texts, find_text_files, iter_texts
+        from .shards import EmptyText
 
-        from .shards import shard_rows
+        shards = streamed(str(data), SUFFIXES, count_rows, table_rows, strict, JSONL)
+        if shards is not None:
+            items, count = shards
+            items = (str(row.get(text_field) or "").strip() for _, row in items)
+        else:
+            items, count = iter_texts(find_text_files(data), encoding=encoding, text_field=text_field), None
 
-        rows = shard_rows(data, text_field)
-        texts = rows[0] if rows is not None else list(iter_texts(find_text_files(data), encoding=encoding,
-                                                                 text_field=text_field))
-        feats = extract_features(loaded.encoder, self._encode(loaded, texts),
-                                 TokenBatch(loaded.encoder.spec.pad_token_id), batch_size=batch_size, device=device)
-        return {"embeddings": write_embeddings(feats, texts, out, key="text")}
+        def decode(text: str) -> tuple[str, str]:
+            if not text:
+                raise EmptyText("a row without text")
+            return text, text
+        collate = partial(encode_texts, tokenizer=loaded.tokenizer, max_length=loaded.input_size)
+        return EmbedSource("text", items, decode, collate, TokenBatch(loaded.encoder.spec.pad_token_id), count,
+                           (EmptyText,), lambda exc: SelfSupError(f"{data}: {exc}"), "texts")
 
     # ------------------------------------------------------------------ the run report
     def report_sample(self, loaded, data, limit, seed, settings, device):
