@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "or ranking (sequence: leave-one-out HR@10 and NDCG@10 over all items on the run's own "
                         "log, with a popularity baseline); or asr (audio: CTC speech recognition, cer and wer; "
                         "--train/--test a LibriSpeech-style folder or a csv/tsv of path,transcript); or "
-                        "translation (text: an encoder-decoder on a tsv of source<TAB>target; bleu and chrf)")
+                        "translation (text: an encoder-decoder on a tsv of source<TAB>target or two aligned "
+                        "files SRC,TGT; bleu and chrf)")
     e.add_argument("--label-fractions", type=_floats, default=[0.01, 0.1, 1.0], help="comma list, e.g. 0.01,0.1,1.0")
     e.add_argument("--baseline", default="scratch",
                    help="comma list: scratch (same model, random init), init (a run made with --init: its starting "
