@@ -31,7 +31,7 @@ ZERO_OK = {
     "freeze_prototypes", "last_item_prob", "reorder", "weight", "lambda_offdiag", "invariance_weight",
     "variance_weight", "covariance_weight", "diversity_weight", "target_layer", "permutation_seed",
     "num_local_crops", "deletion_rate", "mlm.mask_prob", "mlm.random_prob", "dropout", "cosine_weight",
-    "distill.teacher_input_size",
+    "distill.teacher_input_size", "bart.mask_rate",
     *(f"{t}_token_id" for t in ("pad", "unk", "cls", "sep", "mask")),
 }
 NEGATIVE_OK = {"data.min_rating"}  # ratings may be negative

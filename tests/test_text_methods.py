@@ -245,7 +245,8 @@ def test_methods_refuse_the_wrong_kind_of_encoder(tokenizer):
 
 
 def test_text_methods_are_the_four_and_data2vec():
-    assert sorted(info.name for info in list_methods("text")) == ["clm", "data2vec", "distill", "mlm", "simcse", "tsdae"]
+    assert sorted(info.name for info in list_methods("text")) == ["bart", "clm", "data2vec", "distill", "mlm", "simcse",
+                                                                  "tsdae"]
     assert get_method("data2vec", "text").cls.encoder_for("text") == "bert_tiny"
     assert get_method("simcse", "text").cls.default_encoder == "bert_tiny"
     assert get_method("clm", "text").cls.default_encoder == "gpt_tiny"

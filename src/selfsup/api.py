@@ -270,6 +270,18 @@ def embed_files(run: str | Path, data: str | Path, out: str | Path, *, batch_siz
                                                encoding=encoding, text_field=text_field, options=options)
 
 
+def translate(model: str | Path, input: str | Path, out: str | Path | None = None, *, num_beams: int | None = None,
+              device: str | None = None, encoding: str = "utf-8") -> list[str]:
+    """Translate every line of ``input`` (empty lines stay empty) with a model saved by
+    ``evaluate(..., protocols=["translation"], save_finetuned=DIR)``; beam search (``num_beams``: the model's, 4,
+    when None). Writes ``out`` (one translation a line) when given; returns the translations."""
+    from .modalities.text.translation import translate_file
+
+    if num_beams is not None and num_beams < 1:
+        raise SelfSupError(f"--num-beams {num_beams}: use 1 (greedy) or more")
+    return translate_file(model, input, out, num_beams=num_beams, device=_device(device), encoding=encoding)
+
+
 def shard(data: str | Path, out: str | Path, *, shard_size: str | int = "512MB", modality: str | None = None,
           encoding: str = "utf-8", text_field: str = "text", progress: bool = True) -> dict[str, Any]:
     """Write the samples under ``data`` (a folder, file list, text file or log of ``modality``, default image) into

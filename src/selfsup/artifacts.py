@@ -172,7 +172,10 @@ def export_safetensors(loaded: LoadedEncoder, out: str | Path) -> Path:
     ``item_map.json`` of a sequence encoder)."""
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in loaded.encoder.state_dict().items()}
+    state, seen = {}, set()
+    for key, value in loaded.encoder.state_dict().items():  # tied weights (BART's embeddings) are written per name
+        state[key] = value.clone() if value.data_ptr() in seen else value.contiguous()
+        seen.add(value.data_ptr())
     save_file(state, str(out / (WEIGHTS_FILE + ".tmp")))
     (out / (WEIGHTS_FILE + ".tmp")).replace(out / WEIGHTS_FILE)
     loaded.save_extras(out)

@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "or ranking (sequence: leave-one-out HR@10 and NDCG@10 over all items on the run's own "
                         "log, with a popularity baseline); or asr (audio: CTC speech recognition, cer and wer; "
                         "--train/--test a LibriSpeech-style folder or a csv/tsv of path,transcript); or "
-                        "translation (text: an encoder-decoder on a tsv of source<TAB>target; bleu and chrf)")
+                        "translation (text: an encoder-decoder on a tsv of source<TAB>target or two aligned "
+                        "files SRC,TGT; bleu and chrf)")
     e.add_argument("--label-fractions", type=_floats, default=[0.01, 0.1, 1.0], help="comma list, e.g. 0.01,0.1,1.0")
     e.add_argument("--baseline", default="scratch",
                    help="comma list: scratch (same model, random init), init (a run made with --init: its starting "
@@ -196,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "encoder: model.onnx from raw inputs to the embedding; pip install 'selfsup[onnx]')")
     x.add_argument("--out", required=True, metavar="DIR")
 
+    t = sub.add_parser("translate", help="translate a text file line by line with a model fine-tuned by `evaluate "
+                                         "--protocol translation --save-finetuned DIR`")
+    t.add_argument("model", metavar="MODEL_DIR", help="the --save-finetuned folder (a Hugging Face seq2seq model)")
+    t.add_argument("--input", required=True, metavar="FILE", help="one sentence a line")
+    t.add_argument("--out", metavar="FILE", help="where to write one translation a line (default: print them)")
+    t.add_argument("--num-beams", type=int, help="beam width (default: the model's, 4)")
+
     d = sub.add_parser("demo", help="pretrain + label-efficiency evaluation on scikit-learn's handwritten digits (a few minutes on a CPU)")
     d.add_argument("--out", default="runs/demo", metavar="DIR")
     d.add_argument("--method", default="simclr")
@@ -282,6 +290,9 @@ def _run(args: argparse.Namespace) -> None:
         print(f"wrote {done['samples']} samples into {done['shards']} shard(s){labels}: {done['folder']}")
     elif args.command == "export":
         print(f"exported: {api.export(args.run, args.out, format=args.format)}")
+    elif args.command == "translate":
+        lines = api.translate(args.model, args.input, out=args.out, num_beams=args.num_beams)
+        print(f"translated {len(lines)} lines: {args.out}" if args.out else "\n".join(lines))
     elif args.command == "demo":
         from .demo import run_demo
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from typing import TYPE_CHECKING
@@ -220,6 +221,70 @@ def _gpt(name: str, preset: dict[str, Any], vocab_size: int | None, max_length: 
                        config=_record(name, spec, max_length, pool, overrides))
 
 
+class Seq2SeqTextEncoder(TextEncoder):
+    """A transformers encoder-decoder (BART, Lewis et al. 2020) whose *encoder half* is the selfsup encoder: ``forward``
+    gives the encoder's last hidden states, ``embed`` their mean over real tokens. ``hf_model`` is the whole
+    ``BartForConditionalGeneration`` (decoder and LM head included), so a run, an export and ``--init RUN`` keep the
+    decoder that the ``bart`` method trained and translation fine-tunes."""
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Last hidden states of the encoder half [B, T, D]."""
+        return self.hf_model.get_encoder()(input_ids=inputs["input_ids"],
+                                           attention_mask=inputs.get("attention_mask")).last_hidden_state
+
+    def layer_outputs(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The encoder half's hidden states [B, T, D] after each layer, first to last."""
+        out = self.hf_model.get_encoder()(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                                          output_hidden_states=True)
+        return list(out.hidden_states[1:])
+
+    def save_pretrained(self, folder: str) -> None:
+        """The whole encoder-decoder (``AutoModelForSeq2SeqLM.from_pretrained`` loads it; ``AutoModel`` gives the
+        ``BartModel`` whose ``encoder`` this is)."""
+        self.hf_model.save_pretrained(folder)
+
+    def load_export(self, folder: str | Path) -> None:
+        """The weights of a ``--format huggingface`` export (transformers leaves out the copies of the tied word
+        embeddings; they are the same tensor here)."""
+        from safetensors.torch import load_file
+
+        path = Path(folder) / "model.safetensors"
+        missing, unexpected = self.hf_model.load_state_dict(load_file(str(path)), strict=False)
+        tied = set(getattr(self.hf_model, "_tied_weights_keys", None) or ()) | {
+            "lm_head.weight", "model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight"}
+        if unexpected or set(missing) - tied:
+            raise SelfSupError(f"{path}: weights do not match this {self.config.get('name')} encoder (missing "
+                               f"{sorted(set(missing) - tied)[:3]}, unexpected {sorted(unexpected)[:3]}); re-export "
+                               "the run")
+        self.hf_model.tie_weights()
+
+
+def _bart(name: str, preset: dict[str, Any], vocab_size: int | None, max_length: int, pool: str,
+          spec_ids: dict[str, int], overrides: dict[str, Any]) -> TextEncoder:
+    """``BartForConditionalGeneration`` from a ``BartConfig`` (never downloaded): ``num_layers`` layers on each side;
+    [CLS] starts every decoder sequence and [SEP] ends it (the run's tokenizer wraps texts in them)."""
+    arch = {**preset, **{k: v for k, v in overrides.items() if v is not None}}
+    spec = _check(name, vocab_size, max_length, pool, spec_ids, arch["hidden_size"], arch["num_heads"], causal=False)
+    import transformers
+
+    hf_config = transformers.BartConfig(
+        vocab_size=spec.vocab_size, d_model=arch["hidden_size"], encoder_layers=arch["num_layers"],
+        decoder_layers=arch["num_layers"], encoder_attention_heads=arch["num_heads"],
+        decoder_attention_heads=arch["num_heads"], encoder_ffn_dim=arch["intermediate_size"],
+        decoder_ffn_dim=arch["intermediate_size"], dropout=arch["dropout"], attention_dropout=arch["dropout"],
+        activation_dropout=0.0, max_position_embeddings=int(max_length), pad_token_id=spec.pad_token_id,
+        bos_token_id=spec.cls_token_id, eos_token_id=spec.sep_token_id, decoder_start_token_id=spec.cls_token_id,
+        forced_eos_token_id=spec.sep_token_id, forced_bos_token_id=None, scale_embedding=True,
+    )
+    try:
+        model = transformers.BartForConditionalGeneration._from_config(hf_config, attn_implementation="sdpa")
+    except (ValueError, ImportError) as exc:
+        log.debug("no SDPA attention for BART (%s); using the default", exc)
+        model = transformers.BartForConditionalGeneration._from_config(hf_config)
+    return Seq2SeqTextEncoder(model, spec, causal=False, max_length=int(max_length), pool=pool,
+                              config=_record(name, spec, max_length, pool, overrides))
+
+
 def _make_builder(name: str, description: str, build: Any, preset: dict[str, Any]) -> Any:
     """A builder for one preset, taking the keyword arguments shared by every text encoder."""
 
@@ -254,3 +319,7 @@ gpt_tiny = _make_builder("gpt_tiny", "causal GPT-2 with 2 layers of width 128 (2
                          "prediction; mean-pooled", _gpt, _arch(128, 2, 2))
 gpt_mini = _make_builder("gpt_mini", "causal GPT-2 with 4 layers of width 256 (4 heads) for next-token "
                          "prediction; mean-pooled", _gpt, _arch(256, 4, 4))
+bart_tiny = _make_builder("bart_tiny", "BART encoder-decoder with 2+2 layers of width 128 (2 heads) for the bart "
+                          "method and translation; embeds with the encoder half, mean-pooled", _bart, _arch(128, 2, 2))
+bart_small = _make_builder("bart_small", "BART encoder-decoder with 2+2 layers of width 256 (4 heads) for the bart "
+                           "method and translation; embeds with the encoder half, mean-pooled", _bart, _arch(256, 2, 4))

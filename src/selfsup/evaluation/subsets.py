@@ -35,3 +35,14 @@ def class_balanced_subset(labels: Tensor, fraction: float, seed: int) -> Tensor:
         perm = torch.randperm(n_c, generator=generator)[:take]
         chosen.append(members[perm])
     return torch.sort(torch.cat(chosen)).values.to(torch.long)
+
+
+def nested_subset(n: int, fraction: float, seed: int) -> Tensor:
+    """Sorted indices of the first ``max(1, round(fraction * n))`` items of one permutation of ``range(n)`` seeded
+    with ``seed``: the subsets of growing fractions are nested (1 % of the pairs is inside 10 %), for tasks without
+    classes (translation pairs)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    take = min(n, max(1, math.floor(fraction * n + 0.5)))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    return torch.sort(perm[:take]).values.to(torch.long)

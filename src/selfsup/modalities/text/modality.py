@@ -148,6 +148,15 @@ class TextModality(Modality):
             results.append(EvalResult("similarity", 0.0, 0, "tfidf", "spearman", spearman(cosine, data.scores)))
         return results
 
+    def evaluate_task(self, loaded, request):
+        """``translation``: the run's encoder-decoder fine-tuned on label fractions of sentence pairs, BLEU and chrF
+        of its beam-search output (:mod:`.translation`)."""
+        if request.protocol != "translation":
+            return super().evaluate_task(loaded, request)
+        from .translation import evaluate_translation
+
+        return evaluate_translation(loaded, request)
+
     def embed_source(self, loaded, data, strict=False, encoding="utf-8", text_field="text"):
         """One row per text (every line / record of the files under ``data``, or every row of parquet / JSONL
         shards), tokenized a batch at a time; ``text`` holds it."""

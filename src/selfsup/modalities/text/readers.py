@@ -495,9 +495,12 @@ def _as_tensors(sample: tuple[list[int], list[bool]]) -> tuple[torch.Tensor, tor
 # --------------------------------------------------------------------------------------- batches
 
 
-def collate_tokens(samples: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_token_id: int) -> dict[str, torch.Tensor]:
+def collate_tokens(samples: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_token_id: int,
+                   sentence_end_ids: Sequence[int] = ()) -> dict[str, torch.Tensor]:
     """Right-pad ``(ids, word_starts)`` samples to the longest: ``input_ids`` [B, T] long (pad id),
-    ``attention_mask`` [B, T] long (1 = real token) and ``word_starts`` [B, T] bool (False on padding)."""
+    ``attention_mask`` [B, T] long (1 = real token) and ``word_starts`` [B, T] bool (False on padding); with
+    ``sentence_end_ids``, also ``sentence_ends`` [B, T] bool (True on sentence-final punctuation, for BART's
+    sentence permutation)."""
     longest = max((len(ids) for ids, _ in samples), default=0)
     input_ids = torch.full((len(samples), longest), pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(samples), longest), dtype=torch.long)
@@ -507,17 +510,22 @@ def collate_tokens(samples: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_tok
         input_ids[row, :n] = ids
         mask[row, :n] = 1
         starts[row, :n] = ws
-    return {"input_ids": input_ids, "attention_mask": mask, "word_starts": starts}
+    batch = {"input_ids": input_ids, "attention_mask": mask, "word_starts": starts}
+    if sentence_end_ids:
+        batch["sentence_ends"] = torch.isin(input_ids, torch.tensor(list(sentence_end_ids), dtype=torch.long))
+    return batch
 
 
 class TokenCollator:
-    """Picklable ``collate_fn`` for DataLoader workers: ``collate_tokens`` with a fixed pad id."""
+    """Picklable ``collate_fn`` for DataLoader workers: ``collate_tokens`` with a fixed pad id (and the ids of
+    sentence-final tokens, see :func:`~.tokenizer.sentence_end_ids`)."""
 
-    def __init__(self, pad_token_id: int):
+    def __init__(self, pad_token_id: int, sentence_end_ids: Sequence[int] = ()):
         self.pad_token_id = int(pad_token_id)
+        self.sentence_end_ids = tuple(int(i) for i in sentence_end_ids)
 
     def __call__(self, samples: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        return collate_tokens(samples, self.pad_token_id)
+        return collate_tokens(samples, self.pad_token_id, self.sentence_end_ids)
 
     def __repr__(self) -> str:
         return f"TokenCollator(pad_token_id={self.pad_token_id})"

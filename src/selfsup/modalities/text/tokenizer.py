@@ -145,6 +145,16 @@ def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
+SENTENCE_ENDS = (".", "!", "?")
+
+
+def sentence_end_ids(tokenizer: PreTrainedTokenizerFast) -> tuple[int, ...]:
+    """Ids of the tokenizer's tokens that end a sentence (``.``, ``!``, ``?`` where the vocabulary has them as
+    whole tokens), for BART's sentence permutation."""
+    vocab = tokenizer.get_vocab()
+    return tuple(sorted({vocab[token] for token in SENTENCE_ENDS if token in vocab}))
+
+
 def token_spec(tokenizer: PreTrainedTokenizerFast):
     """The ``selfsup.encoders.text.TokenSpec`` of a tokenizer (vocab size includes added tokens)."""
     from ...encoders.text import TokenSpec

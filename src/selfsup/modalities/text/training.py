@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader
 
 from ...config import DataConfig, TrainerConfig
 from .readers import TextStream, TokenCollator, TokenizedCorpus, find_text_files, iter_texts, text_bytes
-from .tokenizer import TOKENIZER_DIR, TOKENIZER_KINDS, load_tokenizer, save_tokenizer, token_spec, train_tokenizer
+from .tokenizer import (TOKENIZER_DIR, TOKENIZER_KINDS, load_tokenizer, save_tokenizer, sentence_end_ids, token_spec,
+                        train_tokenizer)
 from ...errors import SelfSupError
 from ...methods.base import Pretext
 from ...train.data import decide_cache
@@ -128,7 +129,7 @@ def load_text_data(data: DataConfig, run_dir: Path, progress: bool = True) -> Tr
     need = text_bytes(files) // CHARS_PER_TOKEN * BYTES_PER_TOKEN
     what = f"the texts of {len(files)} file(s)"
     mode = decide_cache(data.cache, need, what, "tokenized")
-    collate = TokenCollator(spec.pad_token_id)
+    collate = TokenCollator(spec.pad_token_id, sentence_end_ids(tokenizer))
     encoder_kwargs = {**spec.to_dict(), "max_length": data.max_length}
 
     if mode == "memory":
