@@ -130,7 +130,7 @@ class CTCRecipe:
     lr: float = 5e-4
     weight_decay: float = 0.01
     batch_size: int = 8
-    max_total: int = 16000 * 120
+    max_total: int = 16000 * 30
     clip_norm: float = 1.0
 
 
