@@ -195,3 +195,27 @@ def test_tables_of_path_and_transcript(tmp_path):
     empty.mkdir()
     with pytest.raises(SelfSupError, match="no transcribed utterances found"):
         read_transcribed(empty, RATE)
+
+
+def test_an_encoder_without_a_transformers_ctc_class_saves_a_selfsup_folder(tmp_path):
+    """The log-mel front end has no transformers equivalent: a linear CTC head on its frames, saved as
+    selfsup_ctc.json + model.safetensors, which transcribe reads back to the same transcripts."""
+    from selfsup.encoders import build_encoder
+    from selfsup.evaluation.ctc import CTCData, CTCRecipe, finetune_ctc, greedy_transcripts
+    from selfsup.modalities.audio.asr import SELFSUP_CTC, EncoderCTC, ctc_model, pad_waves, save_finetuned
+
+    written = write_librispeech(tmp_path / "data", {"41": 6}, seed=7)
+    data = read_transcribed(tmp_path / "data", RATE)
+    encoder = build_encoder({"name": "wav2vec2_tiny", "frontend": "mel", "n_mels": 16, "hidden_size": 32,
+                             "num_heads": 2, "num_layers": 1})
+    vocab = CharVocabulary.from_transcripts(data.texts)
+    model = ctc_model(encoder, vocab, seed=0)
+    assert isinstance(model, EncoderCTC)
+    items = CTCData(data.waves, [len(w) for w in data.waves], data.texts)
+    tuned, losses = finetune_ctc(model, items, vocab, pad_waves, CTCRecipe(steps=3, lr=1e-2), seed=0)
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
+    expected = greedy_transcripts(tuned, items, vocab, pad_waves, CTCRecipe())
+    save_finetuned(tuned, encoder, vocab, tmp_path / "model")
+    assert (tmp_path / "model" / SELFSUP_CTC).is_file()
+    rows = api.transcribe(tmp_path / "model", [f for f, _ in written])
+    assert [text for _, text in rows] == expected
