@@ -352,3 +352,47 @@ def test_pilots_train_on_the_training_part_and_are_scored_on_the_held_out_part(m
         assert {rows for *_, rows in scored} == {len(known)}
     else:
         assert {rows for *_, rows in scored} == {heldout["count"]}
+
+
+# ------------------------------------------------------------------------------------------------- sharded DATA
+
+
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_shards_are_split_into_two_lists_of_whole_shards(modality, tmp_path, write_images):
+    from selfsup.shards.sources import shard_set
+    from selfsup.shards.table import JSONL, SUFFIXES as TABLE, count_rows
+    from selfsup.shards.tar import SUFFIXES as TAR, count_tar
+
+    if modality == "image":
+        source, kind = write_images(tmp_path / "images", 30, 0), (TAR, count_tar, ())
+    else:
+        source, kind = write_corpus(tmp_path / "corpus.txt", 90, 0), (TABLE, count_rows, JSONL)
+    done = api.shard(source, tmp_path / "sh", shard_size="1KB" if modality == "text" else "10KB", modality=modality,
+                     progress=False)
+    assert done["shards"] >= 3
+    _, held = split(modality, tmp_path / "sh", tmp_path / "auto")
+    assert held.training.name == "train.shards.json" and held.held_out.name == "heldout.shards.json"
+    every = shard_set(str(tmp_path / "sh"), kind[0], kind[1], False, pattern_only=kind[2])
+    training = shard_set(str(held.training), kind[0], kind[1], False, pattern_only=kind[2])
+    held_out = shard_set(str(held.held_out), kind[0], kind[1], False, pattern_only=kind[2])
+    assert held.total == every.total == 90 and held.count == held_out.total >= 9  # 10 %, in whole shards
+    assert sorted(training.urls + held_out.urls) == sorted(str(Path(u).resolve()) for u in every.urls)
+    assert training.total + held_out.total == 90 and training.total > 0 and not set(training.urls) & set(held_out.urls)
+    assert (training.classes, held_out.classes) == (every.classes, every.classes)
+
+
+def test_auto_on_image_shards_trains_on_some_shards_and_scores_the_others(write_images, tmp_path, embedded):
+    api.shard(write_images(tmp_path / "images", 16, 0), tmp_path / "sh", shard_size="8KB", progress=False)
+    run = api.pretrain(f"{tmp_path}/sh/train-*.tar", "auto", tmp_path / "run", max_steps=6, batch_size=8,
+                       image_size=16, progress_bar=False)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    heldout = saved["auto"]["heldout"]
+    assert saved["data"]["path"] == str(run / "auto" / "train.shards.json") and "failed" not in saved["auto"]
+    assert {call[1] for call in embedded} == {heldout["path"]} and {call[2] for call in embedded} == {heldout["count"]}
+    assert load(run).encoder is not None
+
+
+def test_a_single_shard_cannot_hold_one_out(write_images, tmp_path):
+    api.shard(write_images(tmp_path / "images", 10, 0), tmp_path / "sh", progress=False)
+    with pytest.raises(SelfSupError, match="a single shard; --method auto holds whole shards out"):
+        split("image", tmp_path / "sh", tmp_path / "auto")

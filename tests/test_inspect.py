@@ -102,6 +102,19 @@ def test_json_schema_clean_list_and_cli(image_sets, tmp_path, capsys):
     assert not again.exact_duplicates and not again.near_duplicates
 
 
+def test_image_shards_give_the_findings_of_their_folder(image_sets, tmp_path, capsys):
+    data, test = image_sets
+    api.shard(data, tmp_path / "sh", shard_size="20KB", progress=False)
+    assert len(list((tmp_path / "sh").glob("*.tar"))) > 1
+    findings = api.inspect(f"{tmp_path}/sh/train-*.tar", against=test)  # names: the paths the shards keep
+    check_planted(findings, copy=("dog/00.png", "cat/copy.png"), near=("cat/01.png", "dog/near.jpg"),
+                  leak=("dog/02.png", f"{test}/seen.jpg"), bad="dog/bad.png", odd="cat/odd.png")
+    assert findings.summary["class_balance"] == {"cat": 14, "dog": 13}
+    code = main(["inspect", str(tmp_path / "sh"), "--write-clean", str(tmp_path / "keep.txt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "samples of tar shards cannot be listed" in err[0]
+
+
 # ------------------------------------------------------------------------------------------------ text
 def _sentences(rng, n: int) -> list[str]:
     common = "the a of to and in is it that was".split()
@@ -135,6 +148,22 @@ def test_text_planted_findings(tmp_path):
     api.inspect(data, against=test, modality="text", write_clean=clean)
     kept = clean.read_text().splitlines()
     assert len(kept) == 33 - 3 and lines[0] in kept and lines[7] not in kept
+    # the same texts in parquet shards: the same findings, rows named SHARD:ROW; --write-clean lists texts
+    (data / "b.txt").unlink()
+    api.shard(data, tmp_path / "sh", shard_size="1KB", modality="text", progress=False)
+    shards = sorted((tmp_path / "sh").glob("*.parquet"))
+    assert len(shards) > 1
+    found = api.inspect(tmp_path / "sh", against=test, modality="text", write_clean=tmp_path / "clean2.txt")
+    import pyarrow.parquet as pq
+
+    where: dict[str, list[str]] = {}
+    for shard in shards:
+        for row, text in enumerate(pq.read_table(shard).column("text").to_pylist(), 1):
+            where.setdefault(text, []).append(f"{shard}:{row}")
+    assert [sorted(g) for g in found.exact_duplicates] == [sorted(where[lines[0]])] and len(where[lines[0]]) == 2
+    assert [{p["a"], p["b"]} for p in found.near_duplicates] == [{*where[lines[3]], *where[" ".join(words)]}]
+    assert [(p["data"], p["against"]) for p in found.leaks] == [(*where[lines[7]], f"{test}:1")]
+    assert sorted((tmp_path / "clean2.txt").read_text().splitlines()) == sorted(kept)
 
 
 def test_text_class_balance(tmp_path):
@@ -176,6 +205,11 @@ def test_audio_planted_findings(tmp_path):
                   bad=f"{data}/no/bad.wav", odd=f"{data}/yes/odd.wav")
     assert findings.summary["distributions"]["duration (s)"]["median"] == 1.0
     assert findings.summary["class_balance"] == {"no": 9, "yes": 10}
+    api.shard(data, tmp_path / "sh", shard_size="100KB", modality="audio", progress=False)  # the same, from shards
+    sharded = api.inspect(tmp_path / "sh", against=test, modality="audio")
+    check_planted(sharded, copy=("no/00.wav", "yes/copy.wav"), near=("yes/01.wav", "no/near.flac"),
+                  leak=("no/04.wav", f"{test}/seen.ogg"), bad="no/bad.wav", odd="yes/odd.wav")
+    assert sharded.summary["class_balance"] == {"no": 9, "yes": 10}
 
 
 # ------------------------------------------------------------------------------------------------ sequences

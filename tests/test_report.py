@@ -279,3 +279,9 @@ def test_sequence_report_shows_users_by_their_recent_items(tmp_path):
 def test_the_image_sample_is_what_embed_writes(image_run, tmp_path):
     views = _check_sample_matches_embed(image_run["run"], image_run["train"], tmp_path / "images.parquet")
     assert all(v.picture.shape == (64, 64, 3) and v.picture.dtype == np.uint8 for v in views)
+
+
+def test_the_sample_of_image_shards_is_what_embed_writes(image_run, tmp_path):
+    api.shard(image_run["train"], tmp_path / "sh", shard_size="8KB", progress=False)
+    views = _check_sample_matches_embed(image_run["run"], tmp_path / "sh", tmp_path / "images.parquet")
+    assert all(v.picture is None and v.caption.endswith("(not readable here)") for v in views)  # inside shards

@@ -329,3 +329,25 @@ def test_two_process_ddp_run_from_shards_with_workers(image_folder, tmp_path):
     # each process reads 24 of the 48 images per epoch: 3 batches of 8, the same in both, 2 epochs
     assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 6
     assert_run_trained(run)
+    # resumed under DDP with one more epoch: it continues at epoch 2, the step count intact (3 more batches each)
+    result = subprocess.run([*command[:command.index("--epochs") + 1], "3", *command[command.index("--epochs") + 2:]],
+                            capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 9
+
+
+def test_a_shard_list_names_shards_anywhere_and_a_bad_one_is_one_line(tmp_path):
+    from selfsup.shards.sources import write_list
+
+    write_tars(tmp_path / "sh")
+    shards = shard_set(str(tmp_path / "sh"), SUFFIXES, count_tar, strict=False)
+    listed = write_list(tmp_path / "part.shards.json", shards, [0, 2])
+    again = shard_set(listed, SUFFIXES, count_tar, strict=False)
+    assert again.urls == [str(Path(shards.urls[i]).resolve()) for i in (0, 2)]
+    assert again.counts == [shards.counts[0], shards.counts[2]]
+    for text, message in (("{", "not a shard list"), ('{"shards": []}', "the shard list is empty")):
+        (tmp_path / "bad.shards.json").write_text(text)
+        with pytest.raises(SelfSupError, match=message):
+            shard_set(str(tmp_path / "bad.shards.json"), SUFFIXES, count_tar, strict=False)
+    with pytest.raises(SelfSupError, match="no such shard list"):
+        shard_set(str(tmp_path / "missing.shards.json"), SUFFIXES, count_tar, strict=False)

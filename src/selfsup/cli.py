@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", default=None, help="stop at the first unreadable file instead of skipping it")
     p.add_argument("--cache", choices=["auto", "memory", "stream"],
                    help="memory: decode every image once into RAM and augment whole batches on the device; "
-                        "stream: read and augment per sample in loader workers (data larger than RAM); auto (default) picks by size")
+                        "stream: read and augment per sample in loader workers (data larger than RAM; a .parquet log: "
+                        "grouped on disk); auto (default) picks by size")
     p.add_argument("--num-workers", help="data-loader worker processes (default 0: in-process, fastest with the memory cache)")
     p.add_argument("--accelerator", help="Lightning accelerator: auto (default), cpu, gpu")
     p.add_argument("--devices", help="devices per node: auto (default), a count such as 4, or a list such as 0,1")

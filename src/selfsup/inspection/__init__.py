@@ -39,8 +39,9 @@ def _data_settings(stored, modality: str, encoding: str | None):
 
 def _read(modality, what: str, data: str | Path, settings, loaded, device: str, batch_size: int) -> InspectedItems:
     """The modality's items of ``data``; ``what`` (DATA, --against) is named in the one-line errors."""
-    path = Path(data).expanduser()
-    if not path.exists():
+    from ..shards.sources import is_pattern_or_url
+
+    if not is_pattern_or_url(data) and not Path(data).expanduser().exists():
         raise SelfSupError(f"{what} {data}: no such file or folder; give {modality.info.data_help}")
     try:
         items = modality.inspect_items(data, settings, loaded, device, batch_size)

@@ -37,7 +37,7 @@ class InspectedItems:
     embeddings: torch.Tensor
     embedding: str
     threshold: float
-    clean_lines: list[str]
+    clean_lines: list[str | None]  # None: an item that cannot be listed as DATA (a sample inside a tar shard)
     stats: dict[str, list[float]] = field(default_factory=dict)
     labels: list[str] | None = None
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)

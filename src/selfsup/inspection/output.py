@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import SelfSupError
 from .findings import Findings
 from .items import InspectedItems
 
@@ -26,6 +27,9 @@ def write_clean(items: InspectedItems, findings: Findings, path: str | Path) -> 
     """The items to keep, one line each, at ``path``: every readable item except the later copies of exact
     duplicates, the second item of each near-duplicate pair and the DATA items that leak into ``--against``
     (outliers are kept: they are listed for a look, not judged). Returns the lines written."""
+    if any(line is None for line in items.clean_lines):
+        raise SelfSupError(f"--write-clean {path}: the samples of tar shards cannot be listed as DATA; inspect the "
+                           "folder the shards were made from, or use the findings in --json to filter")
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [line for i, line in enumerate(items.clean_lines) if i not in findings.drop]

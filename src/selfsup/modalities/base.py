@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..evaluation.tasks import TaskRequest
     from ..inspection.items import InspectedItems
     from ..onnx_export import OnnxGraph
+    from ..shards.sources import ShardSet
     from ..shards.write import ShardSource
     from ..train.sources import TrainData
 
@@ -128,6 +129,24 @@ def sample_of(items: Iterable, limit: int, seed: int) -> tuple[list, int]:
     return [item for _, item in sorted(kept, key=lambda pair: pair[0])], total
 
 
+SHARD_SCAN = 8
+"""From shards, a data sample of ``limit`` items is drawn among the first ``SHARD_SCAN * limit`` samples (the first
+shards), not from a pass over all of them."""
+
+
+def sample_of_stored(data: str | Path, find_files: Callable, extensions: Iterable[str], limit: int, seed: int
+                     ) -> tuple[list, int]:
+    """:func:`sample_of` of the files of DATA (:func:`selfsup.inspection.stored.stored_files`), or of the first
+    :data:`SHARD_SCAN` ``* limit`` samples of tar shard DATA; and how many DATA holds."""
+    import itertools
+
+    from ..inspection.stored import stored_files
+
+    stored = stored_files(data, find_files, sorted(extensions))
+    files = stored.files if stored.root is not None else itertools.islice(stored.files, SHARD_SCAN * limit)
+    return sample_of(files, limit, seed)[0], stored.total
+
+
 HELD_OUT_SHARE = 0.1
 """Share of DATA's items :meth:`Modality.hold_out` keeps out of training (``--method auto``'s scoring sample)."""
 HELD_OUT_MIN = 8
@@ -147,15 +166,27 @@ class HeldOut:
     total: int
 
 
-def held_out_rows(total: int, limit: int, seed: int, data: str | Path, unit: str) -> list[int]:
-    """The indices (sorted) of the items of DATA that a hold-out keeps out of training, drawn with ``seed``:
-    ``min(limit, max(⌈10 %⌉, 8))`` of the ``total`` items, never more than leaves :data:`HELD_OUT_KEEP` for
-    training; one line when DATA is too small to hold any out."""
+def held_out_count(total: int, limit: int, data: str | Path, unit: str) -> int:
+    """How many of the ``total`` items of DATA a hold-out keeps out of training: ``min(limit, max(⌈10 %⌉, 8))``,
+    never more than leaves :data:`HELD_OUT_KEEP` for training; one line when DATA is too small to hold any out."""
     if total < HELD_OUT_KEEP + 1:
         raise SelfSupError(f"{data}: only {total} {unit}; --method auto holds some out to score its pilots and needs at "
                            f"least {HELD_OUT_KEEP + 1}; add data, or name a method with --method")
-    count = min(limit, max(math.ceil(total * HELD_OUT_SHARE), HELD_OUT_MIN), total - HELD_OUT_KEEP)
-    return sorted(random.Random(seed).sample(range(total), count))
+    return min(limit, max(math.ceil(total * HELD_OUT_SHARE), HELD_OUT_MIN), total - HELD_OUT_KEEP)
+
+
+def held_out_rows(total: int, limit: int, seed: int, data: str | Path, unit: str) -> list[int]:
+    """The indices (sorted) of the :func:`held_out_count` items of DATA that a hold-out keeps out of training,
+    drawn with ``seed``."""
+    return sorted(random.Random(seed).sample(range(total), held_out_count(total, limit, data, unit)))
+
+
+def hold_out_sharded(shards: ShardSet, limit: int, seed: int, folder: Path, data: str | Path, unit: str) -> HeldOut:
+    """:meth:`Modality.hold_out` for sharded DATA: whole shards holding at least :func:`held_out_count` samples
+    (:func:`selfsup.shards.holdout.hold_out_shards`)."""
+    from ..shards.holdout import hold_out_shards
+
+    return hold_out_shards(shards, held_out_count(shards.total, limit, data, unit), seed, folder, data, unit)
 
 
 def hold_out_files(files: list[Path], limit: int, seed: int, folder: Path, data: str | Path, unit: str) -> HeldOut:

@@ -1,7 +1,7 @@
 """DATA as shards: a brace pattern (``shards/train-{0000..0127}.tar``), a glob, a folder of shards or an fsspec
 URL (``s3://bucket/train-{0000..0127}.tar``, ``gs://``, ``file://``, ``memory://``; remote filesystems need their
 fsspec backend installed, e.g. ``s3fs``), resolved to the list of shard URLs; the ``shards.json`` index that
-``selfsup shard`` writes beside them; and the counting pass that finds how many samples each shard holds,
+``selfsup shard`` writes beside them; a ``*.shards.json`` list of shards anywhere; and the counting pass that finds how many samples each shard holds,
 skipping a bad one with a warning naming it (``--strict`` stops).
 
 Nothing is read at import time; a URL is opened only when its shards are listed or read.
@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 from ..errors import SelfSupError
@@ -20,6 +21,7 @@ from ..errors import SelfSupError
 log = logging.getLogger("selfsup")
 
 INDEX_FILE = "shards.json"
+LIST_SUFFIX = ".shards.json"  # a list of shards anywhere (--method auto's training and held-out parts)
 GLOB_CHARS = "*?["
 
 
@@ -64,6 +66,8 @@ def expand(data: str, suffixes: Collection[str], pattern_only: Collection[str] =
     from braceexpand import braceexpand
 
     data = str(data)
+    if data.endswith(LIST_SUFFIX):
+        return _listed(data)
     is_url = "://" in data
     is_pattern = "{" in data and ".." in data
     if is_url or is_pattern or any(c in data for c in GLOB_CHARS):
@@ -99,6 +103,37 @@ def expand(data: str, suffixes: Collection[str], pattern_only: Collection[str] =
     return [data] if _has_suffix(data, suffixes) else None
 
 
+def is_pattern_or_url(data: str | Path) -> bool:
+    """Whether ``data`` names shards by a URL, a brace pattern or a glob (it need not exist as one path)."""
+    data = str(data)
+    return "://" in data or ("{" in data and ".." in data) or any(c in data for c in GLOB_CHARS)
+
+
+def _listed(data: str) -> list[str]:
+    """The shards a ``*.shards.json`` list names (:func:`write_list`: absolute paths or URLs)."""
+    try:
+        with open_shard(data) as fh:
+            listed = [str(entry["name"]) for entry in json.load(fh)["shards"]]
+    except FileNotFoundError:
+        raise SelfSupError(f"{data}: no such shard list; give shards, a shard pattern or a folder of shards") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SelfSupError(f"{data}: not a shard list ({exc}); it must hold {{\"shards\": [{{\"name\": URL}}, ...]}}"
+                           ) from None
+    if not listed:
+        raise SelfSupError(f"{data}: the shard list is empty")
+    return listed
+
+
+def write_list(path: str | Path, shards: ShardSet, keep: Sequence[int]) -> str:
+    """Write the shards ``keep`` (indices into ``shards``) as a ``*.shards.json`` list at ``path`` (absolute
+    URLs, sample counts, classes), which DATA may name like a pattern; returns its path."""
+    urls = [shards.urls[i] if "://" in shards.urls[i] else str(Path(shards.urls[i]).resolve()) for i in keep]
+    index = {"classes": shards.classes, "shards": [{"name": url, "samples": shards.counts[i]}
+                                                   for url, i in zip(urls, keep)]}
+    Path(path).write_text(json.dumps(index, indent=1), encoding="utf-8")
+    return str(path)
+
+
 def _has_suffix(url: str, suffixes: Collection[str]) -> bool:
     return url.lower().endswith(tuple(suffixes))
 
@@ -111,8 +146,10 @@ def open_shard(url: str, mode: str = "rb") -> IO[Any]:
 
 
 def read_index(urls: Sequence[str]) -> dict[str, Any] | None:
-    """The ``shards.json`` beside the first shard, when it lists every shard of ``urls``; else None."""
+    """The ``shards.json`` beside the shards, when they share one folder and it lists every one; else None."""
     folder = urls[0].rsplit("/", 1)[0] if "/" in urls[0] else "."
+    if any((url.rsplit("/", 1)[0] if "/" in url else ".") != folder for url in urls):
+        return None  # shards of several folders (a glob over folders, a list): counted shard by shard
     try:
         with open_shard(f"{folder}/{INDEX_FILE}") as fh:
             index = json.load(fh)

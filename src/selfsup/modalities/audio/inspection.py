@@ -1,4 +1,4 @@
-"""Recordings for ``selfsup inspect``: bytes digest, a full decode (unreadable, empty or non-finite files are
+"""Recordings (files or tar shards) for ``selfsup inspect``: bytes digest, a full decode (unreadable, empty or non-finite files are
 reported), duration, sample rate and channels from the header, a log-mel embedding (or the run's encoder), the
 class subfolder when DATA has one per class."""
 
@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ...features.audio import log_mel
-from ...inspection.items import ENCODER_THRESHOLD, InspectedItems, digest, folder_labels
-from .readers import AudioReadError, _read, find_audio_files
+from ...inspection.items import ENCODER_THRESHOLD, InspectedItems, digest
+from ...inspection.stored import stored_files
+from .readers import AUDIO_EXTENSIONS, AudioReadError, _read, find_audio_files
 
 MEL_BANDS = 32
 TIME_SEGMENTS = 16
@@ -41,27 +42,28 @@ def log_mel_embedding(wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
 def inspect_audio(data: str | Path, sample_rate: int, loaded=None, device: str = "cpu",
                   batch_size: int = 256) -> InspectedItems:
     """:meth:`~selfsup.modalities.base.Modality.inspect_items` for recordings."""
-    files = find_audio_files(data)
+    stored = stored_files(data, find_audio_files, sorted(AUDIO_EXTENSIONS))
     rate = loaded.encoder.sample_rate if loaded is not None else sample_rate
     limit = loaded.input_size if loaded is not None else int(MAX_SECONDS * rate)
     ids, digests, clean, vectors, waves, readable = [], [], [], [], [], []
     stats: dict[str, list[float]] = {"duration (s)": [], "sample rate (Hz)": [], "channels": []}
     unreadable: list[tuple[str, str]] = []
-    for path in tqdm(files, desc="reading recordings", unit="file", leave=False, disable=None):
+    for item in tqdm(stored.files, total=stored.total, desc="reading recordings", unit="file", leave=False,
+                     disable=None):
         try:
-            content = path.read_bytes()
-            info = sf.info(str(path))
-            wave = torch.from_numpy(_read(path, rate, limit))
+            content = item.read()
+            info = sf.info(item.opened(content))
+            wave = torch.from_numpy(_read(item.opened(content), rate, limit))
         except AudioReadError as exc:
-            unreadable.append((str(path), exc.reason))
+            unreadable.append((item.id, exc.reason))
             continue
         except (sf.SoundFileError, RuntimeError, OSError, ValueError, TypeError, EOFError) as exc:
-            unreadable.append((str(path), str(exc) or exc.__class__.__name__))
+            unreadable.append((item.id, str(exc) or exc.__class__.__name__))
             continue
-        ids.append(str(path))
+        ids.append(item.id)
         digests.append(digest(content))
-        clean.append(str(path.resolve()))
-        readable.append(path)
+        clean.append(item.clean)
+        readable.append(item)
         stats["duration (s)"].append(info.frames / info.samplerate)
         stats["sample rate (Hz)"].append(info.samplerate)
         stats["channels"].append(info.channels)
@@ -69,7 +71,7 @@ def inspect_audio(data: str | Path, sample_rate: int, loaded=None, device: str =
             vectors.append(log_mel_embedding(wave, rate))
         else:
             waves.append(wave)
-    labels = folder_labels(Path(data).expanduser(), readable)
+    labels = stored.labels(readable)
     if loaded is None:
         matrix = torch.stack(vectors) if vectors else torch.empty(0, MEL_BANDS * TIME_SEGMENTS)
         return InspectedItems(ids, digests, matrix, f"log-mel ({MEL_BANDS} bands x {TIME_SEGMENTS} time segments, "

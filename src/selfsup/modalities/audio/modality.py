@@ -46,10 +46,16 @@ class AudioModality(Modality):
         return file_source(data, find_audio_files(data))
 
     def hold_out(self, data, limit, seed, folder):
-        """Recordings of DATA held out into ``folder/heldout.txt``, the rest listed in ``folder/train.txt``."""
-        from ..base import hold_out_files
+        """Recordings of DATA held out into ``folder/heldout.txt``, the rest listed in ``folder/train.txt`` (tar
+        shards: whole shards, ``folder/*.shards.json``)."""
+        from ...shards.sources import shard_set
+        from ...shards.tar import SUFFIXES, count_tar
+        from ..base import hold_out_files, hold_out_sharded
         from .readers import find_audio_files
 
+        shards = shard_set(data.path, SUFFIXES, count_tar, data.strict)
+        if shards is not None:
+            return hold_out_sharded(shards, limit, seed, folder, data.path, self.info.unit)
         return hold_out_files(find_audio_files(data.path), limit, seed, folder, data.path, self.info.unit)
 
     def input_size(self, data: dict[str, Any]) -> int:
@@ -136,15 +142,24 @@ class AudioModality(Modality):
 
     # ------------------------------------------------------------------ the run report
     def report_sample(self, loaded, data, limit, seed, settings, device):
-        """Up to ``limit`` recordings of ``data``, centre-cropped to the run's clip length, embedded."""
+        """Up to ``limit`` recordings of ``data`` (files, or samples of its first tar shards), centre-cropped to the
+        run's clip length, embedded."""
         from ...evaluation.features import extract_features
-        from ..base import DataSample, sample_of
-        from .readers import decode_clips, find_audio_files
+        from ..base import DataSample, sample_of_stored
+        from .readers import AUDIO_EXTENSIONS, AudioClips, AudioReadError, _read, find_audio_files
 
-        files, total = sample_of(find_audio_files(data), limit, seed)
-        clips = decode_clips(files, loaded.encoder.sample_rate, progress=False, max_samples=loaded.input_size)
+        files, total = sample_of_stored(data, find_audio_files, AUDIO_EXTENSIONS, limit, seed)
+        waves, kept = [], []
+        for item in files:
+            try:
+                waves.append(torch.from_numpy(_read(item.opened(item.read()), loaded.encoder.sample_rate,
+                                                    loaded.input_size)))
+                kept.append(item.id)
+            except AudioReadError:
+                continue  # unreadable: left out
+        clips = AudioClips.from_clips(waves, kept)
         feats = extract_features(loaded.encoder, clips.padded(), WaveBatch(), device=device)
-        return DataSample(feats, [str(path) for path in clips.paths], total)
+        return DataSample(feats, kept, total)
 
     def report_items(self, loaded, references, settings):
         """Each recording's name and duration, with its waveform (:func:`.waveform.waveform_picture`)."""
@@ -158,7 +173,7 @@ class AudioModality(Modality):
             try:
                 wave = read_audio(path, rate).numpy()
             except AudioReadError:
-                views.append(ItemView(f"{path.parent.name}/{path.name} (unreadable now)"))
+                views.append(ItemView(f"{path.parent.name}/{path.name} (not readable here)"))
                 continue
             views.append(ItemView(f"{path.parent.name}/{path.name} · {len(wave) / rate:.2f} s", waveform_picture(wave)))
         return views

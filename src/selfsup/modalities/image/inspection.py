@@ -1,4 +1,4 @@
-"""Images for ``selfsup inspect``: one pass over the files (bytes digest, full decode, size, perceptual hash),
+"""Images for ``selfsup inspect``: one pass over the files or tar shards (bytes digest, full decode, size, perceptual hash),
 then the run's encoder when one is given."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ...inspection.items import ENCODER_THRESHOLD, InspectedItems, digest, folder_labels, sign_vectors
-from .readers import _DECODE_ERRORS, find_images
+from ...inspection.items import ENCODER_THRESHOLD, InspectedItems, digest, sign_vectors
+from ...inspection.stored import stored_files
+from .readers import _DECODE_ERRORS, IMAGE_EXTENSIONS, find_images, read_image
 
 PHASH_BITS = 64
 PHASH_THRESHOLD = 1 - 2 * 6 / PHASH_BITS
@@ -30,30 +31,32 @@ def perceptual_hash_bits(image: Image.Image) -> "torch.Tensor":
 
 
 def inspect_images(data: str | Path, loaded=None, device: str = "cpu", batch_size: int = 256) -> InspectedItems:
-    """:meth:`~selfsup.modalities.base.Modality.inspect_items` for images."""
-    files = find_images(data)
-    ids, digests, clean, bits, readable = [], [], [], [], []
+    """:meth:`~selfsup.modalities.base.Modality.inspect_items` for images (files, or tar shards)."""
+    stored = stored_files(data, find_images, sorted(IMAGE_EXTENSIONS))
+    ids, digests, clean, bits, readable, decoded = [], [], [], [], [], []
     stats: dict[str, list[float]] = {"width (px)": [], "height (px)": [], "file size (bytes)": []}
     unreadable: list[tuple[str, str]] = []
-    for path in tqdm(files, desc="reading images", unit="img", leave=False, disable=None):
+    for item in tqdm(stored.files, total=stored.total, desc="reading images", unit="img", leave=False, disable=None):
         try:
-            content = path.read_bytes()
+            content = item.read()
             with Image.open(io.BytesIO(content)) as pil:
                 pil.load()
                 width, height = pil.size
                 if loaded is None:
                     bits.append(perceptual_hash_bits(pil))
+            if loaded is not None and item.path is None:  # a shard sample: decoded now, its bytes are not kept
+                decoded.append(read_image(io.BytesIO(content), loaded.input_size, name=item.name))
         except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
-            unreadable.append((str(path), f"cannot decode image ({exc.__class__.__name__})"))
+            unreadable.append((item.id, f"cannot decode image ({exc.__class__.__name__})"))
             continue
-        ids.append(str(path))
+        ids.append(item.id)
         digests.append(digest(content))
-        clean.append(str(path.resolve()))
-        readable.append(path)
+        clean.append(item.clean)
+        readable.append(item)
         stats["width (px)"].append(width)
         stats["height (px)"].append(height)
         stats["file size (bytes)"].append(len(content))
-    labels = folder_labels(Path(data).expanduser(), readable)
+    labels = stored.labels(readable)
     if loaded is None:
         vectors = sign_vectors(np.stack(bits)) if bits else torch.empty(0, PHASH_BITS)
         return InspectedItems(ids, digests, vectors, f"perceptual hash ({PHASH_BITS} bits)", PHASH_THRESHOLD, clean,
@@ -62,9 +65,12 @@ def inspect_images(data: str | Path, loaded=None, device: str = "cpu", batch_siz
     from ...pretext.image_eval import eval_transform
     from .readers import read_images
 
-    images, kept, _ = read_images(readable, loaded.input_size) if readable else (torch.empty(0), [], None)
-    if len(kept) != len(readable):  # Pillow read them above: read_image failing now is a changed file
-        raise RuntimeError("images changed while being inspected")
+    if decoded or not readable:
+        images = torch.stack(decoded) if decoded else torch.empty(0)
+    else:  # files: decoded by one thread per core
+        images, kept, _ = read_images([item.path for item in readable], loaded.input_size)
+        if len(kept) != len(readable):  # Pillow read them above: read_image failing now is a changed file
+            raise RuntimeError("images changed while being inspected")
     vectors = extract_features(loaded.encoder, images, eval_transform(loaded.input_size), batch_size=batch_size,
                                device=device) if readable else torch.empty(0, 1)
     return InspectedItems(ids, digests, vectors, f"the run's encoder ({loaded.method}, cosine)", ENCODER_THRESHOLD,

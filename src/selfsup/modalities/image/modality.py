@@ -42,10 +42,16 @@ class ImageModality(Modality):
         return file_source(data, find_images(data))
 
     def hold_out(self, data, limit, seed, folder):
-        """Image files of DATA held out into ``folder/heldout.txt``, the rest listed in ``folder/train.txt``."""
-        from ..base import hold_out_files
+        """Image files of DATA held out into ``folder/heldout.txt``, the rest listed in ``folder/train.txt`` (tar
+        shards: whole shards, ``folder/*.shards.json``)."""
+        from ...shards.sources import shard_set
+        from ...shards.tar import SUFFIXES, count_tar
+        from ..base import hold_out_files, hold_out_sharded
         from .readers import find_images
 
+        shards = shard_set(data.path, SUFFIXES, count_tar, data.strict)
+        if shards is not None:
+            return hold_out_sharded(shards, limit, seed, folder, data.path, self.info.unit)
         return hold_out_files(find_images(data.path), limit, seed, folder, data.path, self.info.unit)
 
     def input_size(self, data: dict[str, Any]) -> int:
@@ -137,15 +143,27 @@ class ImageModality(Modality):
 
     # ------------------------------------------------------------------ the run report
     def report_sample(self, loaded, data, limit, seed, settings, device):
-        """Up to ``limit`` images of ``data`` decoded at the run's size (unreadable ones left out) and embedded."""
+        """Up to ``limit`` images of ``data`` (files, or samples of its first tar shards) decoded at the run's size
+        (unreadable ones left out) and embedded."""
         from ...evaluation.features import extract_features
-        from ..base import DataSample, sample_of
-        from .readers import find_images, read_images
+        from ..base import DataSample, sample_of_stored
+        from .readers import IMAGE_EXTENSIONS, find_images, read_image, read_images
 
-        paths, total = sample_of(find_images(data), limit, seed)
-        images, kept, _ = read_images(paths, loaded.input_size, progress=False)
+        files, total = sample_of_stored(data, find_images, IMAGE_EXTENSIONS, limit, seed)
+        if all(item.path is not None for item in files):  # files: decoded by one thread per core
+            images, rows, _ = read_images([item.path for item in files], loaded.input_size, progress=False)
+            kept = [files[i].id for i in rows]
+        else:
+            decoded, kept = [], []
+            for item in files:
+                try:
+                    decoded.append(read_image(item.opened(item.read()), loaded.input_size, name=item.name))
+                    kept.append(item.id)
+                except ValueError:
+                    continue  # unreadable: left out
+            images = torch.stack(decoded) if decoded else torch.empty(0, 3, loaded.input_size, loaded.input_size)
         feats = extract_features(loaded.encoder, images, eval_transform(loaded.input_size), device=device)
-        return DataSample(feats, [str(paths[i]) for i in kept], total)
+        return DataSample(feats, kept, total)
 
     def report_items(self, loaded, references, settings):
         """A 64 px thumbnail of each image file, captioned with its class folder and name."""
@@ -159,7 +177,7 @@ class ImageModality(Modality):
             try:
                 views.append(ItemView(caption, read_image(path, 64).permute(1, 2, 0).numpy()))
             except ValueError:
-                views.append(ItemView(f"{caption} (unreadable now)"))
+                views.append(ItemView(f"{caption} (not readable here)"))
         return views
 
     # ------------------------------------------------------------------ what generic methods ask for

@@ -18,6 +18,8 @@ class SETTINGS:
     min_rating: float | None = setting(None, kind=float, low=-1e9, high=1e9)
     # an earlier run's item_map.json (set by --init RUN): its items keep their ids, the log's new ones follow
     item_map: str = setting("")
+    # logs grouped on disk (parquet shards, --cache stream): interactions per sorting bucket (≈ 50 bytes each)
+    group_rows: int = setting(1_000_000, low=1, high=10**11)
 
 
 INFO = ModalityInfo(
@@ -31,5 +33,5 @@ INFO = ModalityInfo(
     auto_methods=("sasrec", "bert4rec", "cl4srec"),
     pairwise_protocol="ranking",
     pairwise_needs_test=False,
-    prepared_files=frozenset({"item_map.json", "item_map.json.tmp"}),
+    prepared_files=frozenset({"item_map.json", "item_map.json.tmp", "histories", "histories.tmp"}),
 )

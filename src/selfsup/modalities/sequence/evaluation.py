@@ -25,6 +25,7 @@ from torch import Tensor
 from .readers import InteractionLog, grow_item_map, leave_one_out, load_user_labels, pad_histories, read_log
 from ...encoders import Encoder
 from ...errors import SelfSupError
+from ...shards.sources import is_pattern_or_url
 from ...evaluation.label_efficiency import EvalResult, run_label_efficiency
 from ...evaluation.ranking import popularity_scores, ranking_metrics
 
@@ -45,7 +46,7 @@ def run_log(loaded) -> InteractionLog:
     if loaded.data is None or loaded.item_map is None:
         raise SelfSupError("this encoder has no interaction log or item map recorded; evaluate its run folder")
     path = loaded.data["path"]
-    if not Path(path).expanduser().is_file():
+    if not Path(path).expanduser().exists() and not is_pattern_or_url(path):
         raise SelfSupError(f"{path}: the interaction log this encoder was trained on is missing; "
                            "put it back there (evaluation re-reads it for the held-out items)")
     log, new = grow_item_map(_read_log(loaded), loaded.item_map)

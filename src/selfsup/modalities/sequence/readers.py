@@ -111,7 +111,42 @@ def _as_id(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
+def arrow_ids(column) -> Any:
+    """A pyarrow column as :func:`_as_id` reads each value (``str(value).strip()``, null -> ""), as Arrow strings."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        out = pc.utf8_trim_whitespace(column.cast(pa.string()))
+    elif pa.types.is_integer(kind):
+        out = column.cast(pa.string())
+    else:  # floats, dictionaries, dates ...: Python's str() of each value, as the row-by-row reader
+        out = pa.array([_as_id(v) for v in column.to_pylist()], pa.string())
+    return pc.fill_null(out, "")
+
+
 # --------------------------------------------------------------------------------------- rows
+
+
+def row_fields(row: list[Any] | None, columns: LogColumns) -> tuple[str, tuple[str, str, float | None, float | None]]:
+    """``(why the row is malformed or "", (user, item, timestamp, rating))`` of one ``[user, item, timestamp(,
+    rating)]`` row (None: a missing field)."""
+    if row is None:
+        return "missing field", ("", "", None, None)
+    user, item = _as_id(row[0]), _as_id(row[1])
+    stamp = _parse_timestamp(row[2]) if row[2] is not None else None
+    rating = _parse_rating(row[3]) if columns.rating is not None else None
+    reason = ""
+    if not user:
+        reason = f"empty {columns.user!r}"
+    elif not item:
+        reason = f"empty {columns.item!r}"
+    elif stamp is None:
+        reason = f"timestamp {_as_id(row[2])!r} is not a number or an ISO date"
+    elif columns.rating is not None and rating is None:
+        reason = f"rating {_as_id(row[3])!r} is not a number"
+    return reason, (user, item, stamp, rating)
 
 
 def _wanted(columns: LogColumns) -> list[tuple[str, str]]:
@@ -217,21 +252,7 @@ def _histories(rows: Iterator[tuple[int, list[Any] | None]], path: Path | str, c
     users, items, times = array("q"), array("q"), array("d")
     malformed, first_line, first_reason, filtered = 0, None, "", 0
     for line, row in rows:
-        reason = ""
-        if row is None:
-            reason = "missing field"
-        else:
-            user, item = _as_id(row[0]), _as_id(row[1])
-            stamp = _parse_timestamp(row[2]) if row[2] is not None else None
-            rating = _parse_rating(row[3]) if columns.rating is not None else None
-            if not user:
-                reason = f"empty {columns.user!r}"
-            elif not item:
-                reason = f"empty {columns.item!r}"
-            elif stamp is None:
-                reason = f"timestamp {_as_id(row[2])!r} is not a number or an ISO date"
-            elif columns.rating is not None and rating is None:
-                reason = f"rating {_as_id(row[3])!r} is not a number"
+        reason, (user, item, stamp, rating) = row_fields(row, columns)
         if reason:
             if strict:
                 raise SelfSupError(f"{path}:{line}: malformed row ({reason}); fix or remove it, or drop --strict to skip such rows")
@@ -316,16 +337,24 @@ def remap_items(log: InteractionLog, item_map: dict[str, int]) -> tuple[list[np.
     return histories, dropped
 
 
-def grow_item_map(log: InteractionLog, base: dict[str, int]) -> tuple[InteractionLog, list[str]]:
-    """``log`` in the ids of ``base`` grown by the log's new items, and those new items (sorted).
+def grown_item_map(own: dict[str, int], base: dict[str, int]) -> tuple[dict[str, int], list[str]]:
+    """``base`` grown by the items of ``own`` (a log's item map) it lacks, and those new items (sorted).
 
     Items of ``base`` keep their ids, also those the log no longer has (they may come back); the log's new items
-    get the next ids in sorted order. With an empty ``base`` this is the log as read (ids 1..N by sorted name)."""
-    new = sorted(set(log.item_map) - set(base))
-    if not base or base == log.item_map:
-        return log, new
+    get the next ids in sorted order. With an empty ``base`` this is ``own``."""
+    new = sorted(set(own) - set(base))
+    if not base or base == own:
+        return own, new
     start = max(base.values()) + 1
-    grown = {**base, **{name: own for own, name in enumerate(new, start=start)}}
+    return {**base, **{name: i for i, name in enumerate(new, start=start)}}, new
+
+
+def grow_item_map(log: InteractionLog, base: dict[str, int]) -> tuple[InteractionLog, list[str]]:
+    """``log`` in the ids of ``base`` grown by the log's new items, and those new items (sorted)
+    (:func:`grown_item_map`; with an empty ``base`` this is the log as read, ids 1..N by sorted name)."""
+    grown, new = grown_item_map(log.item_map, base)
+    if grown is log.item_map:
+        return log, new
     histories, _ = remap_items(log, grown)  # every item of the log is in the grown map: nothing is dropped
     return replace(log, histories=histories, item_map=grown), new
 
@@ -486,7 +515,13 @@ def log_columns(data) -> LogColumns:
 
 
 def read_log(data) -> InteractionLog:
-    """The interaction log of ``data`` with its column settings."""
+    """The interaction log of ``data`` with its column settings: parquet shards and ``--cache stream`` grouped on
+    disk, their histories memory-mapped (:func:`.grouped.read_grouped`), other logs read in memory."""
+    from .grouped import read_grouped, stream_shards
+
+    shards = stream_shards(data)
+    if shards is not None:
+        return read_grouped(data, shards)
     return read_interactions(data.path, log_columns(data), min_rating=data.min_rating, strict=data.strict)
 
 
@@ -497,14 +532,21 @@ def hold_out_users(data, limit: int, seed: int, folder: Path, unit: str):
     embedding the held-out log leaves them out of the histories (:func:`~.evaluation.embed_log`)."""
     from ..base import HeldOut, held_out_rows
 
+    from ...shards.sources import LIST_SUFFIX
+    from .grouped import stream_shards
+
     users = read_log(data).users
     held = {users[i] for i in held_out_rows(len(users), limit, seed, data.path, unit)}
     path = Path(data.path).expanduser()
     suffix = path.suffix.lower()
     folder.mkdir(parents=True, exist_ok=True)
     training, held_out = folder / f"train{suffix}", folder / f"heldout{suffix}"
-    if suffix == ".parquet":
-        _split_parquet(path, log_columns(data).user, held, training, held_out)
+    shards = None if path.is_file() and not str(path).endswith(LIST_SUFFIX) else stream_shards(data)
+    if shards is not None:  # parquet shards: a folder of shards each
+        training, held_out = folder / "train", folder / "heldout"
+        _split_parquet(shards.urls, log_columns(data).user, held, training, held_out)
+    elif suffix == ".parquet":
+        _split_parquet([str(path)], log_columns(data).user, held, training, held_out)
     else:
         _split_table(path, log_columns(data), held, training, held_out)
     return HeldOut(training, held_out, len(held), len(users))
@@ -529,12 +571,33 @@ def _split_table(path: Path, columns: LogColumns, held: set[str], training: Path
                 writers[position < len(row) and _as_id(row[position]) in held](row)
 
 
-def _split_parquet(path: Path, user: str, held: set[str], training: Path, held_out: Path) -> None:
-    """The rows of a parquet log whose ``user`` is in ``held`` into ``held_out``, the others into ``training``."""
+def _split_parquet(urls: list[str], user: str, held: set[str], training: Path, held_out: Path) -> None:
+    """The rows of parquet logs whose ``user`` is in ``held`` into ``held_out``, the others into ``training``,
+    streamed in record batches: one log into the files ``training`` and ``held_out``, shards into a shard each in the
+    folders ``training`` and ``held_out`` (a part without rows is not written)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    mask = [_as_id(value) in held for value in table.column(user).to_pylist()]
-    pq.write_table(table.filter(pa.array(mask)), held_out)
-    pq.write_table(table.filter(pa.array([not m for m in mask])), training)
+    from ...shards.sources import open_shard
+
+    held_ids = pa.array(sorted(held), pa.string())
+    for k, url in enumerate(urls):
+        outputs = (training, held_out) if len(urls) == 1 and training.suffix else \
+            (training / f"part-{k:05d}.parquet", held_out / f"part-{k:05d}.parquet")
+        writers: list[Any] = [None, None]
+        with open_shard(url) as fh:
+            table = pq.ParquetFile(fh)
+            for batch in table.iter_batches(batch_size=_PARQUET_BATCH):
+                mask = pc.is_in(arrow_ids(batch.column(user)), value_set=held_ids)
+                for side, part in enumerate((batch.filter(pc.invert(mask)), batch.filter(mask))):
+                    if part.num_rows and writers[side] is None:
+                        outputs[side].parent.mkdir(parents=True, exist_ok=True)
+                        writers[side] = pq.ParquetWriter(outputs[side], table.schema_arrow)
+                    if part.num_rows:
+                        writers[side].write_batch(part)
+        for side, writer in enumerate(writers):
+            if writer is not None:
+                writer.close()
+            elif outputs[side] in (training, held_out):  # one log: both files always exist
+                pq.write_table(table.schema_arrow.empty_table(), outputs[side])

@@ -1,4 +1,4 @@
-"""Texts for ``selfsup inspect``: every text (a line, a JSON record, a CSV row) named ``FILE:LINE``, its digest,
+"""Texts for ``selfsup inspect``: every text (a line, a JSON record, a CSV row, a shard's row) named ``FILE:LINE``, its digest,
 word and character counts, MinHash of its word shingles (or the run's encoder), its label when the file has a
 ``label`` column or field."""
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from ...errors import SelfSupError
 from ...inspection.items import ENCODER_THRESHOLD, InspectedItems, digest, minhash_signs, word_shingles
 from .readers import find_text_files, located_texts
+from .shards import located_shard_texts
 
 MINHASH_THRESHOLD = 0.5
 """Texts whose word-and-word-pair sets have an estimated Jaccard similarity of at least 0.5 are near-duplicates
@@ -21,7 +22,12 @@ def inspect_texts(modality, data: str | Path, encoding: str, text_field: str, lo
     unreadable (its texts before the bad line are kept)."""
     ids, texts, labels = [], [], []
     unreadable: list[tuple[str, str]] = []
-    for file in find_text_files(data):
+    from_shards = located_shard_texts(data, text_field)
+    for where, text, label in from_shards or ():
+        ids.append(where)
+        texts.append(text)
+        labels.append(label)
+    for file in find_text_files(data) if from_shards is None else ():
         try:
             for line, text, label in located_texts(file, encoding, text_field):
                 ids.append(f"{file}:{line}")

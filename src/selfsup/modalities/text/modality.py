@@ -39,9 +39,16 @@ class TextModality(Modality):
         return text_shard_source(data, encoding, text_field)
 
     def hold_out(self, data, limit, seed, folder):
-        """Texts of DATA held out into ``folder/heldout.jsonl``, the rest in ``folder/train.jsonl``."""
+        """Texts of DATA held out into ``folder/heldout.jsonl``, the rest in ``folder/train.jsonl`` (parquet or
+        JSONL shards: whole shards, ``folder/*.shards.json``)."""
+        from ...shards.sources import shard_set
+        from ...shards.table import JSONL, SUFFIXES, count_rows
+        from ..base import hold_out_sharded
         from .readers import hold_out_texts
 
+        shards = shard_set(data.path, SUFFIXES, count_rows, data.strict, pattern_only=JSONL)
+        if shards is not None:
+            return hold_out_sharded(shards, limit, seed, folder, data.path, self.info.unit)
         return hold_out_texts(data, limit, seed, folder, self.info.unit)
 
     def input_size(self, data: dict[str, Any]) -> int:
@@ -158,14 +165,18 @@ class TextModality(Modality):
 
     # ------------------------------------------------------------------ the run report
     def report_sample(self, loaded, data, limit, seed, settings, device):
-        """Up to ``limit`` texts of ``data`` (one pass over the files, whatever their size), embedded."""
+        """Up to ``limit`` texts of ``data`` (one pass over the files or shards, whatever their size), embedded."""
         from ...evaluation.downstream import TokenBatch
         from ...evaluation.features import extract_features
         from ..base import DataSample, sample_of
         from .readers import find_text_files, iter_texts
+        from .shards import located_shard_texts
 
-        texts, total = sample_of(iter_texts(find_text_files(data), encoding=settings.get("encoding", "utf-8"),
-                                            text_field=settings.get("text_field", "text")), limit, seed)
+        field = settings.get("text_field", "text")
+        rows = located_shard_texts(data, field)
+        texts, total = sample_of((text for _, text, _ in rows) if rows is not None else
+                                 iter_texts(find_text_files(data), encoding=settings.get("encoding", "utf-8"),
+                                            text_field=field), limit, seed)
         feats = extract_features(loaded.encoder, self._encode(loaded, texts),
                                  TokenBatch(loaded.encoder.spec.pad_token_id), device=device)
         return DataSample(feats, texts, total)

@@ -117,3 +117,27 @@ def shard_rows(data: str | Path, text_field: str = "text") -> tuple[list[str], l
                        lambda exc: SelfSupError(str(exc)), "text")
     assert found is not None
     return [text for text, _ in found[0]], [label for _, label in found[0]]
+
+
+def located_shard_texts(data: str | Path, text_field: str = "text") -> Iterator[tuple[str, str, str | None]] | None:
+    """``(URL:ROW, text, label)`` of every row with text of parquet (or, by pattern or URL, JSONL) shard DATA, rows
+    counted from 1 in each shard, for ``selfsup inspect``; None when ``data`` is not shards. A damaged shard is
+    skipped with a warning naming it."""
+    from ...shards.labelled import label_name, shard_items
+    from ...shards.sources import shard_set
+    from ...shards.table import JSONL, SUFFIXES, count_rows, table_rows
+
+    shards = shard_set(str(data), SUFFIXES, count_rows, strict=False, pattern_only=JSONL)
+    if shards is None:
+        return None
+
+    def rows() -> Iterator[tuple[str, str, str | None]]:
+        row, previous = 0, None
+        for url, raw in shard_items(shards, table_rows, strict=False):
+            row = row + 1 if url == previous else 1
+            previous = url
+            text = raw.get(text_field)
+            if text is not None and str(text).strip():
+                yield f"{url}:{row}", str(text).strip(), label_name(raw, None)
+
+    return rows()
