@@ -282,6 +282,17 @@ def translate(model: str | Path, input: str | Path, out: str | Path | None = Non
     return translate_file(model, input, out, num_beams=num_beams, device=_device(device), encoding=encoding)
 
 
+def transcribe(model_dir: str | Path, audio: str | Path | Iterable[str | Path], *, out: str | Path | None = None
+               ) -> list[tuple[Path, str]]:
+    """(file, transcript) of every recording under ``audio`` (files, folders, list files) by the speech recogniser
+    ``evaluate(..., protocols=["asr"], save_finetuned=DIR)`` saved (greedy CTC decoding, no network); ``out``: also
+    written there as ``path<TAB>transcript`` lines."""
+    from .modalities import get_modality
+
+    items = [audio] if isinstance(audio, (str, Path)) else list(audio)
+    return get_modality("audio").transcribe(model_dir, items, out)
+
+
 def shard(data: str | Path, out: str | Path, *, shard_size: str | int = "512MB", modality: str | None = None,
           encoding: str = "utf-8", text_field: str = "text", progress: bool = True) -> dict[str, Any]:
     """Write the samples under ``data`` (a folder, file list, text file or log of ``modality``, default image) into

@@ -150,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.add_argument("--encoding", default="utf-8", help="text files' encoding (default utf-8)")
 
+    t = sub.add_parser("transcribe", help="transcribe recordings with a speech recogniser that evaluate --protocol asr "
+                                          "--save-finetuned DIR wrote; prints path<TAB>transcript")
+    t.add_argument("model", metavar="MODEL_DIR", help="the --save-finetuned folder")
+    t.add_argument("audio", metavar="AUDIO", nargs="+", help="audio files, folders of them or .txt lists")
+    t.add_argument("--out", metavar="FILE.tsv", help="also write the lines here")
+
     i = sub.add_parser("inspect", help="data quality: unreadable files, duplicates, near-duplicates, train/test "
                                        "leaks, outliers, class balance, sizes and lengths")
     i.add_argument("data", metavar="DATA", help="what pretrain reads (" + "; ".join(info.data_help for info in modalities) + ")")
@@ -273,6 +279,9 @@ def _run(args: argparse.Namespace) -> None:
                                   progress=not args.no_progress)
         for label, path in written.items():
             print(f"{label}: {path}")
+    elif args.command == "transcribe":
+        for path, text in api.transcribe(args.model, args.audio, out=args.out):
+            print(f"{path}\t{text}")
     elif args.command == "report":
         print(f"report: {api.report(args.run)}")
     elif args.command == "inspect":

@@ -56,6 +56,23 @@ def normalize_clips(waves: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return standardize_over_time(waves, mask, eps=1e-7) * mask.to(waves.dtype)
 
 
+def prepare_waves(inputs: dict[str, torch.Tensor], frame_window: int, normalize: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(waveforms padded to at least one frame of ``frame_window`` samples and, with ``normalize``, standardised
+    per clip; their sample mask) from the encoder input dict."""
+    waves = inputs["input_values"]
+    mask = inputs.get("attention_mask")
+    mask = torch.ones_like(waves, dtype=torch.long) if mask is None else mask.long()
+    if waves.shape[1] < frame_window:  # one frame needs frame_window samples
+        pad = frame_window - waves.shape[1]
+        waves, mask = nn.functional.pad(waves, (0, pad)), nn.functional.pad(mask, (0, pad))
+    if normalize:
+        waves = normalize_clips(waves, mask)
+    mask = mask.clone()
+    mask[:, :frame_window] = 1  # a clip shorter than one frame is padded with silence
+    return waves, mask
+
+
 class LogMelFrontend(nn.Module):
     """Log-mel filter banks [B, n_mels, T] in place of the convolutional feature encoder (same frame grid)."""
 
@@ -147,17 +164,16 @@ class AudioEncoder(Encoder):
 
     def prepare_inputs(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(waveforms as the transformers model takes them: padded to one frame, normalised; sample mask)."""
-        waves = inputs["input_values"]
-        mask = inputs.get("attention_mask")
-        mask = torch.ones_like(waves, dtype=torch.long) if mask is None else mask.long()
-        if waves.shape[1] < self.frame_window:  # one frame needs frame_window samples
-            pad = self.frame_window - waves.shape[1]
-            waves, mask = nn.functional.pad(waves, (0, pad)), nn.functional.pad(mask, (0, pad))
-        if self.normalize:
-            waves = normalize_clips(waves, mask)
-        mask = mask.clone()
-        mask[:, : self.frame_window] = 1  # a clip shorter than one frame is padded with silence
-        return waves, mask
+        return prepare_waves(inputs, self.frame_window, self.normalize)
+
+    def feature_extractor(self) -> Any:
+        """The ``transformers`` feature extractor that feeds :attr:`hf_model` as this encoder does (sample rate,
+        per-clip normalisation, attention mask)."""
+        import transformers
+
+        return transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=self.sample_rate, padding_value=0.0,
+                                                     do_normalize=self.normalize,
+                                                     return_attention_mask=self.attention_mask)
 
     def frame_mask(self, inputs: dict[str, torch.Tensor], num_frames: int) -> torch.Tensor:
         """[B, T] long: 1 on the frames that hold real samples (a clip shorter than one frame has one)."""
@@ -192,13 +208,9 @@ class AudioEncoder(Encoder):
         if self.frontend != "conv":
             raise SelfSupError(f"--format huggingface: the {self.frontend!r} front end has no transformers "
                                "equivalent; use --format safetensors")
-        import transformers
-
         state = {k: v for k, v in self.hf_model.state_dict().items() if k != MASK_EMBEDDING}
         self.hf_model.save_pretrained(folder, state_dict=state)  # its config has mask_time_prob 0: no random masking
-        transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=self.sample_rate, padding_value=0.0,
-                                              do_normalize=self.normalize,
-                                              return_attention_mask=True).save_pretrained(folder)
+        self.feature_extractor().save_pretrained(folder)
 
 
 @dataclass(frozen=True)

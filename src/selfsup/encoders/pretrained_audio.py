@@ -174,6 +174,10 @@ class PretrainedAudioEncoder(AudioEncoder):
     def pretraining_model(self) -> nn.Module | None:
         return self._pretraining[0] if self._pretraining else None
 
+    def feature_extractor(self) -> Any:
+        """The checkpoint's own feature extractor."""
+        return self.extractor
+
     def features_model(self) -> nn.Module:
         return WithConvFeatures(self.hf_model) if self.hf_model.config.model_type in WITHOUT_FEATURES else self.hf_model
 

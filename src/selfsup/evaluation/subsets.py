@@ -46,3 +46,36 @@ def nested_subset(n: int, fraction: float, seed: int) -> Tensor:
     take = min(n, max(1, math.floor(fraction * n + 0.5)))
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
     return torch.sort(perm[:take]).values.to(torch.long)
+
+
+def group_balanced_order(groups: list[str], seconds: list[float], seed: int) -> list[int]:
+    """Every index, in the order a growing budget takes them: each group's items shuffled (``seed``), then the
+    group with the fewest seconds taken so far gives its next item (ties: a seeded group order). A budget takes a
+    prefix of this order, so smaller budgets are nested in larger ones and each holds about the same time per
+    group (speakers, for speech: as the 10 min / 1 h / 10 h splits of Libri-light, Kahn et al. 2020)."""
+    generator = torch.Generator().manual_seed(int(seed))
+    names = sorted(set(groups))
+    rank = {name: int(r) for name, r in zip(names, torch.randperm(len(names), generator=generator).tolist())}
+    queues = {}
+    for name in names:
+        members = [i for i, g in enumerate(groups) if g == name]
+        queues[name] = [members[j] for j in torch.randperm(len(members), generator=generator).tolist()]
+    taken = {name: 0.0 for name in names}
+    order: list[int] = []
+    while len(order) < len(groups):
+        name = min((n for n in names if queues[n]), key=lambda n: (taken[n], rank[n]))
+        index = queues[name].pop(0)
+        taken[name] += float(seconds[index])
+        order.append(index)
+    return order
+
+
+def budget_prefix(order: list[int], seconds: list[float], budget: float) -> list[int]:
+    """The shortest prefix of ``order`` holding at least ``budget`` seconds (all of it when there is less)."""
+    total, chosen = 0.0, []
+    for index in order:
+        if total >= budget:
+            break
+        chosen.append(index)
+        total += float(seconds[index])
+    return chosen

@@ -219,3 +219,20 @@ class AudioModality(Modality):
         from .inspection import inspect_audio
 
         return inspect_audio(data, settings.sample_rate, loaded, device, batch_size)
+
+    # ------------------------------------------------------------------ speech recognition
+    def evaluate_task(self, loaded, request):
+        """``asr``: a character CTC head fine-tuned on minutes of transcribed speech, ``cer`` and ``wer``
+        (:mod:`.asr`)."""
+        if request.protocol != "asr":
+            return super().evaluate_task(loaded, request)
+        from .asr import evaluate_asr
+
+        return evaluate_asr(loaded, request)
+
+    def transcribe(self, model_dir, audio, out=None):
+        """(file, transcript) of each recording under ``audio`` by a ``--save-finetuned`` speech recogniser
+        (``out``: also written there, ``path<TAB>transcript``)."""
+        from .asr import transcribe_files
+
+        return transcribe_files(model_dir, audio, out)
