@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "collapse; stop keeps the last healthy checkpoint (RUN_DIR/health.json)")
 
     e = sub.add_parser("evaluate", help="label-efficiency evaluation: pretrained vs scratch at label fractions; "
-                                        "sequences also: leave-one-out next-item ranking")
+                                        "sequences also: leave-one-out next-item ranking; audio: speech "
+                                        "recognition (asr); text: translation")
     e.add_argument("run", metavar="RUN_DIR")
     e.add_argument("--train", metavar="LABELED", help="images, audio: a folder with one subfolder per class; "
                                                       "text: .tsv/.csv of label<TAB>text (or columns label,text); "
