@@ -145,6 +145,15 @@ def test_a_run_from_shards_trains_and_evaluates_like_the_log_in_memory(tmp_path)
     out = selfsup.embed(tmp_path / "shards", shards, tmp_path / "users.parquet")
     table = pq.read_table(out)
     assert table.num_rows == N_USERS and sorted(table.column("user").to_pylist()) == sorted(f"u{u}" for u in range(N_USERS))
+    # embed streams the users: histories stay views of the memory-mapped grouped items until their batch is decoded
+    from selfsup.artifacts import load
+    from selfsup.modalities.sequence.evaluation import user_source
+
+    source = user_source(load(tmp_path / "shards"), shards)
+    first = next(iter(source.items))
+    assert not isinstance(source.items, (list, tuple)) and first[1].base is not None  # a view, nothing copied
+    user, history = source.decode(first)
+    assert user == first[0] and history.dtype == np.int64 and (history > 0).all()
 
 
 def test_a_truncated_shard_is_skipped_or_stops_under_strict(tmp_path, caplog):

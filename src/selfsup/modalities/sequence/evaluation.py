@@ -133,22 +133,28 @@ def user_source(loaded, data: str | Path, strict: bool = False):
     (counted in a warning); users left without items have no row."""
     from ...embedding import EmbedSource
     from ...evaluation.downstream import TokenBatch
-    from .readers import remap_items
+    from .readers import item_lookup, remap_history
 
     if loaded.item_map is None:
         raise SelfSupError("this sequence encoder has no item map (item_map.json); embed with its run folder")
-    log = _read_log(loaded, path=str(data), strict=strict)
-    histories, dropped = remap_items(log, loaded.item_map)
+    log = _read_log(loaded, path=str(data), strict=strict)  # a sharded log: histories memory-mapped, not copied
+    lookup = item_lookup(log, loaded.item_map)
+    known, dropped = [], 0
+    for i, history in enumerate(log.histories):  # counted here, remapped a batch at a time while embedding
+        kept = int(np.count_nonzero(lookup[history]))
+        dropped += len(history) - kept
+        if kept:
+            known.append(i)
     if dropped:
         logger.warning("%s: %d interaction(s) with items the encoder was not trained on were left out of the histories",
                        data, dropped)
-    known = [i for i, h in enumerate(histories) if len(h)]
     if not known:
         raise SelfSupError(f"{data}: none of its items is in the encoder's item map; embed a log of the same catalogue")
-    if len(known) < len(histories):
+    if len(known) < len(log.histories):
         logger.warning("%s: %d user(s) with only unknown items have no embedding (rows follow the sorted ids of the "
-                       "others; a .parquet file names them)", data, len(histories) - len(known))
-    return EmbedSource("user", [(str(log.users[i]), histories[i]) for i in known], lambda item: item,
+                       "others; a .parquet file names them)", data, len(log.histories) - len(known))
+    return EmbedSource("user", ((str(log.users[i]), log.histories[i]) for i in known),
+                       lambda item: (item[0], remap_history(lookup, item[1])),
                        partial(pad_histories, max_length=loaded.input_size), TokenBatch(pad_token_id=0), len(known),
                        unit="users")
 

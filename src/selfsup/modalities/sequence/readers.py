@@ -322,19 +322,26 @@ def load_item_map(path: str | Path) -> dict[str, int]:
     return {str(k): int(v) for k, v in data.items()}
 
 
-def remap_items(log: InteractionLog, item_map: dict[str, int]) -> tuple[list[np.ndarray], int]:
-    """``log``'s histories in the ids of another ``item_map`` (a trained model's), and how many
-    interactions were dropped because their item is not in it (new items have no embedding)."""
+def item_lookup(log: InteractionLog, item_map: dict[str, int]) -> np.ndarray:
+    """``lookup[own id]`` = the id of the same item in another ``item_map`` (a trained model's), 0 when it has none."""
     lookup = np.zeros(log.num_items + 1, dtype=np.int64)
     for raw, own in log.item_map.items():
         lookup[own] = item_map.get(raw, 0)
-    histories, dropped = [], 0
-    for history in log.histories:
-        mapped = lookup[history]
-        kept = mapped[mapped > 0]
-        dropped += len(mapped) - len(kept)
-        histories.append(kept)
-    return histories, dropped
+    return lookup
+
+
+def remap_history(lookup: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """One history in the other item map's ids (:func:`item_lookup`), its items without an id there left out."""
+    mapped = lookup[history]
+    return mapped[mapped > 0]
+
+
+def remap_items(log: InteractionLog, item_map: dict[str, int]) -> tuple[list[np.ndarray], int]:
+    """``log``'s histories in the ids of another ``item_map`` (a trained model's), and how many
+    interactions were dropped because their item is not in it (new items have no embedding)."""
+    lookup = item_lookup(log, item_map)
+    histories = [remap_history(lookup, history) for history in log.histories]
+    return histories, log.num_interactions - sum(len(h) for h in histories)
 
 
 def grown_item_map(own: dict[str, int], base: dict[str, int]) -> tuple[dict[str, int], list[str]]:
