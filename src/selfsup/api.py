@@ -275,11 +275,12 @@ def translate(model: str | Path, input: str | Path, out: str | Path | None = Non
     """Translate every line of ``input`` (empty lines stay empty) with a model saved by
     ``evaluate(..., protocols=["translation"], save_finetuned=DIR)``; beam search (``num_beams``: the model's, 4,
     when None). Writes ``out`` (one translation a line) when given; returns the translations."""
-    from .modalities.text.translation import translate_file
+    from .modalities import task_modality
 
     if num_beams is not None and num_beams < 1:
         raise SelfSupError(f"--num-beams {num_beams}: use 1 (greedy) or more")
-    return translate_file(model, input, out, num_beams=num_beams, device=_device(device), encoding=encoding)
+    return task_modality("translation").apply_task("translation", model, [input], out, num_beams=num_beams,
+                                                   device=_device(device), encoding=encoding)
 
 
 def transcribe(model_dir: str | Path, audio: str | Path | Iterable[str | Path], *, out: str | Path | None = None
@@ -287,10 +288,10 @@ def transcribe(model_dir: str | Path, audio: str | Path | Iterable[str | Path], 
     """(file, transcript) of every recording under ``audio`` (files, folders, list files) by the speech recogniser
     ``evaluate(..., protocols=["asr"], save_finetuned=DIR)`` saved (greedy CTC decoding, no network); ``out``: also
     written there as ``path<TAB>transcript`` lines."""
-    from .modalities import get_modality
+    from .modalities import task_modality
 
     items = [audio] if isinstance(audio, (str, Path)) else list(audio)
-    return get_modality("audio").transcribe(model_dir, items, out)
+    return task_modality("asr").apply_task("asr", model_dir, items, out)
 
 
 def shard(data: str | Path, out: str | Path, *, shard_size: str | int = "512MB", modality: str | None = None,

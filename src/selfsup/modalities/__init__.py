@@ -105,6 +105,15 @@ def get_modality(modality: Any) -> Modality:
     return _INSTANCES[info.name]
 
 
+def task_modality(protocol: str) -> Modality:
+    """The implementation of the modality whose downstream task ``protocol`` is (``ModalityInfo.task_protocols``:
+    asr, translation), for the commands that use a model fine-tuned on it (``transcribe``, ``translate``)."""
+    for info in modality_infos():
+        if protocol in info.task_protocols:
+            return get_modality(info)
+    raise SelfSupError(f"no registered modality has the {protocol!r} task")
+
+
 def _fits(method: Any, info: ModalityInfo) -> bool:
     """Whether a method (its metadata: ``name``, ``modalities``) trains on a modality: the method names it, or
     the modality opts into the method (``ModalityInfo.methods``)."""

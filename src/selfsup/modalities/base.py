@@ -361,6 +361,13 @@ class Modality:
         raw items in order, how one decodes and a batch is collated and fed to the encoder)."""
         raise self._lacks("embed")
 
+    def apply_task(self, protocol: str, model_dir: str | Path, inputs: list[str | Path], out: str | Path | None,
+                   **options: Any) -> list:
+        """Use a model that ``evaluate --protocol PROTOCOL --save-finetuned MODEL_DIR`` saved on ``inputs`` (the
+        command's inputs: recordings for asr, a text file for translation), writing ``out`` when given; returns the
+        outputs (``transcribe``, ``translate``)."""
+        raise self._lacks(f"a fine-tuned {protocol} model")
+
     def embed(self, loaded: LoadedEncoder, data: str | Path, out: str | Path, batch_size: int, device: str,
               strict: bool = False, encoding: str = "utf-8", text_field: str = "text",
               options: EmbedOptions | None = None) -> dict[str, Path]:

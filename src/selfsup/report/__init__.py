@@ -39,7 +39,9 @@ def write_report(run_dir: str | Path, device: str | None = None) -> Path:
     config_text = config_path.read_text(encoding="utf-8")
     config = yaml.safe_load(config_text) or {}
     data = config.get("data") or {}
-    unit = get_modality_info(data.get("modality", "image")).unit
+    from ..config import DataConfig
+
+    unit = get_modality_info(data.get("modality") or DataConfig().modality).unit
     seed = int((config.get("trainer") or {}).get("seed") or 0)
     sample, show, why_not = _embedding_sample(run_dir, data, seed, device)
     total = sample.total if sample is not None else None

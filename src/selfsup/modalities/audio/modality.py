@@ -230,9 +230,11 @@ class AudioModality(Modality):
 
         return evaluate_asr(loaded, request)
 
-    def transcribe(self, model_dir, audio, out=None):
-        """(file, transcript) of each recording under ``audio`` by a ``--save-finetuned`` speech recogniser
+    def apply_task(self, protocol, model_dir, inputs, out, **options):
+        """``asr``: (file, transcript) of each recording under ``inputs`` by a ``--save-finetuned`` speech recogniser
         (``out``: also written there, ``path<TAB>transcript``)."""
+        if protocol != "asr":
+            return super().apply_task(protocol, model_dir, inputs, out, **options)
         from .asr import transcribe_files
 
-        return transcribe_files(model_dir, audio, out)
+        return transcribe_files(model_dir, inputs, out)

@@ -157,6 +157,15 @@ class TextModality(Modality):
 
         return evaluate_translation(loaded, request)
 
+    def apply_task(self, protocol, model_dir, inputs, out, **options):
+        """``translation``: every line of the text file ``inputs[0]`` translated by a ``--save-finetuned`` model
+        (beam search; ``options``: num_beams, device, encoding), written to ``out`` when given."""
+        if protocol != "translation":
+            return super().apply_task(protocol, model_dir, inputs, out, **options)
+        from .translation import translate_file
+
+        return translate_file(model_dir, inputs[0], out, **options)
+
     def embed_source(self, loaded, data, strict=False, encoding="utf-8", text_field="text"):
         """One row per text (every line / record of the files under ``data``, or every row of parquet / JSONL
         shards), tokenized a batch at a time; ``text`` holds it."""
