@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--encoding", default="utf-8", help="text files' encoding (default utf-8)")
     e.add_argument("--json", metavar="OUT.json", help="where to write the results (default RUN_DIR/eval.json)")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--finetune-steps", type=int, help="optimisation steps for finetune (same for both encoders)")
+    e.add_argument("--finetune-steps", type=int, help="optimisation steps for finetune (same for every encoder); for --protocol asr and "
+                                                          "translation, per label budget (default 300)")
     e.add_argument("--label-minutes", type=_floats, help="--protocol asr: label budgets in minutes of transcribed "
                                                          "audio, e.g. 10,30,60 (speaker-balanced, fixed seed)")
     e.add_argument("--save-finetuned", metavar="DIR", help="--protocol asr, translation: keep the best fine-tuned "
