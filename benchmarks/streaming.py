@@ -293,6 +293,12 @@ def main() -> None:
     for w, r in zip((0, 1), text_streamed):
         lines.append(f"| parquet shards | {w} | {r['wall']:.1f} | {r['rate'] * tokens:.0f} | "
                      f"{r['rate'] / text_memory['rate']:.2f} | {rss_cell(r)} |")
+    finish(lines, args)
+
+
+def finish(lines: list[str], args: argparse.Namespace) -> None:
+    """Print the RESULTS.md section ``lines``, append it to ``args.results`` and remove the generated data unless
+    ``args.keep``."""
     text = "\n".join(lines) + "\n"
     print(text)
     with open(args.results, "a") as fh:

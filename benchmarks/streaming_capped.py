@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from common import HERE, machine, provenance
-from streaming import LOADER_PASS, make_images, peak_until, run_measured, steady_rate
+from streaming import LOADER_PASS, finish, make_images, peak_until, run_measured, steady_rate
 
 CGROUP_ROOT = Path("/sys/fs/cgroup/memory")
 
@@ -125,12 +125,7 @@ def main() -> None:
         f"{' / '.join(f'{v:.2f}' for v in train_pss)} | {train['max_usage'] / gib:.2f} | {train['failcnt']} | "
         f"{train['oom_kills']} |",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(args.results, "a") as fh:
-        fh.write(text)
-    if not args.keep:
-        shutil.rmtree(args.work, ignore_errors=True)
+    finish(lines, args)
 
 
 if __name__ == "__main__":

@@ -182,6 +182,19 @@ def held_out_rows(total: int, limit: int, seed: int, data: str | Path, unit: str
     return sorted(random.Random(seed).sample(range(total), held_out_count(total, limit, data, unit)))
 
 
+def hold_out_media(data: DataConfig, find_files: Callable[[str], list[Path]], limit: int, seed: int, folder: Path,
+                   unit: str) -> HeldOut:
+    """:meth:`Modality.hold_out` for media files (images, recordings): whole tar shards when DATA is tar shards
+    (:func:`hold_out_sharded`), else the files ``find_files(DATA)`` finds (:func:`hold_out_files`)."""
+    from ..shards.sources import shard_set
+    from ..shards.tar import SUFFIXES, count_tar
+
+    shards = shard_set(data.path, SUFFIXES, count_tar, data.strict)
+    if shards is not None:
+        return hold_out_sharded(shards, limit, seed, folder, data.path, unit)
+    return hold_out_files(find_files(data.path), limit, seed, folder, data.path, unit)
+
+
 def hold_out_sharded(shards: ShardSet, limit: int, seed: int, folder: Path, data: str | Path, unit: str) -> HeldOut:
     """:meth:`Modality.hold_out` for sharded DATA: whole shards holding at least :func:`held_out_count` samples
     (:func:`selfsup.shards.holdout.hold_out_shards`)."""

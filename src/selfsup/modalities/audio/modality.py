@@ -49,15 +49,10 @@ class AudioModality(Modality):
     def hold_out(self, data, limit, seed, folder):
         """Recordings of DATA held out into ``folder/heldout.txt``, the rest listed in ``folder/train.txt`` (tar
         shards: whole shards, ``folder/*.shards.json``)."""
-        from ...shards.sources import shard_set
-        from ...shards.tar import SUFFIXES, count_tar
-        from ..base import hold_out_files, hold_out_sharded
+        from ..base import hold_out_media
         from .readers import find_audio_files
 
-        shards = shard_set(data.path, SUFFIXES, count_tar, data.strict)
-        if shards is not None:
-            return hold_out_sharded(shards, limit, seed, folder, data.path, self.info.unit)
-        return hold_out_files(find_audio_files(data.path), limit, seed, folder, data.path, self.info.unit)
+        return hold_out_media(data, find_audio_files, limit, seed, folder, self.info.unit)
 
     def input_size(self, data: dict[str, Any]) -> int:
         """Samples per clip: ``clip_seconds`` at ``sample_rate``."""

@@ -44,15 +44,10 @@ class ImageModality(Modality):
     def hold_out(self, data, limit, seed, folder):
         """Image files of DATA held out into ``folder/heldout.txt``, the rest listed in ``folder/train.txt`` (tar
         shards: whole shards, ``folder/*.shards.json``)."""
-        from ...shards.sources import shard_set
-        from ...shards.tar import SUFFIXES, count_tar
-        from ..base import hold_out_files, hold_out_sharded
+        from ..base import hold_out_media
         from .readers import find_images
 
-        shards = shard_set(data.path, SUFFIXES, count_tar, data.strict)
-        if shards is not None:
-            return hold_out_sharded(shards, limit, seed, folder, data.path, self.info.unit)
-        return hold_out_files(find_images(data.path), limit, seed, folder, data.path, self.info.unit)
+        return hold_out_media(data, find_images, limit, seed, folder, self.info.unit)
 
     def input_size(self, data: dict[str, Any]) -> int:
         return int(data["image_size"])
