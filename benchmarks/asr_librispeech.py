@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 import sys
 import time
 from pathlib import Path
@@ -74,17 +75,27 @@ def main() -> None:
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--pretrain-minutes", type=float, default=3.0)
     p.add_argument("--batch-size", type=int, default=16, help="pretraining: 2 s clips per batch")
-    p.add_argument("--finetune-steps", type=int, default=40)
+    p.add_argument("--finetune-steps", type=int, default=300)
     p.add_argument("--label-minutes", type=_floats, default=[10, 30, 60])
     p.add_argument("--other-minutes", type=_floats, default=[60], help="budgets for the runs after the first")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path)
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    p.add_argument("--title", default="Speech recognition on LibriSpeech speakers, CTC fine-tuning")
     args = p.parse_args()
     work = work_folder(args.work, "selfsup-asr-")
     unlabeled, train, test, sizes = prepare(args.data, work, args.test_speaker)
     print(sizes, flush=True)
-    rows, timing = [], {}
+    rows, timing, losses, final = [], {}, {}, {}
+
+    def progress(line: str) -> None:
+        """Print; keep each model's CTC loss (mean of its last 10 steps) at its last logged step, by utterances."""
+        print(line, flush=True)
+        if step := re.match(r"\[asr\] (\S+) \((.+)\) step \d+/\d+: ctc loss ([0-9.]+)", line):
+            losses[step.group(1), step.group(2)] = float(step.group(3))
+        if scored := re.match(r"\[asr\] (\S+) on (.+) \((\d+) utterances\)", line):
+            final[scored.group(1), int(scored.group(3))] = losses.get((scored.group(1), scored.group(2)))
+
     for number, method in enumerate(args.methods.split(",")):
         run = work / f"run-{method}"
         start = time.time()
@@ -97,27 +108,31 @@ def main() -> None:
         results = selfsup.evaluate(run, train, test, protocols=["asr"], label_minutes=budgets,
                                    baseline="scratch,mfcc" if number == 0 else "none", seed=args.seed,
                                    finetune_steps=args.finetune_steps, json_path=work / f"eval-{method}.json",
-                                   progress=lambda line: print(line, flush=True))
+                                   progress=progress)
         timing[method] = {"pretrain_min": pretrained / 60, "steps": global_steps(run),
                           "finetune_min": (time.time() - start) / 60}
         for r in results:
             name = method if r.encoder == "pretrained" else r.encoder
             rows.append({"encoder": name, "minutes": r.label_fraction * sizes["train_minutes"],
-                         "utterances": r.n_labels, "metric": r.metric, "value": r.value})
+                         "utterances": r.n_labels, "metric": r.metric, "value": r.value,
+                         "final_loss": final.get((r.encoder, r.n_labels)) or float("nan")})
+        final.clear()
         print(timing[method], flush=True)
     table = {}
     for r in rows:
-        table.setdefault((r["encoder"], round(r["minutes"], 1), r["utterances"]), {})[r["metric"]] = r["value"]
+        entry = table.setdefault((r["encoder"], round(r["minutes"], 1), r["utterances"]), {})
+        entry[r["metric"]], entry["loss"] = r["value"], r["final_loss"]
     lines = [
-        "", f"## Speech recognition on LibriSpeech speakers, CTC fine-tuning ({dt.date.today().isoformat()})", "",
+        "", f"## {args.title} ({dt.date.today().isoformat()})", "",
         f"Machine: {machine()}; shared with other jobs. Command: {provenance()}.", "",
         f"Train (unlabeled pretraining and transcribed budgets): {sizes['train_utterances']} utterances, "
         f"{sizes['train_minutes']:.1f} min; test: speaker {args.test_speaker}, {sizes['test_utterances']} utterances, "
         f"{sizes['test_minutes']:.1f} min. Pretraining {args.pretrain_minutes:g} min per method (batches of "
         f"{args.batch_size} clips of 2 s); fine-tuning "
         f"{args.finetune_steps} steps per budget.", "",
-        "| encoder | label minutes | utterances | CER | WER |", "|---|---|---|---|---|",
-        *(f"| {enc} | {mins:.1f} | {n} | {m.get('cer', float('nan')):.3f} | {m.get('wer', float('nan')):.3f} |"
+        "| encoder | label minutes | utterances | CER | WER | CTC loss at the end (per char) |", "|---|---|---|---|---|---|",
+        *(f"| {enc} | {mins:.1f} | {n} | {m.get('cer', float('nan')):.3f} | {m.get('wer', float('nan')):.3f} "
+          f"| {m['loss']:.3f} |"
           for (enc, mins, n), m in sorted(table.items(), key=lambda kv: (kv[0][1], kv[0][0]))), "",
         "| method | pretraining steps | pretraining min | fine-tuning + decoding min |", "|---|---|---|---|",
         *(f"| {m} | {t['steps']} | {t['pretrain_min']:.1f} | {t['finetune_min']:.1f} |" for m, t in timing.items()),
