@@ -8,7 +8,11 @@ The models (each ``model(batch) -> (log-probabilities [B, T, V], frames [B])``):
   ``wav2vec2``, ``hubert`` and ``data2vec`` methods train, and ``hf_audio`` checkpoints): transformers' own CTC
   model of its family (``Wav2Vec2ForCTC``, ``HubertForCTC``, ``Data2VecAudioForCTC``, ``WavLMForCTC``) with the
   encoder's weights, its convolutional feature encoder frozen as in the paper (:class:`HFCTC`); a fine-tuned one
-  saves as a folder ``AutoModelForCTC`` + ``AutoProcessor`` load;
+  saves as a folder ``AutoModelForCTC`` + ``AutoProcessor`` load. Its features are only as good as that front
+  end: a random one (``scratch``) or one pretrained for minutes on a CPU (<= 100 steps) kept every recipe tried
+  (learning rate 3e-4 to 1e-2, no dropout, GroupNorm, unfrozen) on the all-blank CTC plateau for ~1,500 updates
+  on LibriSpeech, where the same transformer on log-mel frames or the ``mfcc`` baseline leave it in ~150
+  (``benchmarks/asr_plateau.py``, benchmarks/RESULTS.md);
 - any other audio encoder (the log-mel front end): a linear CTC head on its frame states (:class:`EncoderCTC`),
   saved as a selfsup folder (:data:`SELFSUP_CTC`) that ``selfsup transcribe`` reads;
 - the ``mfcc`` baseline: three 1-D convolutions over per-utterance-normalised MFCCs with deltas (20 ms hop),
