@@ -7,7 +7,7 @@
 # On the device (its python3 holds torch, lightning, timm, transformers, tokenizers, scikit-learn; nothing can be
 # fetched there) it runs, writing everything under $OUT:
 #   1. the tests that exercise CUDA when a GPU is present (devices, precision, the distillation teacher's bf16
-#      autocast, init/export round trips), with PYTHONPATH=src;
+#      autocast, init/export round trips), with PYTHONPATH=src; 1b. the asr / translation / language-tag tests;
 #   2. a short label-efficiency run: simclr on 2,000 CIFAR-10 test-split images, linear probe vs scratch + pixels;
 #   3. distillation on the GPU: a tiny_cnn student from a selfsup teacher run (the teacher in bf16 autocast);
 #   4. the lightly throughput comparison, when lightly's wheels were carried in .gpu/wheels (peer_lightly.py).
@@ -20,6 +20,10 @@ SHARED="${SHARED:-../shared/data}"
 if [ "$mode" = prepare ]; then
     mkdir -p .gpu && grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
     cp "$SHARED/images/cifar10/test.tar" .gpu/cifar10-test.tar
+    # the scorers of --protocol asr / translation (step 1b): copied from this venv (built for its Python version)
+    site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    mkdir -p .gpu/site && for pkg in jiwer rapidfuzz click sacrebleu portalocker tabulate colorama lxml; do
+        cp -r "$site/$pkg" .gpu/site/ 2>/dev/null; done
     echo "prepared: $(du -sh .gpu | cut -f1) in .gpu/ (carry it: carry=[\".gpu\"])"
     exit 0
 fi
@@ -35,6 +39,15 @@ $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_av
 echo "== 1. tests that use the GPU when there is one"
 timeout 180 $PY -m pytest -q -x -p no:cacheprovider tests/test_pretext.py tests/test_clusters.py tests/test_text_ops.py \
     tests/test_distill.py tests/test_image_init.py 2>&1 | tail -5 | tee "$OUT/tests.txt"
+
+echo "== 1b. speech recognition and translation tests (CTC, BART, language tags) when their scorers import"
+if PYTHONPATH="$PYTHONPATH:$PWD/.gpu/site" $PY -c "import jiwer, sacrebleu" 2>/dev/null; then
+    PYTHONPATH="$PYTHONPATH:$PWD/.gpu/site" timeout 240 $PY -m pytest -q -x -p no:cacheprovider tests/test_asr.py \
+        tests/test_bart.py tests/test_translation.py tests/test_language_tags.py 2>&1 | tail -5 | tee "$OUT/tests_tasks.txt"
+else
+    echo "not run: jiwer/sacrebleu do not import on this device (its Python differs from the venv's)" \
+        | tee "$OUT/tests_tasks.txt"
+fi
 
 work=/tmp/gpu-work; mkdir -p "$work"
 tar -xf .gpu/cifar10-test.tar -C "$work" 2>/dev/null

@@ -64,20 +64,23 @@ def prepare(data: Path, work: Path, seed: int, test_limit: int) -> dict[str, str
     mono = mono_en + mono_de
     rng.shuffle(mono)
     files["mono.txt"] = mono
+    files["mono/mono.en"], files["mono/mono.de"] = mono_en, mono_de  # the same texts, named by language (--languages)
+    (work / "mono").mkdir(parents=True, exist_ok=True)
     for name, lines in files.items():
         (work / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return {"train": f"{work / 'train.en'},{work / 'train.de'}", "test": f"{work / 'test.en'},{work / 'test.de'}",
-            "mono": str(work / "mono.txt"), "pairs": str(len(keep))}
+            "mono": str(work / "mono.txt"), "mono_by_language": str(work / "mono"), "pairs": str(len(keep))}
 
 
 def run_arm(arm: str, paths: dict[str, str], work: Path, args: argparse.Namespace) -> dict:
     """Pretrain one arm, then evaluate it against scratch; the rows and timings, also kept in ``work/ARM.json``."""
     run = work / f"run-{arm}"
     start = time.time()
-    selfsup.pretrain(paths["mono"], method=arm, out=run, modality="text", encoder=ENCODERS[arm],
-                     max_steps=args.pretrain_steps, batch_size=args.batch_size, vocab_size=args.vocab_size,
-                     max_length=args.max_length, seed=args.seed, overrides=["data.lowercase=false"],
-                     progress_bar=False)
+    tags = ["data.languages=en,de"] if args.languages else []  # mBART: a language tag with every text
+    selfsup.pretrain(paths["mono_by_language" if args.languages else "mono"], method=arm, out=run, modality="text",
+                     encoder=ENCODERS[arm], max_steps=args.pretrain_steps, batch_size=args.batch_size,
+                     vocab_size=args.vocab_size, max_length=args.max_length, seed=args.seed,
+                     overrides=["data.lowercase=false", *tags], progress_bar=False)
     pretrain_s = time.time() - start
     start = time.time()
     results = selfsup.evaluate(run, paths["train"], paths["test"], protocols=["translation"],
@@ -95,12 +98,16 @@ def report(work: Path, args: argparse.Namespace) -> None:
     """Markdown section from the arms' records in ``work``."""
     records = [json.loads((work / f"{arm}.json").read_text()) for arm in ENCODERS if (work / f"{arm}.json").exists()]
     settings = json.loads((work / "settings.json").read_text())
-    lines = ["", f"## Translation: Multi30k en→de, bart and mlm warm-start vs scratch ({dt.date.today()})", "",
+    tagged = " with mBART language tags" if settings.get("languages") else ""
+    lines = ["", f"## Translation: Multi30k en→de, bart and mlm warm-start vs scratch{tagged} ({dt.date.today()})", "",
              f"Machine: {machine()} (\"2-core AMD EPYC, shared\": shared with 4 other jobs while it ran; "
              "OMP_NUM_THREADS=1, one process per arm).", f"Command: {settings['command']}", "",
              f"Data: {settings['pairs']} training pairs (two \"@@\" German lines dropped with their English lines); "
              f"the first {settings['test_limit']} sentences of test_2016_flickr (of 1,000). Pretraining: English and "
-             "German training sentences as one unpaired corpus (each language shuffled on its own), shared WordPiece "
+             "German training sentences as one unpaired corpus (each language shuffled on its own), "
+             + ("each text tagged with its language (`data.languages=en,de`: files mono.en and mono.de; __en__ on "
+                "the sources and __de__ forced as the decoder's first token in fine-tuning), "
+                if settings.get("languages") else "") + "shared WordPiece "
              f"tokenizer (vocabulary {settings['vocab_size']}, case and accents kept), max length "
              f"{settings['max_length']} tokens, {settings['pretrain_steps']} steps of {settings['batch_size']} texts. "
              f"Fine-tuning: {settings['finetune_steps']} AdamW steps of 32 pairs per label fraction (lr 1e-3, warmup "
@@ -133,7 +140,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--vocab-size", type=int, default=6000)
     p.add_argument("--max-length", type=int, default=48)
-    p.add_argument("--test-limit", type=int, default=300, help="first N test sentences (decoding time)")
+    p.add_argument("--test-limit", type=int, default=1000, help="first N test sentences (decoding time)")
+    p.add_argument("--languages", action="store_true", help="mBART-style: tag every text with its language "
+                   "(data.languages=en,de), pretraining on files named mono.en / mono.de")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
@@ -148,7 +157,7 @@ def main() -> None:
     (work / "settings.json").write_text(json.dumps({
         "command": provenance(), "pairs": paths["pairs"], "test_limit": args.test_limit, "vocab_size": args.vocab_size,
         "max_length": args.max_length, "pretrain_steps": args.pretrain_steps, "batch_size": args.batch_size,
-        "finetune_steps": args.finetune_steps}, indent=2))
+        "finetune_steps": args.finetune_steps, "languages": args.languages}, indent=2))
     for arm in args.arms.split(","):
         run_arm(arm, paths, work, args)
 

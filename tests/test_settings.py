@@ -136,8 +136,9 @@ def test_method_settings_reject_zero_negative_huge_and_wrong_types(method, f):
 def test_encoder_numbers_reject_zero_negative_huge_and_wrong_types(name, key):
     spec = ENCODER_SETTINGS[key]
     if not numeric(spec):
+        wrong = ["en"] if key == "language_ids" else [1]  # language_ids is a list of token ids
         with pytest.raises(SelfSupError, match=f"encoder.{key} \\({name}\\)"):
-            check_encoder_settings({"name": name, key: [1]})
+            check_encoder_settings({"name": name, key: wrong})
         return
     label = setting_label("encoder", key, spec, name)
     for value in (0, -1, HUGE, "abc", True):

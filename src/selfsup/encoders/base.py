@@ -20,6 +20,9 @@ ENCODER_SETTINGS: dict[str, Setting] = {
     "num_items": Setting(int, 1, 10**9, optional=True, help="set by the data pipeline from the item map"),
     "max_length": Setting(int, 1, 65536),
     **{f"{token}_token_id": Setting(int, 0, 2**24) for token in ("pad", "unk", "cls", "sep", "mask")},
+    "language_ids": Setting(object, valid=lambda v: isinstance(v, (list, tuple)) and all(
+        isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v), expect="a list of token ids",
+        help="the language tags' token ids (data.languages); " + FILLED),
     "hidden_size": Setting(int, 1, WIDTH, optional=True),
     "intermediate_size": Setting(int, 1, 4 * WIDTH, optional=True),
     "num_layers": Setting(int, 1, LAYERS, optional=True),

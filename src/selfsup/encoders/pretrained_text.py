@@ -115,7 +115,8 @@ def _load(folder: Path, source: str, config: transformers.PretrainedConfig, caus
                   "from encoder.source, a model folder or a cached model id; set by --init SOURCE")
 def hf_text(source: str | None = None, pretrained: bool = True, vocab_size: int | None = None, max_length: int = 128,
             pad_token_id: int = 0, unk_token_id: int = 1, cls_token_id: int = 2, sep_token_id: int = 3,
-            mask_token_id: int = 4, pool: str = "mean", image_size: int | None = None) -> TextEncoder:
+            mask_token_id: int = 4, pool: str = "mean", image_size: int | None = None,
+            language_ids: list[int] | tuple[int, ...] = ()) -> TextEncoder:
     """The checkpoint ``source`` with its own architecture and weights (``pretrained=False``: the same architecture
     randomly initialised, the ``scratch`` baseline); the token ids are the run's tokenizer's."""
     del image_size  # the engine passes it to every encoder; text has no use for it
@@ -125,7 +126,7 @@ def hf_text(source: str | None = None, pretrained: bool = True, vocab_size: int 
     folder, config, causal = text_checkpoint(source)
     spec = _check(NAME, vocab_size, max_length, pool,
                   {"pad_token_id": pad_token_id, "unk_token_id": unk_token_id, "cls_token_id": cls_token_id,
-                   "sep_token_id": sep_token_id, "mask_token_id": mask_token_id},
+                   "sep_token_id": sep_token_id, "mask_token_id": mask_token_id, "language_ids": language_ids},
                   int(config.hidden_size), int(config.num_attention_heads), causal)
     check_positions(config, source, max_length)
     model, head = _load(folder, source, config, causal, bool(pretrained))

@@ -41,19 +41,29 @@ class TokenSpec:
     cls_token_id: int = 2
     sep_token_id: int = 3
     mask_token_id: int = 4
+    language_ids: tuple[int, ...] = ()  # language tags of a multilingual tokenizer (mBART; modalities/text/languages)
 
     @property
     def special_ids(self) -> tuple[int, ...]:
-        """Ids of [PAD] [UNK] [CLS] [SEP] [MASK], in that order."""
-        return (self.pad_token_id, self.unk_token_id, self.cls_token_id, self.sep_token_id, self.mask_token_id)
+        """Ids of [PAD] [UNK] [CLS] [SEP] [MASK], in that order, then the language tags'."""
+        return (self.pad_token_id, self.unk_token_id, self.cls_token_id, self.sep_token_id, self.mask_token_id,
+                *self.language_ids)
 
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a config records them (no ``language_ids`` key for a one-language tokenizer)."""
+        record: dict[str, Any] = asdict(self)
+        languages = record.pop("language_ids")
+        return {**record, "language_ids": list(languages)} if languages else record
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TokenSpec:
         """The spec from a dict holding (at least) its fields; other keys are ignored."""
-        return cls(**{name: int(data[name]) for name in cls.__dataclass_fields__ if name in data})
+        return cls(**{name: _spec_value(name, data[name]) for name in cls.__dataclass_fields__ if name in data})
+
+
+def _spec_value(name: str, value: Any) -> Any:
+    """A TokenSpec field from a config: ``language_ids`` a tuple of ints, every other field an int."""
+    return tuple(int(v) for v in value or ()) if name == "language_ids" else int(value)
 
 
 class TextEncoder(Encoder):
@@ -76,6 +86,27 @@ class TextEncoder(Encoder):
     def input_embeddings(self) -> nn.Embedding:
         """The word embedding table (to tie the weights of an MLM/CLM output layer)."""
         return self.hf_model.get_input_embeddings()
+
+    def fit_stored(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A stored encoder's weights for a tokenizer that has since gained tokens (``--init RUN`` with
+        ``data.languages``: the language tags): every vocabulary-sized table (word embeddings, a BART's tied output
+        layer and its logits bias) keeps its rows and grows new ones at the mean of the stored rows, as
+        transformers' ``resize_token_embeddings`` does (Hewitt 2021)."""
+        own = self.state_dict()
+        vocab = self.spec.vocab_size
+        grown = dict(state)
+        for key, stored in state.items():
+            target = own.get(key)
+            if target is None or stored.ndim != target.ndim or stored.shape == target.shape:
+                continue
+            differ = [d for d in range(stored.ndim) if stored.shape[d] != target.shape[d]]
+            if len(differ) != 1 or target.shape[differ[0]] != vocab or stored.shape[differ[0]] >= vocab:
+                continue  # not a vocabulary that grew: the strict load reports it
+            axis = differ[0]
+            mean = stored.float().mean(dim=axis, keepdim=True).to(stored.dtype)
+            grown[key] = torch.cat([stored, mean.expand(target.shape[:axis] + (vocab - stored.shape[axis],)
+                                                        + target.shape[axis + 1:])], dim=axis)
+        return grown
 
     def lm_head(self) -> nn.Module | None:
         """The language-model head the encoder was loaded with (last hidden states [..., D] -> vocabulary scores
@@ -153,7 +184,7 @@ def _from_config(hf_config: "transformers.PretrainedConfig", **kwargs: Any) -> n
         return transformers.AutoModel.from_config(hf_config, **kwargs)
 
 
-def _check(name: str, vocab_size: int | None, max_length: int, pool: str, spec_ids: dict[str, int],
+def _check(name: str, vocab_size: int | None, max_length: int, pool: str, spec_ids: dict[str, Any],
            hidden: int, heads: int, causal: bool) -> TokenSpec:
     where = f"encoder {name!r}"
     if vocab_size is None:
@@ -163,6 +194,11 @@ def _check(name: str, vocab_size: int | None, max_length: int, pool: str, spec_i
         raise SelfSupError(f"{where}: vocab_size {vocab_size} is too small for the 5 special tokens; "
                            f"use the tokenizer's vocabulary size")
     for key, value in spec_ids.items():
+        if key == "language_ids":
+            if any(not 0 <= int(v) < int(vocab_size) for v in value):
+                raise SelfSupError(f"{where}: language_ids {list(value)} reach outside the vocabulary "
+                                   f"(0..{int(vocab_size) - 1}); set encoder.vocab_size to the tokenizer's size")
+            continue
         if not 0 <= int(value) < int(vocab_size):
             raise SelfSupError(f"{where}: {key}={value} is outside the vocabulary (0..{int(vocab_size) - 1}); "
                                f"set encoder.vocab_size to the tokenizer's vocabulary size")
@@ -176,7 +212,7 @@ def _check(name: str, vocab_size: int | None, max_length: int, pool: str, spec_i
     if hidden % heads:
         raise SelfSupError(f"{where}: hidden_size {hidden} is not divisible by num_heads {heads}; "
                            f"choose num_heads dividing {hidden}")
-    return TokenSpec(vocab_size=int(vocab_size), **{k: int(v) for k, v in spec_ids.items()})
+    return TokenSpec(vocab_size=int(vocab_size), **{k: _spec_value(k, v) for k, v in spec_ids.items()})
 
 
 def _record(name: str, spec: TokenSpec, max_length: int, pool: str, overrides: dict[str, Any]) -> dict:
@@ -186,7 +222,7 @@ def _record(name: str, spec: TokenSpec, max_length: int, pool: str, overrides: d
 
 
 def _bert(name: str, preset: dict[str, Any], vocab_size: int | None, max_length: int, pool: str,
-          spec_ids: dict[str, int], overrides: dict[str, Any]) -> TextEncoder:
+          spec_ids: dict[str, Any], overrides: dict[str, Any]) -> TextEncoder:
     arch = {**preset, **{k: v for k, v in overrides.items() if v is not None}}
     spec = _check(name, vocab_size, max_length, pool, spec_ids, arch["hidden_size"], arch["num_heads"], causal=False)
     import transformers
@@ -204,7 +240,7 @@ def _bert(name: str, preset: dict[str, Any], vocab_size: int | None, max_length:
 
 
 def _gpt(name: str, preset: dict[str, Any], vocab_size: int | None, max_length: int, pool: str,
-         spec_ids: dict[str, int], overrides: dict[str, Any]) -> TextEncoder:
+         spec_ids: dict[str, Any], overrides: dict[str, Any]) -> TextEncoder:
     arch = {**preset, **{k: v for k, v in overrides.items() if v is not None}}
     spec = _check(name, vocab_size, max_length, pool, spec_ids, arch["hidden_size"], arch["num_heads"], causal=True)
     import transformers
@@ -260,7 +296,7 @@ class Seq2SeqTextEncoder(TextEncoder):
 
 
 def _bart(name: str, preset: dict[str, Any], vocab_size: int | None, max_length: int, pool: str,
-          spec_ids: dict[str, int], overrides: dict[str, Any]) -> TextEncoder:
+          spec_ids: dict[str, Any], overrides: dict[str, Any]) -> TextEncoder:
     """``BartForConditionalGeneration`` from a ``BartConfig`` (never downloaded): ``num_layers`` layers on each side;
     [CLS] starts every decoder sequence and [SEP] ends it (the run's tokenizer wraps texts in them)."""
     arch = {**preset, **{k: v for k, v in overrides.items() if v is not None}}
@@ -292,10 +328,11 @@ def _make_builder(name: str, description: str, build: Any, preset: dict[str, Any
                 unk_token_id: int = 1, cls_token_id: int = 2, sep_token_id: int = 3, mask_token_id: int = 4,
                 pool: str = "mean", hidden_size: int | None = None, num_layers: int | None = None,
                 num_heads: int | None = None, intermediate_size: int | None = None,
-                dropout: float | None = None, image_size: int | None = None) -> TextEncoder:
+                dropout: float | None = None, image_size: int | None = None,
+                language_ids: list[int] | tuple[int, ...] = ()) -> TextEncoder:
         del image_size  # the engine passes it to every encoder; text has no use for it
         spec_ids = {"pad_token_id": pad_token_id, "unk_token_id": unk_token_id, "cls_token_id": cls_token_id,
-                    "sep_token_id": sep_token_id, "mask_token_id": mask_token_id}
+                    "sep_token_id": sep_token_id, "mask_token_id": mask_token_id, "language_ids": language_ids}
         overrides = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
                      "intermediate_size": intermediate_size, "dropout": dropout}
         return build(name, preset, vocab_size, max_length, pool, spec_ids, overrides)

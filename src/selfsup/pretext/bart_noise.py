@@ -9,7 +9,8 @@ pre-training run (§5, "text infilling + sentence permutation"):
 
 Spans never overlap: with ``k`` spans of total length ``L`` over ``n`` content tokens, the ``k`` spans and the
 ``n - L`` kept tokens are laid out in a uniformly random order (each order of spans and kept tokens equally
-likely), so exactly ``round(rate * n)`` tokens are masked. Special tokens ([CLS], [SEP]) stay where they are.
+likely), so exactly ``round(rate * n)`` tokens are masked. Special tokens ([CLS], a language tag as mBART puts
+one with every text (Liu et al. 2020), [SEP]) stay where they are.
 Rows are noised one by one on the CPU (short lists); the result is padded back on the batch's device.
 """
 
@@ -100,7 +101,8 @@ def bart_noise(input_ids: Tensor, attention_mask: Tensor, sentence_ends: Tensor 
                permute: bool = True, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """(noisy ids [B, T'], their attention mask [B, T']) of a right-padded batch: sentence permutation (when
     ``permute`` and ``sentence_ends`` [B, T] flags sentence-final tokens), then text infilling of the content
-    tokens; leading and trailing special tokens are kept, and no row grows beyond the batch's width ``T``."""
+    tokens; the leading special tokens ([CLS] and a language tag) and a trailing one are kept, and no row grows
+    beyond the batch's width ``T``."""
     rows: list[list[int]] = []
     width = input_ids.shape[1]
     special = set(int(i) for i in special_ids)
@@ -109,7 +111,9 @@ def bart_noise(input_ids: Tensor, attention_mask: Tensor, sentence_ends: Tensor 
     cpu_generator = generator if generator is None or generator.device.type == "cpu" else None
     for row in range(ids_cpu.shape[0]):
         ids = ids_cpu[row][mask_cpu[row]].tolist()
-        start = 1 if ids and ids[0] in special else 0
+        start = 0
+        while start < len(ids) and ids[start] in special:  # [CLS], then a language tag (mBART)
+            start += 1
         stop = len(ids) - 1 if len(ids) > start and ids[-1] in special else len(ids)
         content = ids[start:stop]
         if permute and ends_cpu is not None:

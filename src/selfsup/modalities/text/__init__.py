@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from ...settings import setting
 from ..base import ModalityInfo
+from .languages import valid_languages
 
 
 @dataclass
@@ -18,6 +19,11 @@ class SETTINGS:
     vocab_size: int = setting(8000, low=16, high=2**20, flag="--vocab-size")  # of a trained tokenizer
     lowercase: bool = setting(True)  # a trained tokenizer lowercases (and strips accents for wordpiece)
     max_length: int = setting(128, low=2, high=65536, flag="--max-length")  # tokens per text (longer ones are truncated)
+    # several languages (mBART): each text starts with its language's tag (__en__), a special token of the tokenizer
+    languages: str = setting("", valid=valid_languages, expect="language codes separated by commas, e.g. en,de",
+                             help="'': one language, no tags; e.g. en,de: a tag per text from its file name "
+                                  "(train.de, news.de.txt, de/), its language_field or a tag it starts with")
+    language_field: str = setting("language")  # the field naming a text's language in .jsonl / .csv / .tsv rows
 
 
 INFO = ModalityInfo(

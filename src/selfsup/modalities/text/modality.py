@@ -174,15 +174,18 @@ class TextModality(Modality):
         from ...evaluation.downstream import TokenBatch
         from ...shards.labelled import streamed
         from ...shards.table import JSONL, SUFFIXES, count_rows, table_rows
+        from .languages import tokenizer_tags
         from .readers import encode_texts, find_text_files, iter_texts
-        from .shards import EmptyText
+        from .shards import EmptyText, row_text
 
+        tags = tokenizer_tags(loaded.tokenizer, loaded.data)
         shards = streamed(str(data), SUFFIXES, count_rows, table_rows, strict, JSONL)
         if shards is not None:
             items, count = shards
-            items = (str(row.get(text_field) or "").strip() for _, row in items)
+            items = (row_text(row, text_field, tags) for _, row in items)
         else:
-            items, count = iter_texts(find_text_files(data), encoding=encoding, text_field=text_field), None
+            items = iter_texts(find_text_files(data, tags), encoding=encoding, text_field=text_field, tags=tags)
+            count = None
 
         def decode(text: str) -> tuple[str, str]:
             if not text:
@@ -198,14 +201,16 @@ class TextModality(Modality):
         from ...evaluation.downstream import TokenBatch
         from ...evaluation.features import extract_features
         from ..base import DataSample, sample_of
+        from .languages import tokenizer_tags
         from .readers import find_text_files, iter_texts
         from .shards import located_shard_texts
 
         field = settings.get("text_field", "text")
-        rows = located_shard_texts(data, field)
+        tags = tokenizer_tags(loaded.tokenizer, settings)
+        rows = located_shard_texts(data, field, tags)
         texts, total = sample_of((text for _, text, _ in rows) if rows is not None else
-                                 iter_texts(find_text_files(data), encoding=settings.get("encoding", "utf-8"),
-                                            text_field=field), limit, seed)
+                                 iter_texts(find_text_files(data, tags), encoding=settings.get("encoding", "utf-8"),
+                                            text_field=field, tags=tags), limit, seed)
         feats = extract_features(loaded.encoder, self._encode(loaded, texts),
                                  TokenBatch(loaded.encoder.spec.pad_token_id), device=device)
         return DataSample(feats, texts, total)

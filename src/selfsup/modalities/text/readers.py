@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ...errors import SelfSupError
 from ...files import find_files
+from .languages import LanguageTags
 
 log = logging.getLogger("selfsup")
 
@@ -49,14 +50,14 @@ def _raise_csv_field_limit() -> None:
 # --------------------------------------------------------------------------------------- files
 
 
-def find_text_files(path: str | Path) -> list[Path]:
+def find_text_files(path: str | Path, tags: LanguageTags | None = None) -> list[Path]:
     """The text files to read: ``path`` itself if it is a file (any extension; an unknown one is read
-    as plain text lines), else every file under the folder with a TEXT_EXTENSIONS suffix
-    (recursively, sorted, hidden files and folders skipped)."""
+    as plain text lines), else every file under the folder with a TEXT_EXTENSIONS suffix, or with a language's
+    suffix when ``tags`` name languages (``train.en``; recursively, sorted, hidden files and folders skipped)."""
     path = Path(path).expanduser()
     if path.is_file():
         return [path]
-    return find_files(path, TEXT_EXTENSIONS, "text files", lists=False)
+    return find_files(path, TEXT_EXTENSIONS | (tags.suffixes if tags else frozenset()), "text files", lists=False)
 
 
 def text_bytes(files: Iterable[str | Path]) -> int:
@@ -127,14 +128,28 @@ def _csv_reader(file: Path, encoding: str) -> Iterator[list[str]]:
 Located = tuple[int, str, "str | None"]  # (line, text, label): a text, its line and its label if the file has one
 
 
-def _texts_plain(file: Path, encoding: str) -> Iterator[Located]:
+class _Tagger:
+    """Puts each text's language tag in front of it (:class:`~.languages.LanguageTags`); a no-op without tags."""
+
+    def __init__(self, file: Path, tags: LanguageTags | None) -> None:
+        self.file, self.tags = file, tags
+        self.file_language = tags.of_path(file) if tags is not None else None
+
+    def __call__(self, text: str, lineno: int, language: object = None) -> str:
+        if self.tags is None:
+            return text
+        own = str(language).strip() if language is not None and str(language).strip() else None
+        return self.tags.apply(text, own or self.file_language, f"{self.file}:{lineno}")
+
+
+def _texts_plain(file: Path, encoding: str, tag: _Tagger) -> Iterator[Located]:
     for lineno, line in _iter_lines(file, encoding):
         line = line.strip()
         if line:
-            yield lineno, line, None
+            yield lineno, tag(line, lineno), None
 
 
-def _texts_jsonl(file: Path, encoding: str, text_field: str) -> Iterator[Located]:
+def _texts_jsonl(file: Path, encoding: str, text_field: str, tag: _Tagger) -> Iterator[Located]:
     for lineno, line in _iter_lines(file, encoding):
         if not line.strip():
             continue
@@ -155,10 +170,11 @@ def _texts_jsonl(file: Path, encoding: str, text_field: str) -> Iterator[Located
         text = (value if isinstance(value, str) else str(value)).strip()
         if text:
             label = record.get("label")
-            yield lineno, text, None if label is None else str(label)
+            language = record.get(tag.tags.field) if tag.tags is not None else None
+            yield lineno, tag(text, lineno, language), None if label is None else str(label)
 
 
-def _texts_table(file: Path, encoding: str, text_field: str) -> Iterator[Located]:
+def _texts_table(file: Path, encoding: str, text_field: str, tag: _Tagger) -> Iterator[Located]:
     reader = _csv_reader(file, encoding)
     header = next(reader, None)
     if header is None:
@@ -171,33 +187,41 @@ def _texts_table(file: Path, encoding: str, text_field: str) -> Iterator[Located
         )
     index = columns.index(text_field)
     label = columns.index("label") if "label" in columns else None
+    language = columns.index(tag.tags.field) if tag.tags is not None and tag.tags.field in columns else None
+
+    def cell(row: list[str], column: int | None) -> str | None:
+        return row[column].strip() if column is not None and column < len(row) else None
+
     for row in reader:
         if index < len(row):
             text = row[index].strip()
             if text:
-                yield reader.line_num, text, row[label].strip() if label is not None and label < len(row) else None
+                yield reader.line_num, tag(text, reader.line_num, cell(row, language)), cell(row, label)
 
 
-def iter_texts(files: Iterable[str | Path], encoding: str = "utf-8", text_field: str = "text") -> Iterator[str]:
+def iter_texts(files: Iterable[str | Path], encoding: str = "utf-8", text_field: str = "text",
+               tags: LanguageTags | None = None) -> Iterator[str]:
     """Stream the stripped, non-empty texts of ``files`` in order.
 
     ``.jsonl``: field ``text_field`` of each object; ``.csv``/``.tsv``: column ``text_field`` (header row
-    required); anything else: one text per line."""
+    required); anything else: one text per line. With ``tags``, each text starts with its language's tag."""
     for file in files:
-        for _, text, _ in located_texts(file, encoding, text_field):
+        for _, text, _ in located_texts(file, encoding, text_field, tags):
             yield text
 
 
-def located_texts(file: str | Path, encoding: str = "utf-8", text_field: str = "text") -> Iterator[Located]:
+def located_texts(file: str | Path, encoding: str = "utf-8", text_field: str = "text",
+                  tags: LanguageTags | None = None) -> Iterator[Located]:
     """The texts of one file as :func:`iter_texts` reads them, each with its line number (a CSV row's last
     line: a quoted field may span lines) and its label when the file has one (a ``label`` column or field)."""
     file = Path(file)
     suffix = file.suffix.lower()
+    tag = _Tagger(file, tags)
     if suffix == ".jsonl":
-        return _texts_jsonl(file, encoding, text_field)
+        return _texts_jsonl(file, encoding, text_field, tag)
     if suffix in (".csv", ".tsv"):
-        return _texts_table(file, encoding, text_field)
-    return _texts_plain(file, encoding)
+        return _texts_table(file, encoding, text_field, tag)
+    return _texts_plain(file, encoding, tag)
 
 
 def hold_out_texts(data, limit: int, seed: int, folder: Path, unit: str):
@@ -207,14 +231,15 @@ def hold_out_texts(data, limit: int, seed: int, folder: Path, unit: str):
     each text back unchanged, line breaks inside a text and the run's settings included."""
     from ..base import HeldOut, held_out_rows
 
-    files = find_text_files(data.path)
-    total = sum(1 for _ in iter_texts(files, data.encoding, data.text_field))
+    tags = LanguageTags.from_settings(data)
+    files = find_text_files(data.path, tags)
+    total = sum(1 for _ in iter_texts(files, data.encoding, data.text_field, tags))
     held = set(held_out_rows(total, limit, seed, data.path, unit))
     folder.mkdir(parents=True, exist_ok=True)
     training, held_out = folder / "train.jsonl", folder / "heldout.jsonl"
     with open(training, "w", encoding=data.encoding, newline="\n") as train_file, \
             open(held_out, "w", encoding=data.encoding, newline="\n") as held_file:
-        for index, text in enumerate(iter_texts(files, data.encoding, data.text_field)):
+        for index, text in enumerate(iter_texts(files, data.encoding, data.text_field, tags)):  # tags stay on
             (held_file if index in held else train_file).write(json.dumps({data.text_field: text}) + "\n")
     return HeldOut(training, held_out, len(held), total)
 
@@ -444,12 +469,14 @@ class TextStream(IterableDataset):
         text_field: str = "text",
         shuffle_buffer: int = 10_000,
         seed: int = 0,
+        tags: LanguageTags | None = None,
     ):
         self.files = [Path(f) for f in files]
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.encoding = encoding
         self.text_field = text_field
+        self.tags = tags
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.epoch = 0
@@ -460,7 +487,7 @@ class TextStream(IterableDataset):
 
     def _samples(self, index: int, count: int) -> Iterator[tuple[list[int], list[bool]]]:
         batch: list[str] = []
-        for i, text in enumerate(iter_texts(self.files, self.encoding, self.text_field)):
+        for i, text in enumerate(iter_texts(self.files, self.encoding, self.text_field, self.tags)):
             if i % count != index:
                 continue
             batch.append(text)

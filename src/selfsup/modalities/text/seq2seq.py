@@ -64,9 +64,11 @@ def _fresh_bert_like(config: "transformers.PretrainedConfig") -> "transformers.P
     return transformers.BertModel(bert, add_pooling_layer=False)
 
 
-def configure_generation(model: "transformers.PreTrainedModel", encoder: TextEncoder, num_beams: int = NUM_BEAMS) -> None:
-    """The decoder's start ([CLS]), end ([SEP]) and pad ids in the model's config and generation config, and the
-    beam search ``translate`` and the evaluation decode with."""
+def configure_generation(model: "transformers.PreTrainedModel", encoder: TextEncoder, num_beams: int = NUM_BEAMS,
+                         forced_bos_token_id: int | None = None) -> None:
+    """The decoder's start ([CLS]), end ([SEP]) and pad ids in the model's config and generation config, the
+    beam search ``translate`` and the evaluation decode with, and the first token the decoder must write (the target
+    language's tag of a tagged run, as mBART decodes; None: free)."""
     spec = encoder.spec
     model.config.decoder_start_token_id = spec.cls_token_id
     model.config.pad_token_id = spec.pad_token_id
@@ -76,14 +78,15 @@ def configure_generation(model: "transformers.PreTrainedModel", encoder: TextEnc
     generation.bos_token_id = spec.cls_token_id
     generation.eos_token_id = spec.sep_token_id
     generation.pad_token_id = spec.pad_token_id
-    generation.forced_bos_token_id = None
+    generation.forced_bos_token_id = forced_bos_token_id
     generation.num_beams = num_beams
     generation.max_new_tokens = encoder.max_length - 1
     generation.max_length = None
 
 
-def seq2seq_model(encoder: TextEncoder) -> "transformers.PreTrainedModel":
-    """A new encoder-decoder warm-started from ``encoder`` (see the module docstring), in training mode."""
+def seq2seq_model(encoder: TextEncoder, forced_bos_token_id: int | None = None) -> "transformers.PreTrainedModel":
+    """A new encoder-decoder warm-started from ``encoder`` (see the module docstring), in training mode;
+    ``forced_bos_token_id``: the target language's tag a tagged run decodes first."""
     import transformers
 
     name = str(encoder.config.get("name"))
@@ -95,5 +98,5 @@ def seq2seq_model(encoder: TextEncoder) -> "transformers.PreTrainedModel":
         source = _fresh_bert_like(base.config) if encoder.causal else base
         with _quiet():
             model = transformers.EncoderDecoderModel(encoder=source, decoder=decoder)
-    configure_generation(model, encoder)
+    configure_generation(model, encoder, forced_bos_token_id=forced_bos_token_id)
     return model.train()

@@ -18,6 +18,7 @@ from ...methods.base import Pretext
 from ...shards.sources import ShardSet
 from ...shards.write import ShardSource
 from ...train.sources import TrainData
+from .languages import LanguageTags
 from .readers import TokenCollator, _as_tensors, _tokenize, find_text_files, located_texts
 
 
@@ -42,18 +43,27 @@ class EmptyText(ValueError):
     """A row whose text tokenizes to special tokens only (or has no text)."""
 
 
-class RowText:
-    """Picklable: a shard row -> the stripped text of its ``field`` (:class:`EmptyText` when it has none); the
-    texts are tokenized a batch at a time by :class:`BatchTokens`."""
+def row_text(row: dict[str, Any], field: str, tags: LanguageTags | None = None, where: str = "a shard row") -> str:
+    """The stripped text of a shard row's ``field`` ("" when it has none), with its language's tag in front when the
+    run has ``tags`` (the row's ``tags.field`` column, or a tag the text starts with)."""
+    text = str(row.get(field) or "").strip()
+    if text and tags is not None:
+        text = tags.apply(text, row.get(tags.field), where)
+    return text
 
-    def __init__(self, field: str) -> None:
-        self.field = field
+
+class RowText:
+    """Picklable: a shard row -> the stripped text of its ``field`` (:class:`EmptyText` when it has none), tagged
+    with its language when the run has ``tags``; the texts are tokenized a batch at a time by :class:`BatchTokens`."""
+
+    def __init__(self, field: str, tags: LanguageTags | None = None) -> None:
+        self.field, self.tags = field, tags
 
     def __call__(self, row: dict[str, Any]) -> str:
         if self.field not in row:
             raise SelfSupError(f"no {self.field!r} column in the shard (columns: {', '.join(row)}); "
                                "pass --set data.text_field=NAME")
-        text = str(row[self.field] or "").strip()
+        text = row_text(row, self.field, self.tags)
         if not text:
             raise EmptyText("no text")
         return text
@@ -72,15 +82,16 @@ class BatchTokens:
         return self.collate([_as_tensors(tokens) for tokens in _tokenize(list(texts), self.tokenizer, self.max_length)])
 
 
-def shard_texts(shards: ShardSet, field: str) -> Iterator[str]:
-    """The non-empty texts of every shard in order (for training the tokenizer: one streaming pass)."""
+def shard_texts(shards: ShardSet, field: str, tags: LanguageTags | None = None) -> Iterator[str]:
+    """The non-empty texts of every shard in order, tagged with ``tags`` (for training the tokenizer: one streaming
+    pass)."""
     from ...shards.table import table_rows
 
     for url in shards.urls:
-        for row in table_rows(url):
-            text = row.get(field)
-            if text is not None and str(text).strip():
-                yield str(text).strip()
+        for number, row in enumerate(table_rows(url), start=1):
+            text = row_text(row, field, tags, f"{url}:{number}")
+            if text:
+                yield text
 
 
 def load_text_shards(data: DataConfig, shards: ShardSet, run_dir: Path) -> TrainData:
@@ -96,12 +107,13 @@ def load_text_shards(data: DataConfig, shards: ShardSet, run_dir: Path) -> Train
     if data.text_field not in first:
         raise SelfSupError(f"{shards.urls[0]}: no {data.text_field!r} column (columns: {', '.join(first) or 'none'}); "
                            "pass --set data.text_field=NAME")
-    tokenizer = prepare_tokenizer(data, shard_texts(shards, data.text_field), run_dir)
+    tags = LanguageTags.from_settings(data)
+    tokenizer = prepare_tokenizer(data, shard_texts(shards, data.text_field, tags), run_dir)
     spec = token_spec(tokenizer)
     collate = BatchTokens(tokenizer, data.max_length, spec.pad_token_id, sentence_end_ids(tokenizer))
 
     def make_loader(pretext: Pretext, batch_size: int, trainer: TrainerConfig, world_size: int) -> DataLoader:
-        texts = ShardedSamples(shards, table_rows, RowText(data.text_field), (EmptyText,), batch_size, world_size,
+        texts = ShardedSamples(shards, table_rows, RowText(data.text_field, tags), (EmptyText,), batch_size, world_size,
                                buffer=data.shuffle_buffer)
         return shard_loader(texts, collate, _workers(trainer), unit="text",
                             strict=data.strict, strict_error=lambda path, reason: SelfSupError(
@@ -133,10 +145,11 @@ def shard_rows(data: str | Path, text_field: str = "text") -> tuple[list[str], l
     return [text for text, _ in found[0]], [label for _, label in found[0]]
 
 
-def located_shard_texts(data: str | Path, text_field: str = "text") -> Iterator[tuple[str, str, str | None]] | None:
+def located_shard_texts(data: str | Path, text_field: str = "text",
+                        tags: LanguageTags | None = None) -> Iterator[tuple[str, str, str | None]] | None:
     """``(URL:ROW, text, label)`` of every row with text of parquet (or, by pattern or URL, JSONL) shard DATA, rows
-    counted from 1 in each shard, for ``selfsup inspect``; None when ``data`` is not shards. A damaged shard is
-    skipped with a warning naming it."""
+    counted from 1 in each shard, for ``selfsup inspect`` (and tagged with ``tags``, for a run's report); None when
+    ``data`` is not shards. A damaged shard is skipped with a warning naming it."""
     from ...shards.labelled import label_name, shard_items
     from ...shards.sources import shard_set
     from ...shards.table import JSONL, SUFFIXES, count_rows, table_rows
@@ -150,8 +163,8 @@ def located_shard_texts(data: str | Path, text_field: str = "text") -> Iterator[
         for url, raw in shard_items(shards, table_rows, strict=False):
             row = row + 1 if url == previous else 1
             previous = url
-            text = raw.get(text_field)
-            if text is not None and str(text).strip():
-                yield f"{url}:{row}", str(text).strip(), label_name(raw, None)
+            text = row_text(raw, text_field, tags, f"{url}:{row}")
+            if text:
+                yield f"{url}:{row}", text, label_name(raw, None)
 
     return rows()

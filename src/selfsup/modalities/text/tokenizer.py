@@ -10,7 +10,7 @@ folder saved with ``save_pretrained``; always a ``transformers.PreTrainedTokeniz
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -48,16 +48,18 @@ def train_tokenizer(
     min_frequency: int = 2,
     lowercase: bool = True,
     progress: bool = False,
+    extra_special_tokens: Sequence[str] = (),
 ) -> PreTrainedTokenizerFast:
     """Train a ``kind`` ("wordpiece" or "bpe") tokenizer on ``texts`` (streamed once). The special
-    tokens get ids 0..4 in the order of SPECIAL_TOKENS."""
+    tokens get ids 0..4 in the order of SPECIAL_TOKENS, then ``extra_special_tokens`` (language tags) 5, 6, …"""
+    specials = list(SPECIAL_TOKENS) + [t for t in extra_special_tokens if t not in SPECIAL_TOKENS]
     if kind == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece()
         trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS), show_progress=progress
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials, show_progress=progress
         )
     elif kind == "bpe":
         tok = Tokenizer(models.BPE())
@@ -69,7 +71,7 @@ def train_tokenizer(
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
             min_frequency=min_frequency,
-            special_tokens=list(SPECIAL_TOKENS),
+            special_tokens=specials,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=progress,
         )
@@ -88,6 +90,7 @@ def train_tokenizer(
         cls_token="[CLS]",
         sep_token="[SEP]",
         mask_token="[MASK]",
+        additional_special_tokens=specials[len(SPECIAL_TOKENS):],
         model_max_length=_MAX_LENGTH,
     )
 
@@ -159,8 +162,11 @@ def token_spec(tokenizer: PreTrainedTokenizerFast):
     """The ``selfsup.encoders.text.TokenSpec`` of a tokenizer (vocab size includes added tokens)."""
     from ...encoders.text import TokenSpec
 
+    from .languages import tokenizer_languages
+
     return TokenSpec(
         vocab_size=len(tokenizer),
+        language_ids=tuple(sorted(tokenizer_languages(tokenizer).values())),
         pad_token_id=tokenizer.pad_token_id,
         unk_token_id=tokenizer.unk_token_id,
         cls_token_id=tokenizer.cls_token_id,

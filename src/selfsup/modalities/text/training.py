@@ -25,6 +25,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 
 from ...config import DataConfig, TrainerConfig
+from .languages import LanguageTags, add_language_tokens
 from .readers import TextStream, TokenCollator, TokenizedCorpus, find_text_files, iter_texts, text_bytes
 from .tokenizer import (TOKENIZER_DIR, TOKENIZER_KINDS, load_tokenizer, save_tokenizer, sentence_end_ids, token_spec,
                         train_tokenizer)
@@ -61,12 +62,16 @@ def prepare_tokenizer(data: DataConfig, texts: Iterable[str], run_dir: Path):
                 raise SelfSupError(f"{saved}: the first process did not save the tokenizer; check its log")
             time.sleep(1.0)
         return load_tokenizer(saved)
+    tags = LanguageTags.from_settings(data)
     if data.tokenizer in TOKENIZER_KINDS:
         log.info("training a %s tokenizer (vocabulary %d) on %s", data.tokenizer, data.vocab_size, data.path)
-        tokenizer = train_tokenizer(texts, kind=data.tokenizer,
-                                    vocab_size=data.vocab_size, lowercase=data.lowercase)
+        tokenizer = train_tokenizer(texts, kind=data.tokenizer, vocab_size=data.vocab_size, lowercase=data.lowercase,
+                                    extra_special_tokens=tags.tokens if tags else ())
     else:
         tokenizer = load_tokenizer(Path(data.tokenizer).expanduser())
+        added = add_language_tokens(tokenizer, tags)
+        if added:
+            log.info("tokenizer %s: added the language tags %s", data.tokenizer, " ".join(added))
     partial = run_dir / (TOKENIZER_DIR + ".tmp")
     save_tokenizer(tokenizer, partial)
     partial.replace(saved)
@@ -121,10 +126,11 @@ def load_text_data(data: DataConfig, run_dir: Path, progress: bool = True) -> Tr
         from .shards import load_text_shards
 
         return load_text_shards(data, shards, run_dir)
-    files = find_text_files(data.path)
+    tags = LanguageTags.from_settings(data)
+    files = find_text_files(data.path, tags)
     if next(iter_texts(files, data.encoding, data.text_field), None) is None:
         raise SelfSupError(f"{data.path}: no text found (empty lines are skipped); point DATA at your text files")
-    tokenizer = prepare_tokenizer(data, iter_texts(files, data.encoding, data.text_field), run_dir)
+    tokenizer = prepare_tokenizer(data, iter_texts(files, data.encoding, data.text_field, tags), run_dir)
     spec = token_spec(tokenizer)
     need = text_bytes(files) // CHARS_PER_TOKEN * BYTES_PER_TOKEN
     what = f"the texts of {len(files)} file(s)"
@@ -133,7 +139,7 @@ def load_text_data(data: DataConfig, run_dir: Path, progress: bool = True) -> Tr
     encoder_kwargs = {**spec.to_dict(), "max_length": data.max_length}
 
     if mode == "memory":
-        corpus = TokenizedCorpus.build(iter_texts(files, data.encoding, data.text_field), tokenizer,
+        corpus = TokenizedCorpus.build(iter_texts(files, data.encoding, data.text_field, tags), tokenizer,
                                        data.max_length, progress=progress)
         if len(corpus) == 0:  # every text tokenized to special tokens only
             raise SelfSupError(f"{data.path}: no text left after tokenizing; check --encoding and the tokenizer")
@@ -146,8 +152,9 @@ def load_text_data(data: DataConfig, run_dir: Path, progress: bool = True) -> Tr
         return TrainData(len(corpus), data.max_length, encoder_kwargs, memory_loader, pretext_in_loader=False,
                          unit="texts")
 
-    count = sum(1 for _ in iter_texts(files, data.encoding, data.text_field))  # sizes epochs and the lr schedule
-    stream = TextStream(files, tokenizer, data.max_length, encoding=data.encoding, text_field=data.text_field)
+    count = sum(1 for _ in iter_texts(files, data.encoding, data.text_field, tags))  # sizes epochs and the lr schedule
+    stream = TextStream(files, tokenizer, data.max_length, encoding=data.encoding, text_field=data.text_field,
+                        tags=tags)
 
     def stream_loader(pretext: Pretext, batch_size: int, trainer: TrainerConfig, world_size: int) -> DataLoader:
         batches = max(1, count // world_size // batch_size)
