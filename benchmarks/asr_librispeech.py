@@ -130,7 +130,8 @@ def main() -> None:
         f"{sizes['test_minutes']:.1f} min. Pretraining {args.pretrain_minutes:g} min per method (batches of "
         f"{args.batch_size} clips of 2 s); fine-tuning "
         f"{args.finetune_steps} steps per budget.", "",
-        "| encoder | label minutes | utterances | CER | WER | CTC loss at the end (per char) |", "|---|---|---|---|---|---|",
+        "| encoder | label minutes | utterances | CER | WER | CTC loss at the end (per char) |",
+        "|---|---|---|---|---|---|",
         *(f"| {enc} | {mins:.1f} | {n} | {m.get('cer', float('nan')):.3f} | {m.get('wer', float('nan')):.3f} "
           f"| {m['loss']:.3f} |"
           for (enc, mins, n), m in sorted(table.items(), key=lambda kv: (kv[0][1], kv[0][0]))), "",
