@@ -102,6 +102,8 @@ def test_fine_tuning_transcribes_far_better_than_chance(evaluated, ws):
     assert all(set(r) == {"protocol", "label_fraction", "n_labels", "encoder", "metric", "value"} for r in results)
     assert {(r["protocol"], r["label_fraction"], r["n_labels"]) for r in results} == {("asr", 1.0, 80)}
     assert any("saved in" in line for line in lines)
+    record = json.loads((evaluated[1] / "selfsup_asr.json").read_text())  # mfcc is not the run's network: not kept
+    assert record["encoder"] == "pretrained" and record["cer"] == pytest.approx(scores["pretrained", "cer"])
 
 
 def test_label_minutes_are_nested_shares_of_the_audio(ws, tmp_path):

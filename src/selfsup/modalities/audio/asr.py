@@ -41,6 +41,7 @@ from ...evaluation.tasks import TaskRequest
 
 SELFSUP_CTC = "selfsup_ctc.json"  # a non-transformers fine-tuned model: encoder config + vocabulary (+ weights)
 TEST_TRANSCRIPTS = "test_transcripts.tsv"  # the saved model's greedy transcripts of --test, path<TAB>transcript
+SAVED_RECORD = "selfsup_asr.json"  # beside a saved model: which encoder and budget it is, and its test CER
 MFCC_LR = 2e-3
 BATCH_SECONDS = 30  # audio per fine-tuning batch (at most 8 utterances of similar length)
 
@@ -176,7 +177,9 @@ def evaluate_asr(loaded, request: TaskRequest) -> list[EvalResult]:
     results: list[EvalResult] = []
     done: dict[tuple[int, ...], list[EvalResult]] = {}
     budgets = _budgets(request, seconds)
-    for number, (name, budget) in enumerate(budgets):
+    largest = tuple(budget_prefix(order, seconds, budgets[-1][1]))  # the utterances of the largest budget
+    best: tuple[float, str, nn.Module, list[str], str] | None = None  # its lowest-CER model of the run's network
+    for name, budget in budgets:
         chosen = budget_prefix(order, seconds, budget)
         share = 1.0 if len(chosen) == len(seconds) else sum(seconds[i] for i in chosen) / total
         if budget > total:
@@ -198,12 +201,20 @@ def evaluate_asr(loaded, request: TaskRequest) -> list[EvalResult]:
                 f"wer {scores['wer']:.3f}")
             rows += [EvalResult("asr", share, len(chosen), encoder_name, metric, value)
                      for metric, value in scores.items()]
-            if encoder_name == "pretrained" and request.save_finetuned is not None and number == len(budgets) - 1:
-                save_finetuned(tuned.cpu(), loaded.encoder, vocab, request.save_finetuned)
-                write_transcripts(request.save_finetuned / TEST_TRANSCRIPTS, test.paths, hypotheses)
-                say(f"[asr] the fine-tuned model of budget {name} saved in {request.save_finetuned}")
+            if (request.save_finetuned is not None and tuple(chosen) == largest and not isinstance(tuned, MfccCTC)
+                    and (best is None or scores["cer"] < best[0])):
+                best = (scores["cer"], encoder_name, tuned.cpu(), hypotheses, name)
         done[tuple(chosen)] = rows
         results += rows
+    if best is not None and request.save_finetuned is not None:
+        cer, encoder_name, tuned, hypotheses, name = best
+        save_finetuned(tuned, loaded.encoder, vocab, request.save_finetuned)
+        write_transcripts(request.save_finetuned / TEST_TRANSCRIPTS, test.paths, hypotheses)
+        (request.save_finetuned / SAVED_RECORD).write_text(json.dumps(
+            {"fine_tuned_from": loaded.method, "encoder": encoder_name, "budget": name, "utterances": len(largest),
+             "steps": recipe.steps, "cer": cer}, indent=2), encoding="utf-8")
+        say(f"[asr] the best fine-tuned model of budget {name} ({encoder_name}, cer {cer:.3f}) saved in "
+            f"{request.save_finetuned}")
     return results
 
 
