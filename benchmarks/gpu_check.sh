@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check of a session that is lent a device machine (../.library/device): one prepared script, < 8 min.
 #
-#   benchmarks/gpu_check.sh prepare        # HERE: copies what the device needs into .gpu/ (git-excluded, < 40 MiB)
+#   benchmarks/gpu_check.sh prepare        # HERE: copies what the device needs into .gpu/ (git-excluded, ~46 MiB)
 #   device run, carry [".gpu"], command:   bash benchmarks/gpu_check.sh run
 #
 # On the device (its python3 holds torch, lightning, timm, transformers, tokenizers, scikit-learn; nothing can be
@@ -9,7 +9,8 @@
 #   1. the tests that exercise CUDA when a GPU is present (devices, precision, the distillation teacher's bf16
 #      autocast, init/export round trips), with PYTHONPATH=src; 1b. the asr / translation / language-tag tests;
 #   2. a short label-efficiency run: simclr on 2,000 CIFAR-10 test-split images, linear probe vs scratch + pixels;
-#   3. distillation on the GPU: a tiny_cnn student from a selfsup teacher run (the teacher in bf16 autocast);
+#   2b. distillation on the GPU: a tiny_cnn student from a selfsup teacher run (the teacher in bf16 autocast);
+#   3. translation: bart with language tags on Multi30k (copied by prepare), pretrained vs scratch, BLEU / chrF;
 #   4. the lightly throughput comparison, when lightly's wheels were carried in .gpu/wheels (peer_lightly.py).
 # Record what it prints in benchmarks/RESULTS.md with the device's name.
 set -uo pipefail
@@ -24,6 +25,7 @@ if [ "$mode" = prepare ]; then
     site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
     mkdir -p .gpu/site && for pkg in jiwer rapidfuzz click sacrebleu portalocker tabulate colorama lxml; do
         cp -r "$site/$pkg" .gpu/site/ 2>/dev/null; done
+    mkdir -p .gpu/multi30k && cp "$SHARED"/text/multi30k/{train,test_2016_flickr}.{en,de} .gpu/multi30k/  # 4 MiB
     echo "prepared: $(du -sh .gpu | cut -f1) in .gpu/ (carry it: carry=[\".gpu\"])"
     exit 0
 fi
@@ -83,6 +85,16 @@ print(f"distill: {time.time() - t0:.0f} s whole call")
 print(format_table(selfsup.evaluate(student, work / "train", work / "test", protocols=["linear"],
                                     label_fractions=[0.1, 1.0], baseline="teacher")))
 EOF
+
+echo "== 3. translation on the GPU: bart with language tags on Multi30k en→de, pretrained vs scratch (when sacrebleu imports)"
+if [ -d .gpu/multi30k ] && PYTHONPATH="$PYTHONPATH:$PWD/.gpu/site" $PY -c "import sacrebleu" 2>/dev/null; then
+    PYTHONPATH="$PYTHONPATH:$PWD/.gpu/site" timeout 150 $PY benchmarks/translation_multi30k.py --arms bart --languages \
+        --data .gpu/multi30k --pretrain-steps 2000 --finetune-steps 300 --fractions 0.01,1.0 --work "$work/mt" \
+        --results "$OUT/RESULTS-translation.md" 2>&1 | grep -v Warning | grep "BLEU\|rror" | tail -8 \
+        | tee "$OUT/translation.txt"
+else
+    echo "not run: no .gpu/multi30k (run prepare) or sacrebleu does not import here" | tee "$OUT/translation.txt"
+fi
 
 echo "== 4. lightly throughput (only when lightly was carried)"
 if $PY -c "import lightly" 2>/dev/null; then
