@@ -78,6 +78,9 @@ def main() -> None:
     p.add_argument("--finetune-steps", type=int, default=300)
     p.add_argument("--label-minutes", type=_floats, default=[10, 30, 60])
     p.add_argument("--other-minutes", type=_floats, default=[60], help="budgets for the runs after the first")
+    p.add_argument("--frontend", default="conv", choices=("conv", "mel"),
+                   help="the encoders' front end: wav2vec 2.0's convolutions on the waveform, or log-mel frames "
+                        "(fine-tuned with a linear CTC head; the scratch baseline gets the same front end)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path)
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
@@ -97,11 +100,12 @@ def main() -> None:
             final[scored.group(1), int(scored.group(3))] = losses.get((scored.group(1), scored.group(2)))
 
     for number, method in enumerate(args.methods.split(",")):
-        run = work / f"run-{method}"
+        run = work / (f"run-{method}" if args.frontend == "conv" else f"run-{method}-{args.frontend}")
         start = time.time()
         if not (run / "checkpoints" / "last.ckpt").exists():
             selfsup.pretrain(unlabeled, method, run, modality="audio", max_minutes=args.pretrain_minutes,
-                             batch_size=args.batch_size, seed=args.seed, progress_bar=False)
+                             batch_size=args.batch_size, seed=args.seed, progress_bar=False,
+                             overrides=[f"encoder.frontend={args.frontend}"])
         pretrained = time.time() - start
         start = time.time()
         budgets = args.label_minutes if number == 0 else args.other_minutes
