@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import SelfSupError
-from .languages import LanguageTags, language_tag, tokenizer_languages
+from .languages import language_tag, tokenizer_tags
 from .pairs import Pairs, read_pairs
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,22 +83,22 @@ def read_task_pairs(tokenizer: Any, train_spec: str | Path, test_spec: str | Pat
                     encoding: str) -> tuple[Pairs, Pairs, Direction | None]:
     """The training and test pairs, and their direction when the run's tokenizer has language tags (None: a run
     of one language, which translates untagged text)."""
-    languages = tokenizer_languages(tokenizer)
-    tags = LanguageTags(tuple(languages)) if languages else None
+    tags = tokenizer_tags(tokenizer)
     train = read_pairs(train_spec, encoding, "--train", tags)
     test = read_pairs(test_spec, encoding, "--test", tags)
     if tags is None:
         return train, test, None
     for pairs, flag, spec in ((train, "--train", train_spec), (test, "--test", test_spec)):
         if None in pairs.languages:
-            raise SelfSupError(f"{flag} {spec}: the run was pretrained with language tags ({', '.join(languages)}); "
+            raise SelfSupError(f"{flag} {spec}: the run was pretrained with language tags "
+                               f"({', '.join(tags.languages)}); "
                                + DIRECTION_HELP)
     if train.languages != test.languages:
         raise SelfSupError(f"--train translates {'→'.join(map(str, train.languages))} but --test "
                            f"{'→'.join(map(str, test.languages))}; give pairs of one direction")
     source, target = train.languages
     assert source is not None and target is not None
-    return train, test, Direction(source, target, languages[target])
+    return train, test, Direction(source, target, tokenizer.convert_tokens_to_ids(language_tag(target)))
 
 
 def _encode(tokenizer: Any, texts: list[str], max_length: int):
